@@ -1,0 +1,149 @@
+"""
+REFERENCE CEILING, NOT SQUAD: the fastest this stack can answer ``POST /users`` on this machine.
+
+A bare Klein app on Twisted: it parses the JSON body, checks that the five fields are strings,
+and answers 201 with a user shaped like squad's (an id, the fields without the password,
+``processed: false``, dates), with no database, no slow step, no other I/O. It runs the same
+number of processes as squad (``--workers``, default: the CPU count) serving one listening
+socket, which a parent binds and passes to each worker (``adoptStreamPort``). No access log.
+
+Whatever squad adds on top (validation, hashing, the database, the slow step) costs throughput;
+the sweep shows by how much. ``GET /health`` and ``DELETE /collections`` answer 204.
+
+    python -m benchmark.ceiling.server --port 9200 --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+
+from klein import Klein
+from twisted.web.iweb import IRequest
+from twisted.web.server import Site
+
+__all__ = ["Ceiling", "main"]
+
+FIELDS = ("firstName", "lastName", "email", "username", "password")
+
+
+class Ceiling:
+    """The three routes, with no I/O at all."""
+
+    app = Klein()
+
+    @app.route("/health", methods=["GET"])
+    def health(self, request: IRequest) -> bytes:
+        request.setResponseCode(204)
+        return b""
+
+    @app.route("/collections", methods=["DELETE"])
+    def flush(self, request: IRequest) -> bytes:
+        request.setResponseCode(204)
+        return b""
+
+    @app.route("/users", methods=["POST"])
+    def create(self, request: IRequest) -> bytes:
+        request.setHeader(b"content-type", b"application/json")
+        try:
+            body = json.loads(request.content.read())
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not all(isinstance(body.get(f), str) for f in FIELDS):
+            request.setResponseCode(400)
+            return b'{"error": "invalid_body", "message": "Send the five string fields."}'
+        now = datetime.now(UTC).isoformat()
+        identifier = os.urandom(12).hex()
+        user = {
+            "_id": identifier,
+            "firstName": body["firstName"],
+            "lastName": body["lastName"],
+            "email": body["email"],
+            "username": body["username"],
+            "processed": False,
+            "date_created": now,
+            "date_updated": now,
+        }
+        request.setResponseCode(201)
+        request.setHeader(b"location", f"/users/{identifier}".encode())
+        return json.dumps(user).encode()
+
+
+class _QuietSite(Site):
+    """No access log line per request."""
+
+    def log(self, request: object) -> None:
+        pass
+
+
+def _worker(fd: int) -> None:
+    from twisted.internet import reactor  # noqa: PLC0415 - one reactor per worker process
+
+    site = _QuietSite(Ceiling().app.resource())
+    site.displayTracebacks = False
+    reactor.adoptStreamPort(fd, socket.AF_INET, site)
+    os.close(fd)
+    reactor.run()
+
+
+def _supervise(port: int, workers: int) -> None:
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(4096)
+    listener.setblocking(False)
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-m", "benchmark.ceiling.server", "--worker-fd", str(listener.fileno())],
+            pass_fds=[listener.fileno()],
+            env=env,
+        )
+        for _ in range(workers)
+    ]
+    print(f"ceiling listening on 127.0.0.1:{port} with {workers} workers", flush=True)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    # A reference, not a product: if one worker dies, stop them all rather than limp on.
+    while all(child.poll() is None for child in children):
+        time.sleep(0.2)
+    stop(signal.SIGTERM, None)
+    for child in children:
+        child.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the ceiling until SIGINT/SIGTERM."""
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmark.ceiling.server",
+        description="REFERENCE CEILING (bare Klein, no I/O). Not squad.",
+    )
+    parser.add_argument("--port", type=int, default=9200)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--worker-fd", type=int, default=None, help=argparse.SUPPRESS)
+    options = parser.parse_args(argv)
+    if options.worker_fd is not None:
+        _worker(options.worker_fd)
+    else:
+        _supervise(options.port, max(1, options.workers))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,63 @@
+"""The entry point of ``./bin/benchmark``."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+from benchmark.args import UsageError, help_text, parse_arguments
+from benchmark.load import LoadFailed
+from benchmark.report import console_report
+from benchmark.run import measure, say
+from benchmark.service import ServiceDown
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """
+    Run ``./bin/benchmark`` with C{argv} (without the program name). Exit status: 0 when the
+    run (or sweep) completed and nothing was lost, 1 when the service is down, the load could
+    not run, a stored user is missing or the backlog did not drain, 2 for a usage error.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    environ = os.environ if environ is None else environ
+    try:
+        settings = parse_arguments(argv, environ)
+        if settings.help:
+            print(help_text())
+            return 0
+        if settings.sweep:
+            from benchmark.sweep import run_sweep  # noqa: PLC0415 - matplotlib only for sweeps
+
+            folder = run_sweep(settings, environ, out=lambda text: print(text, flush=True))
+            print(folder, flush=True)
+            return 0
+        pid = environ.get("SQUAD_PID")
+        measured = measure(
+            settings.url,
+            settings.connections,
+            settings.duration,
+            settings.mongo_uri,
+            settings.database,
+            drain=settings.drain,
+            service_pid=int(pid) if pid and pid.isdigit() else None,
+        )
+    except UsageError as error:
+        say(f"bin/benchmark: {error} (try --help)")
+        return 2
+    except (ServiceDown, LoadFailed) as error:
+        say(f"bin/benchmark: {error}")
+        return 1
+    except KeyboardInterrupt:
+        say("bin/benchmark: interrupted")
+        return 130
+    print(
+        console_report(
+            settings.url, measured.result, measured.processes, settings.database
+        ),
+        flush=True,
+    )
+    result = measured.result
+    return 1 if result.check.verdict == "FAIL" or result.drained is False else 0

@@ -1,0 +1,70 @@
+"""One autocannon run through ``runner.js``: the load of ``./bin/benchmark``."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+from benchmark.args import REQUEST_TIMEOUT
+from benchmark.figures import LoadFigures
+
+__all__ = ["BENCHMARK_DIR", "LoadFailed", "node_binary", "run_load", "runner_command"]
+
+BENCHMARK_DIR = Path(__file__).resolve().parent
+
+
+class LoadFailed(Exception):
+    """The load generator could not run or did not report its figures."""
+
+
+def node_binary() -> str:
+    """The ``node`` to run: ``$NODE`` if set, else the first on PATH."""
+    node = os.environ.get("NODE") or shutil.which("node")
+    if not node:
+        raise LoadFailed("node (Node.js 20 or newer) is needed for autocannon and is not on PATH")
+    return node
+
+
+def runner_command(
+    url: str, connections: int, duration: float, timeout: float = REQUEST_TIMEOUT
+) -> list[str]:
+    """The command that loads C{url} with C{connections} connections for C{duration} seconds."""
+    if not (BENCHMARK_DIR / "node_modules" / "autocannon").is_dir():
+        raise LoadFailed(
+            "autocannon is not installed: run ./bin/setup (it runs npm ci in benchmark/)"
+        )
+    config = {"url": url, "connections": connections, "duration": duration, "timeout": timeout}
+    return [node_binary(), str(BENCHMARK_DIR / "runner.js"), json.dumps(config)]
+
+
+def run_load(url: str, connections: int, duration: float, progress: bool = True) -> LoadFigures:
+    """
+    Load C{url} and return the figures. The runner's progress line goes to our stderr (the
+    live display) unless C{progress} is false. Ctrl-C ends the run early: the runner stops
+    autocannon and still reports what it measured.
+    """
+    command = runner_command(url, connections, duration)
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=None if progress else subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        output, _ = process.communicate()
+    except KeyboardInterrupt:
+        # A Ctrl-C at the terminal reached the runner too (same process group): it stops
+        # autocannon and reports within a second. Tell it ourselves if it did not hear it.
+        try:
+            output, _ = process.communicate(timeout=3)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGINT)
+            output, _ = process.communicate()
+    lines = [line for line in output.splitlines() if line.startswith("{")]
+    if process.returncode != 0 or not lines:
+        raise LoadFailed(f"the load generator exited with status {process.returncode}")
+    return LoadFigures.from_runner(json.loads(lines[-1]))

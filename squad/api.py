@@ -1,0 +1,238 @@
+"""The HTTP API (Klein routes), exactly as ``CONTRACT.md`` describes it.
+
+The request path of ``POST /users`` does only what the answer needs: validate, seal the
+password, hand the documents to the group commit, answer 201 once the database acknowledged
+them. The slow step starts after the answer has been written, on its own Deferred: Klein
+cancels a handler's Deferred when the client disconnects, and a stored user must be processed
+whether or not its client stayed to hear the answer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from bson import ObjectId
+from bson.errors import InvalidId
+from klein import Klein
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from squad.batching import GroupCommit
+from squad.documents import bson_now, new_user_document, user_json
+from squad.errors import write_error
+from squad.hashing import PasswordHasher
+from squad.passwords import PasswordSealer
+from squad.slowwork import SlowWork
+from squad.store import PendingSignup, Store
+from squad.validation import InvalidRequest, check_content_type, parse_signup
+
+__all__ = ["SquadAPI"]
+
+log = Logger()
+
+JSON = b"application/json"
+
+
+def _relay(source: Deferred[None]) -> Deferred[None]:
+    """A Deferred that follows ``source`` but whose cancellation leaves ``source`` alone."""
+    relay: Deferred[None] = Deferred()
+
+    def forward(result: object) -> None:
+        if not relay.called:
+            if isinstance(result, Failure):
+                relay.errback(result)
+            else:
+                relay.callback(None)
+
+    source.addBoth(forward)
+    return relay
+
+
+class SquadAPI:
+    """The routes of one squad process, bound to its store and its background work."""
+
+    app = Klein()
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        store: Store,
+        commit: GroupCommit[PendingSignup],
+        slow_work: SlowWork,
+        hasher: PasswordHasher,
+        sealer: PasswordSealer,
+        *,
+        allow_flush: bool = False,
+        write_deadline: float = 2.0,
+        read_deadline: float = 2.0,
+        max_waiting: int = 4096,
+        on_shed: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._clock = clock
+        self._store = store
+        self._commit = commit
+        self._slow_work = slow_work
+        self._hasher = hasher
+        self._sealer = sealer
+        self.allow_flush = allow_flush
+        self.write_deadline = write_deadline
+        self.read_deadline = read_deadline
+        self.max_waiting = max_waiting
+        self._on_shed = on_shed
+        self.waiting = 0
+
+    # -- health -------------------------------------------------------------------------------
+
+    @app.route("/health", methods=["GET"])
+    def health(self, request: IRequest) -> bytes:
+        request.setResponseCode(204)
+        return b""
+
+    @app.route("/ready", methods=["GET"])
+    async def ready(self, request: IRequest) -> bytes:
+        try:
+            await self._store.ping()
+        except Exception:  # noqa: BLE001 - any failure means "not ready"
+            return write_error(
+                request, 503, "database_unavailable", "The database is not answering right now."
+            )
+        request.setResponseCode(204)
+        return b""
+
+    # -- users --------------------------------------------------------------------------------
+
+    @app.route("/users", methods=["POST"])
+    async def create_user(self, request: IRequest) -> bytes:
+        if self.waiting >= self.max_waiting:
+            self._on_shed()
+            return write_error(
+                request,
+                503,
+                "overloaded",
+                "The service is busy right now; please try again in a moment.",
+            )
+        try:
+            check_content_type(request.getHeader(b"content-type"))
+            signup = parse_signup(request.content.read())  # type: ignore[attr-defined]
+        except InvalidRequest as refused:
+            request.setResponseCode(refused.status)
+            request.setHeader(b"content-type", JSON)
+            return json.dumps(refused.body()).encode("utf-8")
+
+        now = self._clock.seconds()
+        user_id = ObjectId()
+        user = new_user_document(user_id, signup, bson_now(now))
+        item = PendingSignup(
+            user=user,
+            sealed_password=self._sealer.seal(signup.password, associated=user_id.binary),
+            slow_owner=self._slow_work.owner_for_new_signup(),
+            hash_owner=self._hasher.owner_for_new_signup(),
+        )
+        stored = self._commit.submit(item, deadline=now + self.write_deadline)
+        stored.addCallbacks(self._after_stored, self._after_not_stored, [request, item], {}, [item])
+        answer = _relay(stored)
+        answer.addTimeout(self.write_deadline, self._clock)
+        self.waiting += 1
+        try:
+            await answer
+        except CancelledError:
+            raise  # the client went away; the write goes on and its slow step still runs
+        except (TimeoutError, Exception) as error:  # noqa: BLE001
+            log.debug("Sign-up not stored: {error}", error=error)
+            return write_error(
+                request,
+                503,
+                "database_unavailable",
+                "Your sign-up could not be saved right now; nothing was stored. Please retry.",
+            )
+        finally:
+            self.waiting -= 1
+        request.setResponseCode(201)
+        request.setHeader(b"content-type", JSON)
+        request.setHeader(b"location", f"/users/{user_id}".encode("ascii"))
+        return user_json(user)
+
+    def _after_stored(self, result: None, request: IRequest, item: PendingSignup) -> None:
+        def start(_: object = None) -> None:
+            self._slow_work.accept(item.user_id, item.slow_owner)
+            self._hasher.accept(item.user_id, item.sealed_password, item.hash_owner)
+
+        # The answer is written right after this callback; start once it is out. A client that
+        # already left gets no answer, but its stored user is processed all the same.
+        if getattr(request, "_disconnected", False) or getattr(request, "finished", False):
+            start()
+        else:
+            request.notifyFinish().addBoth(start)
+
+    def _after_not_stored(self, failure: Failure, item: PendingSignup) -> Failure:
+        self._slow_work.signup_failed(item.slow_owner)
+        self._hasher.signup_failed(item.hash_owner)
+        return failure
+
+    @app.route("/users/<user_id>", methods=["GET"])
+    async def get_user(self, request: IRequest, user_id: str) -> bytes:
+        try:
+            if len(user_id) != 24:
+                raise InvalidId(user_id)
+            oid = ObjectId(user_id)
+        except (InvalidId, TypeError):
+            return write_error(
+                request,
+                400,
+                "invalid_id",
+                "A user id is 24 hexadecimal digits, like 65f1c0ffee0123456789abcd.",
+                field="_id",
+            )
+        try:
+            found = await self._store.find_user(oid)
+        except Exception:  # noqa: BLE001
+            return write_error(
+                request, 503, "database_unavailable", "The database is not answering right now."
+            )
+        if found is None:
+            return write_error(request, 404, "user_not_found", f"There is no user {user_id}.")
+        request.setHeader(b"content-type", JSON)
+        return user_json(found)
+
+    # -- maintenance --------------------------------------------------------------------------
+
+    @app.route("/collections", methods=["DELETE"])
+    async def delete_collections(self, request: IRequest) -> bytes:
+        if not self.allow_flush:
+            return self._not_found(request)
+        try:
+            await self._store.delete_everything()
+        except Exception:  # noqa: BLE001
+            return write_error(
+                request, 503, "database_unavailable", "The database is not answering right now."
+            )
+        self._slow_work.drop_all()
+        self._hasher.drop_all()
+        request.setResponseCode(204)
+        return b""
+
+    # -- errors -------------------------------------------------------------------------------
+
+    @app.handle_errors(NotFound)
+    def not_found(self, request: IRequest, failure: Failure) -> bytes:
+        return self._not_found(request)
+
+    def _not_found(self, request: IRequest) -> bytes:
+        return write_error(request, 404, "not_found", "There is nothing at this address.")
+
+    @app.handle_errors(MethodNotAllowed)
+    def method_not_allowed(self, request: IRequest, failure: Failure) -> bytes:
+        allowed: Any = getattr(failure.value, "valid_methods", None) or []
+        request.setHeader(b"allow", ", ".join(allowed).encode("ascii"))
+        return write_error(
+            request,
+            405,
+            "method_not_allowed",
+            f"This address does not accept {request.method.decode('ascii', 'replace')}.",
+        )

@@ -1,0 +1,79 @@
+"""The txmongo connection pool as a service: opened when squad starts, closed when it stops."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.logger import Logger
+from txmongo.connection import ConnectionPool
+
+from squad.store import Store
+
+__all__ = ["DatabaseService", "connect"]
+
+log = Logger()
+
+
+def connect(uri: str, pool_size: int, write_concern: int | str) -> ConnectionPool:
+    """A pool tuned for failing fast and coming back fast.
+
+    txmongo reconnects forever with exponential backoff up to ``max_delay`` (60 s by default):
+    after an outage the next try could be a minute away. We cap it at 1 s so the service is
+    ready again within a second of the database's return. Each FerretDB connection serves one
+    request at a time, so ``pool_size`` is the real database parallelism.
+    """
+    return ConnectionPool(
+        uri,
+        pool_size=pool_size,
+        retry_delay=0.1,
+        max_delay=1.0,
+        ping_interval=5,
+        ping_timeout=5,
+        w=write_concern,
+    )
+
+
+class DatabaseService(Service):
+    """Owns the pool and the ``Store`` built on it."""
+
+    def __init__(
+        self,
+        uri: str,
+        database: str,
+        *,
+        pool_size: int = 4,
+        write_concern: int | str = 1,
+        timeout: float = 1.5,
+    ) -> None:
+        self._uri = uri
+        self._database = database
+        self._pool_size = pool_size
+        self._write_concern = write_concern
+        self._timeout = timeout
+        self.pool: ConnectionPool | None = None
+        self.store = Store(timeout=timeout)
+
+    def startService(self) -> None:
+        super().startService()
+        # Created here, not at import or configuration time: with several worker processes
+        # each must open its own sockets after the fork.
+        self.pool = connect(self._uri, self._pool_size, self._write_concern)
+        self.store.attach(self.pool[self._database])
+        ensureDeferred(self._prepare()).addErrback(
+            lambda failure: log.warn(
+                "Could not create indexes yet: {error}", error=failure.getErrorMessage()
+            )
+        )
+
+    async def _prepare(self) -> None:
+        await self.store.ensure_indexes()
+
+    def stopService(self) -> Deferred[Any] | None:
+        super().stopService()
+        if self.pool is None:
+            return None
+        pool, self.pool = self.pool, None
+        return pool.disconnect()  # type: ignore[no-any-return]
+

@@ -1,0 +1,34 @@
+"""The JSON error answers of the HTTP API, in the contract's shape."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.web.iweb import IRequest
+
+__all__ = ["ServiceUnavailable", "write_error"]
+
+# Mobile clients back off for this long before retrying a shed or failed write: long enough for
+# a restarting database to come back, short enough that a person barely notices.
+RETRY_AFTER_SECONDS = 1
+
+
+class ServiceUnavailable(Exception):
+    """The database could not take the work within its deadline, or the service shed load."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def write_error(
+    request: IRequest, status: int, code: str, message: str, **detail: Any
+) -> bytes:
+    """Set the status and headers of an error answer and return its JSON body."""
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", b"application/json")
+    if status == 503:
+        request.setHeader(b"retry-after", str(RETRY_AFTER_SECONDS).encode("ascii"))
+    return json.dumps({"error": code, "message": message, **detail}).encode("utf-8")

@@ -1,0 +1,178 @@
+"""``twistd squad``: the command-line options and the service tree.
+
+``Options`` converts and checks every option of the contract; ``makeService`` only wires::
+
+    MultiService "squad"
+    ├── DatabaseService      the txmongo pool (opened at start, after any fork)
+    ├── ProcessLease         this process's heartbeat; takes over the work of dead processes
+    ├── SlowWork             the slow step of every accepted user, durable in the database
+    ├── PasswordHasher       sealed password → argon2id hash, in the background
+    └── StreamServerEndpointService   HTTP on --port (Klein routes in squad.api)
+
+Command line beats environment beats default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from twisted.application.service import IService, MultiService
+from twisted.python import usage
+
+__all__ = ["Options", "makeService"]
+
+# (option, environment variable, default, help)
+PARAMETERS: list[tuple[str, str, str | None, str]] = [
+    ("port", "SQUAD_PORT", "tcp:9000", "Twisted endpoint to listen on, e.g. tcp:9000 or "
+     "tcp:8080:interface=127.0.0.1"),
+    ("mongo-uri", "SQUAD_MONGO_URI", "mongodb://127.0.0.1:27017",
+     "MongoDB server(s); a replica-set URI works"),
+    ("database", "SQUAD_DATABASE", "squad", "database name"),
+    ("workers", "SQUAD_WORKERS", None, "processes serving the one listening port"),
+    ("slow-min", "SQUAD_SLOW_MIN", "5", "shortest duration of the stand-in slow step, seconds"),
+    ("slow-max", "SQUAD_SLOW_MAX", "15", "longest duration of the stand-in slow step, seconds"),
+    ("verifier-url", "SQUAD_VERIFIER_URL", None,
+     "when set, the slow step POSTs the user's id to this HTTP service instead of the stand-in"),
+    ("lease-seconds", "SQUAD_LEASE_SECONDS", "60",
+     "how long slow work of a process that died waits before another takes it over"),
+    ("write-concern", "SQUAD_WRITE_CONCERN", "1",
+     "write concern of acknowledged writes: a number, or majority on a replica set"),
+    ("seal-key-file", "SQUAD_SEAL_KEY_FILE", "var/seal.key",
+     "file holding the key that seals passwords until they are hashed (created if missing; "
+     "SQUAD_SEAL_KEY, base64, takes precedence)"),
+]
+
+_DEFAULT_TEXT = {"workers": "the number of CPUs", "verifier-url": "none, the stand-in"}
+
+_DATABASE_NAME = re.compile(r"^[^/\\. \"$*<>:|?\x00]{1,63}$")
+
+
+def _positive_float(name: str, text: str, *, allow_zero: bool = False) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise usage.UsageError(f"--{name} must be a number of seconds, not {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")) or value < 0 or (
+        value == 0 and not allow_zero
+    ):
+        limit = "zero or more" if allow_zero else "more than zero"
+        raise usage.UsageError(f"--{name} must be {limit} seconds, not {text!r}")
+    return value
+
+
+class Options(usage.Options):
+    """Options of ``twistd squad``; environment variables fill in what the command line omits."""
+
+    synopsis = "[options]"
+    longdesc = (
+        "squad serves POST /users: it stores each sign-up in MongoDB, answers 201 at once, and "
+        "runs the slow verification step afterwards, durably. Every option can also be set by "
+        "the environment variable named in its description."
+    )
+    optFlags = [
+        ["allow-flush", None, "enable DELETE /collections (env SQUAD_ALLOW_FLUSH=1); never in "
+         "production"],
+    ]
+    optParameters = [
+        [name, None, None, f"{help_text} (env {env}; default {_DEFAULT_TEXT.get(name, default)})"]
+        for name, env, default, help_text in PARAMETERS
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._environ = dict(os.environ)
+
+    def postOptions(self) -> None:
+        for name, env, default, _ in PARAMETERS:
+            if self[name] is None:
+                self[name] = self._environ.get(env) or default
+        if not self["allow-flush"]:
+            self["allow-flush"] = self._environ.get("SQUAD_ALLOW_FLUSH", "") in ("1", "true", "yes")
+
+        self["port"] = self._check_port(self["port"])
+        self["mongo-uri"] = self._check_mongo_uri(self["mongo-uri"])
+        if not _DATABASE_NAME.match(self["database"]):
+            raise usage.UsageError(
+                f"--database must be 1 to 63 characters without spaces or any of /\\.\"$*<>:|?,"
+                f" not {self['database']!r}"
+            )
+        self["workers"] = self._check_workers(self["workers"])
+        self["slow-min"] = _positive_float("slow-min", self["slow-min"], allow_zero=True)
+        self["slow-max"] = _positive_float("slow-max", self["slow-max"], allow_zero=True)
+        if self["slow-min"] > self["slow-max"]:
+            raise usage.UsageError(
+                f"--slow-min ({self['slow-min']:g}) must not be more than --slow-max "
+                f"({self['slow-max']:g})"
+            )
+        if self["verifier-url"] is not None:
+            self["verifier-url"] = self._check_url(self["verifier-url"])
+        self["lease-seconds"] = _positive_float("lease-seconds", self["lease-seconds"])
+        self["write-concern"] = self._check_write_concern(self["write-concern"])
+
+    @staticmethod
+    def _check_port(text: str) -> str:
+        from twisted.internet import endpoints
+        from twisted.internet.testing import MemoryReactor
+
+        try:
+            endpoints.serverFromString(MemoryReactor(), text)
+        except (ValueError, TypeError, KeyError) as error:
+            raise usage.UsageError(
+                f"--port must be a Twisted endpoint like tcp:9000, not {text!r} ({error})"
+            ) from None
+        return text
+
+    @staticmethod
+    def _check_mongo_uri(text: str) -> str:
+        parts = urlsplit(text)
+        if parts.scheme != "mongodb" or not parts.netloc:
+            raise usage.UsageError(
+                f"--mongo-uri must look like mongodb://host:27017, not {text!r}"
+            )
+        return text
+
+    @staticmethod
+    def _check_workers(text: str | None) -> int:
+        if text is None:
+            return os.cpu_count() or 1
+        try:
+            workers = int(text)
+        except ValueError:
+            raise usage.UsageError(f"--workers must be a whole number, not {text!r}") from None
+        if not 1 <= workers <= 256:
+            raise usage.UsageError(f"--workers must be between 1 and 256, not {workers}")
+        return workers
+
+    @staticmethod
+    def _check_url(text: str) -> str:
+        parts = urlsplit(text)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise usage.UsageError(
+                f"--verifier-url must be an http:// or https:// URL, not {text!r}"
+            )
+        return text
+
+    @staticmethod
+    def _check_write_concern(text: str) -> int | str:
+        if text.isdigit():
+            return int(text)
+        if re.fullmatch(r"[A-Za-z][\w-]{0,63}", text):
+            return text  # "majority" or a replica-set tag
+        raise usage.UsageError(
+            f"--write-concern must be a number of nodes or a name like majority, not {text!r}"
+        )
+
+
+def makeService(config: Options, reactor: Any = None) -> IService:
+    """Build the service tree for ``config`` (the reactor is a parameter for tests)."""
+    if reactor is None:
+        from twisted.internet import reactor as global_reactor
+
+        reactor = global_reactor
+    from squad.process import build_process_service
+
+    service: MultiService = build_process_service(config, reactor)
+    return service

@@ -1,0 +1,97 @@
+"""The HTTP server around the Klein routes: body limits, timeouts, no per-request logging.
+
+twisted.web buffers every request body whole before a route runs and has no size limit
+(Twisted issues 4898, 10191). ``LimitedRequest`` refuses a body over the limit while it
+arrives: from ``Content-Length`` before reading any of it, or by counting a chunked body,
+answering 413 and closing the connection, so a client cannot make a worker hold a huge body.
+"""
+
+from __future__ import annotations
+
+import json
+from io import BytesIO
+from typing import Any
+
+from twisted.web.resource import IResource
+from twisted.web.server import Request, Site
+
+from squad.validation import MAX_BODY_BYTES
+
+__all__ = ["SquadSite", "LimitedRequest"]
+
+# Connections idle this long (keep-alive or a client trickling a request) are closed.
+IDLE_TIMEOUT_SECONDS = 30
+
+
+def _raw_error(status: int, reason: bytes, code: str, message: str) -> bytes:
+    body = json.dumps({"error": code, "message": message}).encode("utf-8")
+    return b"".join(
+        [
+            b"HTTP/1.1 %d %s\r\n" % (status, reason),
+            b"Content-Type: application/json\r\n",
+            b"Content-Length: %d\r\n" % len(body),
+            b"Connection: close\r\n\r\n",
+            body,
+        ]
+    )
+
+
+TOO_LARGE = _raw_error(
+    413,
+    b"Payload Too Large",
+    "body_too_large",
+    f"The request body is larger than the {MAX_BODY_BYTES // 1024} KiB this service accepts.",
+)
+
+
+class LimitedRequest(Request):
+    """A request whose body may not exceed ``MAX_BODY_BYTES``."""
+
+    _refused = False
+    _received = 0
+
+    def gotLength(self, length: int | None) -> None:
+        # Small bodies only: keep them in memory (the default spills to a temp file).
+        self.content = BytesIO()
+        if length is not None and length > MAX_BODY_BYTES:
+            self._refuse()
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self._refused:
+            return
+        self._received += len(data)
+        if self._received > MAX_BODY_BYTES:
+            self._refuse()
+            return
+        self.content.write(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if self._refused:
+            return
+        super().requestReceived(command, path, version)
+
+    def _refuse(self) -> None:
+        self._refused = True
+        self.content = BytesIO()
+        transport = self.channel.transport
+        if transport is not None:
+            transport.write(TOO_LARGE)
+            transport.loseConnection()
+
+
+class SquadSite(Site):
+    """A ``Site`` with squad's request type, an idle timeout and no access log.
+
+    Writing an access log line costs real CPU at thousands of requests per second; request
+    counts and latencies are in ``/metrics`` instead.
+    """
+
+    requestFactory = LimitedRequest
+    displayTracebacks = False
+
+    def __init__(self, resource: IResource, **kwargs: Any) -> None:
+        kwargs.setdefault("timeout", IDLE_TIMEOUT_SECONDS)
+        super().__init__(resource, **kwargs)
+
+    def log(self, request: Request) -> None:
+        pass

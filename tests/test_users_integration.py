@@ -1,0 +1,144 @@
+"""squad end to end: real HTTP on 127.0.0.1, the real embedded database, real timers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import treq
+from bson import ObjectId
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import TestCase
+
+from tests.support import RunningSquad, mongo, start_squad
+
+SIGNUP = {
+    "firstName": "Ada",
+    "lastName": "Lovelace",
+    "email": "ada@example.org",
+    "username": "ada.l",
+    "password": "correct horse battery staple",
+}
+
+
+async def post_signup(squad: RunningSquad, body: dict[str, Any] | None = None) -> Any:
+    return await squad.post(
+        "/users",
+        data=json.dumps(body or SIGNUP).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+
+
+async def wait_until(predicate: Any, timeout: float = 10.0, step: float = 0.05) -> None:
+    waited = 0.0
+    while not await predicate():
+        if waited >= timeout:
+            raise AssertionError(f"condition not met within {timeout} s")
+        await deferLater(reactor, step, lambda: None)
+        waited += step
+
+
+class UsersIntegrationTests(TestCase):
+    timeout = 60
+
+    async def test_post_then_get_shows_processed_false_then_true(self) -> None:
+        """POST answers 201 at once with processed false; after the slow step GET shows true."""
+        squad = await start_squad(self, "--slow-min", "0.3", "--slow-max", "0.5")
+        response = await post_signup(squad)
+        self.assertEqual(response.code, 201)
+        body = json.loads(await response.content())
+        self.assertEqual(
+            set(body),
+            {"_id", "firstName", "lastName", "email", "username", "processed",
+             "date_created", "date_updated"},
+        )
+        self.assertFalse(body["processed"])
+        self.assertEqual(
+            response.headers.getRawHeaders("location"), [f"/users/{body['_id']}"]
+        )
+        fetched = await treq.json_content(await squad.get(f"/users/{body['_id']}"))
+        self.assertEqual(fetched, body)
+
+        async def processed() -> bool:
+            user = await treq.json_content(await squad.get(f"/users/{body['_id']}"))
+            return bool(user["processed"])
+
+        await wait_until(processed)
+        user = await treq.json_content(await squad.get(f"/users/{body['_id']}"))
+        self.assertGreater(user["date_updated"], user["date_created"])
+
+    async def test_stored_document_has_the_contract_fields_and_no_plaintext(self) -> None:
+        """The database holds BSON dates, processed, and only a salted hash of the password."""
+        squad = await start_squad(self, "--slow-min", "0.1", "--slow-max", "0.2")
+        body = json.loads(await (await post_signup(squad)).content())
+        pool, db = await mongo(squad.uri, squad.database)
+        self.addCleanup(pool.disconnect)
+
+        async def hashed() -> bool:
+            doc = await db.users.find_one({"_id": ObjectId(body["_id"])}, timeout=5)
+            return bool(doc and doc.get("password_hash") and doc.get("processed"))
+
+        await wait_until(hashed, timeout=20)
+        doc = await db.users.find_one({"_id": ObjectId(body["_id"])}, timeout=5)
+        self.assertEqual(doc["email"], "ada@example.org")
+        self.assertEqual(type(doc["date_created"]).__name__, "datetime")
+        self.assertTrue(doc["password_hash"].startswith("$argon2id$"))
+        everything = json.dumps(
+            [d async for d in _all_documents(db)], default=str
+        )
+        self.assertNotIn(SIGNUP["password"], everything)
+        self.assertEqual(await db.password_hashing.count_documents({}, timeout=5), 0)
+        self.assertEqual(await db.slow_steps.count_documents({}, timeout=5), 0)
+
+    async def test_unknown_and_malformed_ids(self) -> None:
+        """GET /users answers 404 for an unknown id and 400 for a malformed one."""
+        squad = await start_squad(self)
+        unknown = await squad.get(f"/users/{ObjectId()}")
+        self.assertEqual(unknown.code, 404)
+        self.assertEqual((await treq.json_content(unknown))["error"], "user_not_found")
+        malformed = await squad.get("/users/not-an-id")
+        self.assertEqual(malformed.code, 400)
+
+    async def test_invalid_body_stores_nothing(self) -> None:
+        """A refused sign-up answers 400 with a JSON error and leaves the database empty."""
+        squad = await start_squad(self)
+        response = await post_signup(squad, {**SIGNUP, "email": "not-an-email"})
+        self.assertEqual(response.code, 400)
+        error = await treq.json_content(response)
+        self.assertEqual(error["error"], "invalid_email")
+        pool, db = await mongo(squad.uri, squad.database)
+        self.addCleanup(pool.disconnect)
+        self.assertEqual(await db.users.count_documents({}, timeout=5), 0)
+
+    async def test_delete_collections_empties_everything(self) -> None:
+        """With --allow-flush, DELETE /collections removes every user and all pending work."""
+        squad = await start_squad(self, "--allow-flush")
+        for _ in range(3):
+            self.assertEqual((await post_signup(squad)).code, 201)
+        self.assertEqual((await squad.delete("/collections")).code, 204)
+        pool, db = await mongo(squad.uri, squad.database)
+        self.addCleanup(pool.disconnect)
+        for name in ("users", "slow_steps", "password_hashing"):
+            self.assertEqual(await db[name].count_documents({}, timeout=5), 0, name)
+
+    async def test_delete_collections_is_absent_without_the_flag(self) -> None:
+        """Without --allow-flush, DELETE /collections answers 404 and deletes nothing."""
+        squad = await start_squad(self)
+        self.assertEqual((await post_signup(squad)).code, 201)
+        self.assertEqual((await squad.delete("/collections")).code, 404)
+        pool, db = await mongo(squad.uri, squad.database)
+        self.addCleanup(pool.disconnect)
+        self.assertEqual(await db.users.count_documents({}, timeout=5), 1)
+
+    async def test_health_and_ready(self) -> None:
+        """/health answers 204 while serving; /ready answers 204 while the database answers."""
+        squad = await start_squad(self)
+        self.assertEqual((await squad.get("/health")).code, 204)
+        self.assertEqual((await squad.get("/ready")).code, 204)
+
+
+async def _all_documents(db: Any) -> Any:
+    for name in ("users", "slow_steps", "password_hashing", "processes"):
+        for doc in await db[name].find({}, timeout=5):
+            yield doc
