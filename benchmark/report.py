@@ -89,7 +89,7 @@ def console_report(
     load = result.load
     lines = [
         "",
-        f"{load.connections} connections for {format_duration(load.duration)} against {url}"
+        f"{load.connections} connections for {load.duration:.1f} s against {url}"
         " (POST /users, a new sign-up each request, 10 s timeout)",
         box_table(SEED_COLUMNS + EXTRA_COLUMNS, [load_row(load)], split=len(SEED_COLUMNS)),
         "  errors include timeouts (autocannon's count, as in the seed's table); requests/s counts"

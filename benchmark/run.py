@@ -118,7 +118,7 @@ def measure(
                 last_shown = [0.0]
 
                 def show(elapsed: float, remaining: int) -> None:
-                    if elapsed - last_shown[0] >= 1.0 or remaining == 0:
+                    if remaining and elapsed - last_shown[0] >= 1.0:
                         last_shown[0] = elapsed
                         tell(f"drain: {remaining:,} users not processed yet after {elapsed:.0f} s")
 

@@ -98,7 +98,7 @@ class SquadAPI:
     async def ready(self, request: IRequest) -> bytes:
         try:
             await self._store.ping()
-        except Exception:  # noqa: BLE001 - any failure means "not ready"
+        except Exception:
             return write_error(
                 request, 503, "database_unavailable", "The database is not answering right now."
             )
@@ -119,7 +119,7 @@ class SquadAPI:
             )
         try:
             check_content_type(request.getHeader(b"content-type"))
-            signup = parse_signup(request.content.read())  # type: ignore[attr-defined]
+            signup = parse_signup(request.content.read())
         except InvalidRequest as refused:
             request.setResponseCode(refused.status)
             request.setHeader(b"content-type", JSON)
@@ -135,7 +135,9 @@ class SquadAPI:
             hash_owner=self._hasher.owner_for_new_signup(),
         )
         stored = self._commit.submit(item, deadline=now + self.write_deadline)
-        stored.addCallbacks(self._after_stored, self._after_not_stored, [request, item], {}, [item])
+        stored.addCallbacks(
+            self._after_stored, self._after_not_stored, (request, item), {}, (item,)
+        )
         answer = _relay(stored)
         answer.addTimeout(self.write_deadline, self._clock)
         self.waiting += 1
@@ -143,7 +145,7 @@ class SquadAPI:
             await answer
         except CancelledError:
             raise  # the client went away; the write goes on and its slow step still runs
-        except (TimeoutError, Exception) as error:  # noqa: BLE001
+        except (TimeoutError, Exception) as error:
             log.debug("Sign-up not stored: {error}", error=error)
             return write_error(
                 request,
@@ -168,7 +170,7 @@ class SquadAPI:
         if getattr(request, "_disconnected", False) or getattr(request, "finished", False):
             start()
         else:
-            request.notifyFinish().addBoth(start)
+            request.notifyFinish().addBoth(start)  # type: ignore[attr-defined]
 
     def _after_not_stored(self, failure: Failure, item: PendingSignup) -> Failure:
         self._slow_work.signup_failed(item.slow_owner)
@@ -191,7 +193,7 @@ class SquadAPI:
             )
         try:
             found = await self._store.find_user(oid)
-        except Exception:  # noqa: BLE001
+        except Exception:
             return write_error(
                 request, 503, "database_unavailable", "The database is not answering right now."
             )
@@ -208,7 +210,7 @@ class SquadAPI:
             return self._not_found(request)
         try:
             await self._store.delete_everything()
-        except Exception:  # noqa: BLE001
+        except Exception:
             return write_error(
                 request, 503, "database_unavailable", "The database is not answering right now."
             )

@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
-__all__ = ["BatchItem", "GroupCommit", "Expired"]
+__all__ = ["BatchItem", "Expired", "GroupCommit"]
 
 
 class BatchItem(Protocol):
@@ -109,7 +109,7 @@ class GroupCommit(Generic[Item]):
     async def _send(self, batch: list[_Waiting[Item]]) -> None:
         try:
             await self._write([waiting.item for waiting in batch])
-        except BaseException as error:  # noqa: BLE001 - every waiter must hear why
+        except BaseException as error:
             failure = Failure(error)
             for waiting in batch:
                 waiting.done.errback(failure)

@@ -76,4 +76,3 @@ class DatabaseService(Service):
             return None
         pool, self.pool = self.pool, None
         return pool.disconnect()  # type: ignore[no-any-return]
-

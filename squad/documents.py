@@ -34,7 +34,8 @@ def iso(moment: datetime) -> str:
     """ISO 8601 in UTC with milliseconds and a Z, as mobile clients parse it."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def new_user_document(user_id: ObjectId, signup: SignUp, now: datetime) -> dict[str, Any]:

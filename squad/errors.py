@@ -7,25 +7,14 @@ from typing import Any
 
 from twisted.web.iweb import IRequest
 
-__all__ = ["ServiceUnavailable", "write_error"]
+__all__ = ["RETRY_AFTER_SECONDS", "write_error"]
 
 # Mobile clients back off for this long before retrying a shed or failed write: long enough for
 # a restarting database to come back, short enough that a person barely notices.
 RETRY_AFTER_SECONDS = 1
 
 
-class ServiceUnavailable(Exception):
-    """The database could not take the work within its deadline, or the service shed load."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def write_error(
-    request: IRequest, status: int, code: str, message: str, **detail: Any
-) -> bytes:
+def write_error(request: IRequest, status: int, code: str, message: str, **detail: Any) -> bytes:
     """Set the status and headers of an error answer and return its JSON body."""
     request.setResponseCode(status)
     request.setHeader(b"content-type", b"application/json")

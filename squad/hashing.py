@@ -10,6 +10,7 @@ The plaintext exists only in this process's memory, never on disk.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections import deque
@@ -34,10 +35,8 @@ log = Logger()
 
 def _hash_at_low_priority(password: str) -> str:
     # On Linux a thread has its own nice value: only the hashing thread yields the CPU.
-    try:
+    with contextlib.suppress(OSError):  # not permitted or not Linux: hash anyway
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    except OSError:  # pragma: no cover - not permitted or not Linux: hash anyway
-        pass
     return hash_password(password)
 
 
@@ -135,7 +134,7 @@ class PasswordHasher(Service):
                     user_id=str(user_id),
                     error=error,
                 )
-            except Exception as error:  # noqa: BLE001 - the loop must survive any one item
+            except Exception as error:
                 log.warn(
                     "Could not hash the password of user {user_id} yet ({error}); retrying.",
                     user_id=str(user_id),

@@ -70,7 +70,7 @@ class ProcessLease(Service):
     async def _release_own(self) -> None:
         try:
             await self._store.release(self.owner)
-        except Exception as error:  # noqa: BLE001 - the lease lapses by itself instead
+        except Exception as error:
             log.warn(
                 "Could not hand back pending work at shutdown ({error}); other processes take"
                 " it over when this one's lease lapses.",
@@ -81,9 +81,7 @@ class ProcessLease(Service):
         # A failed round must not stop the loop: the database may just be restarting.
         d = ensureDeferred(self.tick())
         d.addErrback(
-            lambda failure: log.warn(
-                "Lease round failed: {error}", error=failure.getErrorMessage()
-            )
+            lambda failure: log.warn("Lease round failed: {error}", error=failure.getErrorMessage())
         )
         return d
 

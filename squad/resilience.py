@@ -27,7 +27,7 @@ class Backoff:
 
     def bound(self, attempt: int) -> float:
         """The longest wait before retry number ``attempt`` (1-based)."""
-        return min(self.cap, self.base * 2 ** min(attempt - 1, 30))
+        return float(min(self.cap, self.base * 2.0 ** min(attempt - 1, 30)))
 
     def delay(self, attempt: int) -> float:
         return self.rng.uniform(self.bound(attempt) / 2, self.bound(attempt))

@@ -93,7 +93,7 @@ class SlowWork(Service):
                     break
                 except CancelledError:
                     raise
-                except Exception as error:  # noqa: BLE001 - every failure is retried
+                except Exception as error:
                     self.failed_attempts += 1
                     await self._note_failure(user_id, attempt, str(error))
                     await deferLater(self._clock, self._backoff.delay(attempt))
@@ -106,7 +106,7 @@ class SlowWork(Service):
                     return
                 except CancelledError:
                     raise
-                except Exception as error:  # noqa: BLE001 - the database may be restarting
+                except Exception as error:
                     log.warn(
                         "Could not mark user {user_id} processed yet ({error}); retrying.",
                         user_id=str(user_id),
@@ -122,7 +122,7 @@ class SlowWork(Service):
             await self._store.record_slow_failure(
                 user_id, attempt, reason, bson_now(self._clock.seconds())
             )
-        except Exception as error:  # noqa: BLE001 - visibility only; the retry goes on
+        except Exception as error:
             log.debug("Could not record the failed attempt: {error}", error=error)
 
     async def refill(self) -> None:

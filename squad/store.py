@@ -39,7 +39,7 @@ UNOWNED = ""
 
 USERS = "users"
 SLOW_STEPS = "slow_steps"
-PASSWORD_HASHING = "password_hashing"
+PASSWORD_HASHING = "password_hashing"  # noqa: S105 - a collection name
 PROCESSES = "processes"
 IDEMPOTENCY_KEYS = "idempotency_keys"
 
@@ -171,8 +171,16 @@ class Store:
         """Make a failing verification visible in the user document while it is retried."""
         await self.users.update_one(
             {"_id": user_id},
-            {"$set": {"verification": {"state": "retrying", "attempts": attempts,
-                                       "last_error": reason, "last_attempt": now}}},
+            {
+                "$set": {
+                    "verification": {
+                        "state": "retrying",
+                        "attempts": attempts,
+                        "last_error": reason,
+                        "last_attempt": now,
+                    }
+                }
+            },
             timeout=self.timeout,
         )
 
@@ -218,9 +226,7 @@ class Store:
         On FerretDB two processes may adopt the same item (its updates are not atomic, FerretDB
         issue 3040); the slow step's finish is idempotent, so that costs a repeat, never a loss.
         """
-        return [
-            doc["_id"] for doc in await self._adopt(self.slow_steps, owner, limit, {"_id": 1})
-        ]
+        return [doc["_id"] for doc in await self._adopt(self.slow_steps, owner, limit, {"_id": 1})]
 
     async def adopt_passwords(self, owner: str, limit: int) -> list[AdoptedPassword]:
         return [

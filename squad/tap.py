@@ -14,6 +14,7 @@ Command line beats environment beats default.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from typing import Any
@@ -26,23 +27,47 @@ __all__ = ["Options", "makeService"]
 
 # (option, environment variable, default, help)
 PARAMETERS: list[tuple[str, str, str | None, str]] = [
-    ("port", "SQUAD_PORT", "tcp:9000", "Twisted endpoint to listen on, e.g. tcp:9000 or "
-     "tcp:8080:interface=127.0.0.1"),
-    ("mongo-uri", "SQUAD_MONGO_URI", "mongodb://127.0.0.1:27017",
-     "MongoDB server(s); a replica-set URI works"),
+    (
+        "port",
+        "SQUAD_PORT",
+        "tcp:9000",
+        "Twisted endpoint to listen on, e.g. tcp:9000 or tcp:8080:interface=127.0.0.1",
+    ),
+    (
+        "mongo-uri",
+        "SQUAD_MONGO_URI",
+        "mongodb://127.0.0.1:27017",
+        "MongoDB server(s); a replica-set URI works",
+    ),
     ("database", "SQUAD_DATABASE", "squad", "database name"),
     ("workers", "SQUAD_WORKERS", None, "processes serving the one listening port"),
     ("slow-min", "SQUAD_SLOW_MIN", "5", "shortest duration of the stand-in slow step, seconds"),
     ("slow-max", "SQUAD_SLOW_MAX", "15", "longest duration of the stand-in slow step, seconds"),
-    ("verifier-url", "SQUAD_VERIFIER_URL", None,
-     "when set, the slow step POSTs the user's id to this HTTP service instead of the stand-in"),
-    ("lease-seconds", "SQUAD_LEASE_SECONDS", "60",
-     "how long slow work of a process that died waits before another takes it over"),
-    ("write-concern", "SQUAD_WRITE_CONCERN", "1",
-     "write concern of acknowledged writes: a number, or majority on a replica set"),
-    ("seal-key-file", "SQUAD_SEAL_KEY_FILE", "var/seal.key",
-     "file holding the key that seals passwords until they are hashed (created if missing; "
-     "SQUAD_SEAL_KEY, base64, takes precedence)"),
+    (
+        "verifier-url",
+        "SQUAD_VERIFIER_URL",
+        None,
+        "when set, the slow step POSTs the user's id to this HTTP service instead of the stand-in",
+    ),
+    (
+        "lease-seconds",
+        "SQUAD_LEASE_SECONDS",
+        "60",
+        "how long slow work of a process that died waits before another takes it over",
+    ),
+    (
+        "write-concern",
+        "SQUAD_WRITE_CONCERN",
+        "1",
+        "write concern of acknowledged writes: a number, or majority on a replica set",
+    ),
+    (
+        "seal-key-file",
+        "SQUAD_SEAL_KEY_FILE",
+        "var/seal.key",
+        "file holding the key that seals passwords until they are hashed (created if missing; "
+        "SQUAD_SEAL_KEY, base64, takes precedence)",
+    ),
 ]
 
 _DEFAULT_TEXT = {"workers": "the number of CPUs", "verifier-url": "none, the stand-in"}
@@ -55,9 +80,7 @@ def _positive_float(name: str, text: str, *, allow_zero: bool = False) -> float:
         value = float(text)
     except ValueError:
         raise usage.UsageError(f"--{name} must be a number of seconds, not {text!r}") from None
-    if value != value or value in (float("inf"), float("-inf")) or value < 0 or (
-        value == 0 and not allow_zero
-    ):
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
         limit = "zero or more" if allow_zero else "more than zero"
         raise usage.UsageError(f"--{name} must be {limit} seconds, not {text!r}")
     return value
@@ -73,8 +96,11 @@ class Options(usage.Options):
         "the environment variable named in its description."
     )
     optFlags = [
-        ["allow-flush", None, "enable DELETE /collections (env SQUAD_ALLOW_FLUSH=1); never in "
-         "production"],
+        [
+            "allow-flush",
+            None,
+            "enable DELETE /collections (env SQUAD_ALLOW_FLUSH=1); never in production",
+        ],
     ]
     optParameters = [
         [name, None, None, f"{help_text} (env {env}; default {_DEFAULT_TEXT.get(name, default)})"]
@@ -96,7 +122,7 @@ class Options(usage.Options):
         self["mongo-uri"] = self._check_mongo_uri(self["mongo-uri"])
         if not _DATABASE_NAME.match(self["database"]):
             raise usage.UsageError(
-                f"--database must be 1 to 63 characters without spaces or any of /\\.\"$*<>:|?,"
+                f'--database must be 1 to 63 characters without spaces or any of /\\."$*<>:|?,'
                 f" not {self['database']!r}"
             )
         self["workers"] = self._check_workers(self["workers"])
@@ -129,9 +155,7 @@ class Options(usage.Options):
     def _check_mongo_uri(text: str) -> str:
         parts = urlsplit(text)
         if parts.scheme != "mongodb" or not parts.netloc:
-            raise usage.UsageError(
-                f"--mongo-uri must look like mongodb://host:27017, not {text!r}"
-            )
+            raise usage.UsageError(f"--mongo-uri must look like mongodb://host:27017, not {text!r}")
         return text
 
     @staticmethod

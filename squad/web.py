@@ -17,7 +17,7 @@ from twisted.web.server import Request, Site
 
 from squad.validation import MAX_BODY_BYTES
 
-__all__ = ["SquadSite", "LimitedRequest"]
+__all__ = ["LimitedRequest", "SquadSite"]
 
 # Connections idle this long (keep-alive or a client trickling a request) are closed.
 IDLE_TIMEOUT_SECONDS = 30
@@ -49,6 +49,7 @@ class LimitedRequest(Request):
 
     _refused = False
     _received = 0
+    content: BytesIO
 
     def gotLength(self, length: int | None) -> None:
         # Small bodies only: keep them in memory (the default spills to a temp file).
@@ -73,7 +74,7 @@ class LimitedRequest(Request):
     def _refuse(self) -> None:
         self._refused = True
         self.content = BytesIO()
-        transport = self.channel.transport
+        transport = self.channel.transport if self.channel is not None else None
         if transport is not None:
             transport.write(TOO_LARGE)
             transport.loseConnection()
@@ -93,5 +94,5 @@ class SquadSite(Site):
         kwargs.setdefault("timeout", IDLE_TIMEOUT_SECONDS)
         super().__init__(resource, **kwargs)
 
-    def log(self, request: Request) -> None:
+    def log(self, request: Any) -> None:
         pass

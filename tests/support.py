@@ -55,11 +55,16 @@ async def start_squad(test: TestCase, *argv: str, database: str | None = None) -
     options._environ = {}
     options.parseOptions(
         [
-            "--port", "tcp:0:interface=127.0.0.1",
-            "--mongo-uri", uri,
-            "--database", database,
-            "--seal-key-file", os.path.join(test.mktemp() + "-key"),
-            "--workers", "1",
+            "--port",
+            "tcp:0:interface=127.0.0.1",
+            "--mongo-uri",
+            uri,
+            "--database",
+            database,
+            "--seal-key-file",
+            os.path.join(test.mktemp() + "-key"),
+            "--workers",
+            "1",
             *argv,
         ]
     )

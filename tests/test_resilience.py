@@ -33,30 +33,30 @@ class CircuitBreakerTests(SynchronousTestCase):
         self.clock = Clock()
         self.breaker = CircuitBreaker(self.clock, threshold=3, cooldown=10)
 
-    def fail(self, times: int) -> None:
+    def fail_calls(self, times: int) -> None:
         for _ in range(times):
             self.breaker.before_call()
             self.breaker.failed()
 
     def test_opens_after_threshold_failures(self) -> None:
         """Three consecutive failures open the circuit: further calls are refused locally."""
-        self.fail(2)
+        self.fail_calls(2)
         self.assertEqual(self.breaker.state, "closed")
-        self.fail(1)
+        self.fail_calls(1)
         self.assertEqual(self.breaker.state, "open")
         self.assertRaises(CircuitOpen, self.breaker.before_call)
 
     def test_success_resets_the_count(self) -> None:
         """A success between failures keeps the circuit closed."""
-        self.fail(2)
+        self.fail_calls(2)
         self.breaker.before_call()
         self.breaker.succeeded()
-        self.fail(2)
+        self.fail_calls(2)
         self.assertEqual(self.breaker.state, "closed")
 
     def test_half_open_lets_one_trial_through(self) -> None:
         """After the cool-down exactly one trial call goes through; others are still refused."""
-        self.fail(3)
+        self.fail_calls(3)
         self.clock.advance(10)
         self.assertEqual(self.breaker.state, "half-open")
         self.breaker.before_call()
@@ -64,7 +64,7 @@ class CircuitBreakerTests(SynchronousTestCase):
 
     def test_trial_success_closes_and_failure_reopens(self) -> None:
         """The trial's result decides: success closes the circuit, failure opens it again."""
-        self.fail(3)
+        self.fail_calls(3)
         self.clock.advance(10)
         self.breaker.before_call()
         self.breaker.failed()

@@ -54,8 +54,10 @@ class OptionsTests(SynchronousTestCase):
 
     def test_command_line_beats_environment(self) -> None:
         """A value on the command line wins over the same setting in the environment."""
-        options = parse(["--port", "tcp:9200", "--lease-seconds", "5"],
-                        {"SQUAD_PORT": "tcp:9100", "SQUAD_LEASE_SECONDS": "30"})
+        options = parse(
+            ["--port", "tcp:9200", "--lease-seconds", "5"],
+            {"SQUAD_PORT": "tcp:9100", "SQUAD_LEASE_SECONDS": "30"},
+        )
         self.assertEqual(options["port"], "tcp:9200")
         self.assertEqual(options["lease-seconds"], 5.0)
 

@@ -50,13 +50,19 @@ class UsersIntegrationTests(TestCase):
         body = json.loads(await response.content())
         self.assertEqual(
             set(body),
-            {"_id", "firstName", "lastName", "email", "username", "processed",
-             "date_created", "date_updated"},
+            {
+                "_id",
+                "firstName",
+                "lastName",
+                "email",
+                "username",
+                "processed",
+                "date_created",
+                "date_updated",
+            },
         )
         self.assertFalse(body["processed"])
-        self.assertEqual(
-            response.headers.getRawHeaders("location"), [f"/users/{body['_id']}"]
-        )
+        self.assertEqual(response.headers.getRawHeaders("location"), [f"/users/{body['_id']}"])
         fetched = await treq.json_content(await squad.get(f"/users/{body['_id']}"))
         self.assertEqual(fetched, body)
 
@@ -84,9 +90,7 @@ class UsersIntegrationTests(TestCase):
         self.assertEqual(doc["email"], "ada@example.org")
         self.assertEqual(type(doc["date_created"]).__name__, "datetime")
         self.assertTrue(doc["password_hash"].startswith("$argon2id$"))
-        everything = json.dumps(
-            [d async for d in _all_documents(db)], default=str
-        )
+        everything = json.dumps([d async for d in _all_documents(db)], default=str)
         self.assertNotIn(SIGNUP["password"], everything)
         self.assertEqual(await db.password_hashing.count_documents({}, timeout=5), 0)
         self.assertEqual(await db.slow_steps.count_documents({}, timeout=5), 0)
