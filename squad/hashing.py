@@ -110,6 +110,7 @@ class PasswordHasher(Service):
         super().stopService()
         self._queue.clear()
         if self._loop is not None:
+            self._loop.addErrback(lambda failure: failure.trap(CancelledError))
             self._loop.cancel()
         # Waits for the password being hashed now (tens of milliseconds), off the reactor.
         return deferToThreadPool(self._reactor, self._reactor.getThreadPool(), self._pool.stop)
