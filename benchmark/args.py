@@ -13,6 +13,7 @@ __all__ = [
     "DEFAULT_DURATION",
     "DEFAULT_SWEEP_DURATION",
     "DEFAULT_URL",
+    "REQUEST_TIMEOUT",
     "SWEEP_LEVELS",
     "Settings",
     "UsageError",
@@ -136,7 +137,9 @@ def check_url(text: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UsageError(f"URL must look like http://localhost:9000, not '{text}'")
     if parts.query or parts.fragment:
-        raise UsageError(f"URL is the service's base address, without ?query or #fragment: '{text}'")
+        raise UsageError(
+            f"URL is the service's base address, without ?query or #fragment: '{text}'"
+        )
     return text.strip().rstrip("/")
 
 
@@ -221,9 +224,7 @@ def parse_arguments(argv: Sequence[str], environ: Mapping[str, str]) -> Settings
     """
     options = _parser().parse_args(list(argv))
     url = check_url(environ.get("URL") or DEFAULT_URL)
-    levels = (
-        parse_levels(environ["SWEEP_LEVELS"]) if environ.get("SWEEP_LEVELS") else SWEEP_LEVELS
-    )
+    levels = parse_levels(environ["SWEEP_LEVELS"]) if environ.get("SWEEP_LEVELS") else SWEEP_LEVELS
     targets = (
         parse_names(environ["SWEEP_TARGETS"], "SWEEP_TARGETS")
         if environ.get("SWEEP_TARGETS")

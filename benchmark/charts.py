@@ -9,11 +9,13 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
 
-from benchmark.figures import LevelResult, SweepResults  # noqa: E402
+from benchmark.args import REQUEST_TIMEOUT
+from benchmark.figures import LevelResult, SweepResults
 
 __all__ = ["draw_charts"]
 
@@ -44,8 +46,7 @@ def _plot(
     axes: Axes,
     results: SweepResults,
     value: Callable[[LevelResult], float | None],
-    suffix: str = "",
-    dashed: bool = False,
+    annotate: bool = False,
 ) -> bool:
     drew = False
     for index, target in enumerate(results.targets):
@@ -62,9 +63,20 @@ def _plot(
             [y for _, y in points],
             color=colour,
             marker=marker,
-            linestyle="--" if dashed else "-",
-            label=target.label + suffix,
+            label=target.label,
+            clip_on=False,
         )
+        if annotate:
+            for x, y in points:
+                axes.annotate(
+                    f"{y:,.0f}",
+                    (x, y),
+                    textcoords="offset points",
+                    xytext=(0, 6),
+                    ha="center",
+                    fontsize=8,
+                    color=colour,
+                )
         drew = True
     return drew
 
@@ -73,7 +85,7 @@ def _title(results: SweepResults, what: str) -> str:
     return f"{what}\n{results.started}, {results.duration:g}s per level, POST /users"
 
 
-def _save(figure: plt.Figure, path: Path) -> Path:
+def _save(figure: Figure, path: Path) -> Path:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
@@ -89,7 +101,7 @@ def draw_charts(results: SweepResults, folder: Path) -> list[Path]:
     written: list[Path] = []
 
     figure, axes = plt.subplots(figsize=(8, 5))
-    _plot(axes, results, lambda level: level.load.requests_per_second)
+    _plot(axes, results, lambda level: level.load.requests_per_second, annotate=True)
     _connections_axis(axes, levels)
     axes.set_ylabel("requests/s (completed responses)")
     axes.set_ylim(bottom=0)
@@ -105,6 +117,9 @@ def draw_charts(results: SweepResults, folder: Path) -> list[Path]:
         _plot(axes, results, value)
         _connections_axis(axes, levels)
         axes.set_yscale("log")
+        axes.axhline(
+            REQUEST_TIMEOUT * 1000, color="#444444", linestyle=":", linewidth=1, label="timeout"
+        )
         axes.set_title(f"{name} latency")
         axes.legend()
     p50_axes.set_ylabel("milliseconds (log scale)")
@@ -116,7 +131,7 @@ def draw_charts(results: SweepResults, folder: Path) -> list[Path]:
     _connections_axis(axes, levels)
     axes.set_yscale("symlog", linthresh=1.0)
     axes.set_ylim(bottom=0)
-    axes.set_ylabel("failed requests: non-2xx + errors + timeouts")
+    axes.set_ylabel("failed requests: non-2xx + errors (timeouts included)")
     axes.set_title(_title(results, "Failures"))
     axes.legend()
     written.append(_save(figure, folder / "failures.png"))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import resource
 import sys
 from collections.abc import Mapping, Sequence
 
@@ -15,6 +17,19 @@ from benchmark.service import ServiceDown
 __all__ = ["main"]
 
 
+def _raise_file_limit() -> None:
+    """
+    1000 connections need more than the common default of 1024 open files, in the load
+    generator and in the servers a sweep starts (they inherit the limit): raise the soft limit
+    to the hard one.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
     """
     Run ``./bin/benchmark`` with C{argv} (without the program name). Exit status: 0 when the
@@ -23,19 +38,20 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     """
     argv = sys.argv[1:] if argv is None else argv
     environ = os.environ if environ is None else environ
+    _raise_file_limit()
     try:
         settings = parse_arguments(argv, environ)
         if settings.help:
             print(help_text())
             return 0
         if settings.sweep:
-            from benchmark.sweep import run_sweep  # noqa: PLC0415 - matplotlib only for sweeps
+            from benchmark.sweep import run_sweep
 
             folder = run_sweep(settings, environ, out=lambda text: print(text, flush=True))
             print(folder, flush=True)
             return 0
         pid = environ.get("SQUAD_PID")
-        measured = measure(
+        result = measure(
             settings.url,
             settings.connections,
             settings.duration,
@@ -54,10 +70,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         say("bin/benchmark: interrupted")
         return 130
     print(
-        console_report(
-            settings.url, measured.result, measured.processes, settings.database
-        ),
+        console_report(settings.url, result, settings.database),
         flush=True,
     )
-    result = measured.result
     return 1 if result.check.verdict == "FAIL" or result.drained is False else 0

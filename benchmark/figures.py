@@ -104,6 +104,8 @@ class LevelResult:
     service_rss_mb: float | None = None
     service_cpu_seconds: float | None = None
     database_cpu_seconds: float | None = None
+    other_cpu_seconds: float | None = None
+    service_processes: int | None = None
 
     @property
     def service_cpu_percent(self) -> float | None:
@@ -118,6 +120,17 @@ class LevelResult:
         if self.database_cpu_seconds is None or self.load.elapsed <= 0:
             return None
         return 100.0 * self.database_cpu_seconds / self.load.elapsed
+
+    @property
+    def other_cpu_percent(self) -> float | None:
+        """
+        CPU used during the run by everything else on the machine (other processes, the
+        hypervisor), in percent of one core: high values mean the figures are not
+        representative of this machine.
+        """
+        if self.other_cpu_seconds is None or self.load.elapsed <= 0:
+            return None
+        return 100.0 * self.other_cpu_seconds / self.load.elapsed
 
 
 @dataclass(frozen=True)
@@ -160,6 +173,8 @@ def _level(data: Mapping[str, Any]) -> LevelResult:
         service_rss_mb=_optional_float(data.get("service_rss_mb")),
         service_cpu_seconds=_optional_float(data.get("service_cpu_seconds")),
         database_cpu_seconds=_optional_float(data.get("database_cpu_seconds")),
+        other_cpu_seconds=_optional_float(data.get("other_cpu_seconds")),
+        service_processes=data.get("service_processes"),
     )
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 __all__ = [
     "cpu_seconds",
     "listening_pids",
+    "machine_busy_seconds",
     "process_tree",
     "rss_megabytes",
     "service_processes",
@@ -57,7 +58,11 @@ def listening_pids(port: int) -> set[int]:
             continue
         for line in text.splitlines()[1:]:
             fields = line.split()
-            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+            if (
+                len(fields) > 9
+                and fields[3] == "0A"
+                and int(fields[1].rsplit(":", 1)[1], 16) == port
+            ):
                 inodes.add(fields[9])
     if not inodes:
         return set()
@@ -108,13 +113,19 @@ def service_processes(port: int, pid: int | None = None) -> set[int]:
     """
     if pid is not None:
         return process_tree(pid)
+    # Never climb into the benchmark's own ancestors (a test that started the service, say).
+    ours: set[int] = set()
+    current: int | None = os.getpid()
+    while current and current not in ours:
+        ours.add(current)
+        current = _parent(current)
     roots: set[int] = set()
     for owner in listening_pids(port):
         root = owner
         executable = _executable(owner)
         while True:
             parent = _parent(root)
-            if not parent or parent <= 1 or _executable(parent) != executable:
+            if not parent or parent <= 1 or parent in ours or _executable(parent) != executable:
                 break
             root = parent
         roots.add(root)
@@ -152,3 +163,20 @@ def cpu_seconds(pids: Iterable[int]) -> float | None:
             total += int(fields[11]) + int(fields[12])
             found = True
     return total / ticks if found else None
+
+
+def machine_busy_seconds() -> float | None:
+    """
+    CPU time the whole machine has spent running processes so far (every core, user and system
+    time, plus time stolen by the hypervisor), from /proc/stat; None when it cannot be read.
+    Interrupt time is left out: on loopback that is mostly the benchmark's own network traffic,
+    which no process is charged for.
+    """
+    text = _read(PROC / "stat")
+    if not text or not text.startswith("cpu "):
+        return None
+    fields = [int(value) for value in text.split("\n", 1)[0].split()[1:]]
+    # user nice system idle iowait irq softirq steal ...
+    busy = sum(fields[:3]) + fields[7]
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    return busy / ticks

@@ -16,6 +16,9 @@ __all__ = [
     "write_report",
 ]
 
+# Percent of one core used by unrelated processes above which a run is flagged as disturbed.
+OTHER_CPU_WARNING = 15.0
+
 SEED_COLUMNS = ("requests sent", "non-2xx", "errors", "timeouts")
 EXTRA_COLUMNS = ("2xx", "requests/s", "p50 ms", "p90 ms", "p99 ms", "max ms")
 
@@ -82,7 +85,6 @@ def box_table(headers: Sequence[str], rows: Sequence[Sequence[str]], split: int 
 def console_report(
     url: str,
     result: LevelResult,
-    processes: int | None = None,
     database: str | None = None,
 ) -> str:
     """What ``./bin/benchmark`` prints after a run: the table, then the checks beside it."""
@@ -96,25 +98,33 @@ def console_report(
         " completed responses; latency covers completed responses.",
     ]
     if load.status_codes:
-        codes = ", ".join(
-            f"{code}: {count:,}" for code, count in sorted(load.status_codes.items())
-        )
+        codes = ", ".join(f"{code}: {count:,}" for code, count in sorted(load.status_codes.items()))
         lines.append(f"status codes: {codes}")
     cpu = [f"load generator {load.loadgen_cpu_percent:.0f}%"]
     if result.service_cpu_percent is not None:
         service = f"service {result.service_cpu_percent:.0f}%"
+        processes = result.service_processes
         if processes:
             service += f" ({processes} process{'es' if processes > 1 else ''})"
         cpu.append(service)
     if result.database_cpu_percent is not None:
         cpu.append(f"database {result.database_cpu_percent:.0f}%")
+    if result.other_cpu_percent is not None:
+        cpu.append(f"everything else {result.other_cpu_percent:.0f}%")
     lines.append("CPU during the run, % of one core: " + ", ".join(cpu))
     if load.loadgen_cpu_percent > 90:
         lines.append(
             "  warning: the load generator used a whole core, so it may have limited the figures"
         )
+    if result.other_cpu_percent is not None and result.other_cpu_percent > OTHER_CPU_WARNING:
+        lines.append(
+            "  warning: other processes were busy during the run: these figures understate "
+            "what this machine can do"
+        )
     if result.service_rss_mb is not None:
-        lines.append(f"service memory after the run: {result.service_rss_mb:.0f} MiB RSS")
+        count = result.service_processes
+        across = f" across {count} process{'es' if count > 1 else ''}" if count else ""
+        lines.append(f"service memory after the run: {result.service_rss_mb:.0f} MiB RSS{across}")
     where = f" (database {database})" if database else ""
     lines.append(f"nothing lost: {result.check.verdict}: {result.check.detail}{where}")
     if result.drained is not None and result.drain_seconds is not None:
@@ -129,19 +139,28 @@ def console_report(
     return "\n".join(lines)
 
 
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A GitHub-flavoured markdown table; every column but the first right-aligned."""
-    aligns = [":---"] + ["---:"] * (len(headers) - 1)
+def markdown_table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: bool = True
+) -> str:
+    """
+    A GitHub-flavoured markdown table: the first column left-aligned, the others right-aligned
+    when C{numeric}, else left-aligned too.
+    """
+    aligns = [":---"] + ["---:" if numeric else ":---"] * (len(headers) - 1)
     out = ["| " + " | ".join(headers) + " |", "| " + " | ".join(aligns) + " |"]
     out.extend("| " + " | ".join(row) + " |" for row in rows)
     return "\n".join(out)
 
 
 LEVEL_COLUMNS = (
-    ("target",)
-    + SEED_COLUMNS
-    + EXTRA_COLUMNS
-    + ("stored", "nothing lost", "drain s", "RSS MiB", "CPU % svc/db/load")
+    "target",
+    *SEED_COLUMNS,
+    *EXTRA_COLUMNS,
+    "stored",
+    "nothing lost",
+    "drain s",
+    "RSS MiB (procs)",
+    "CPU % svc/db/load/other",
 )
 
 
@@ -151,7 +170,7 @@ def _cpu_cell(level: LevelResult) -> str:
 
     return (
         f"{pct(level.service_cpu_percent)}/{pct(level.database_cpu_percent)}"
-        f"/{level.load.loadgen_cpu_percent:.0f}"
+        f"/{level.load.loadgen_cpu_percent:.0f}/{pct(level.other_cpu_percent)}"
     )
 
 
@@ -168,7 +187,8 @@ def _level_row(target: TargetResult, level: LevelResult) -> list[str]:
         "-" if level.check.stored is None else f"{level.check.stored:,}",
         level.check.verdict,
         drain,
-        _number(level.service_rss_mb),
+        _number(level.service_rss_mb)
+        + (f" ({level.service_processes})" if level.service_processes else ""),
         _cpu_cell(level),
     ]
 
@@ -212,9 +232,23 @@ def render_markdown(results: SweepResults, charts: Sequence[str]) -> str:
                 [f"**{target.label}**", target.description, f"`{target.url}`"]
                 for target in results.targets
             ],
+            numeric=False,
         ),
         "",
     ]
+    disturbed = [
+        f"{target.label} at {level.load.connections}"
+        for target in results.targets
+        for level in target.levels
+        if level.other_cpu_percent is not None and level.other_cpu_percent > OTHER_CPU_WARNING
+    ]
+    if disturbed:
+        out += [
+            f"> **Disturbed runs**: other processes used more than {OTHER_CPU_WARNING:.0f}% of a "
+            f"core during {', '.join(disturbed)} connections; those figures understate this "
+            "machine. Run the sweep again on a quiet machine before quoting them.",
+            "",
+        ]
     failed = [target for target in results.targets if target.error]
     for target in failed:
         out += [f"> **{target.label} was not measured**: {target.error}", ""]
@@ -253,10 +287,12 @@ def render_markdown(results: SweepResults, charts: Sequence[str]) -> str:
         "least the 2xx count (a user can be stored and its answer still time out).",
         "- *drain s*: with `--drain`, seconds after the load until no stored user had "
         "`processed: false`.",
-        "- *RSS MiB*: resident memory of the server's processes after the run; *CPU %*: CPU "
-        "time during the run in percent of one core, for the server, the database server and "
-        "the load generator (autocannon). The load generator is not what limits a target while "
-        "its share stays clearly under 100%.",
+        "- *RSS MiB (procs)*: resident memory of all the server's processes after the run, and "
+        "how many there were; *CPU %*: CPU "
+        "time during the run in percent of one core, for the server, the database server, "
+        "the load generator (autocannon) and everything else on the machine. The load "
+        "generator is not what limits a target while its share stays clearly under 100%; "
+        f"a run where *other* exceeds {OTHER_CPU_WARNING:.0f}% was disturbed by unrelated work.",
         "",
     ]
     for note in results.notes:
@@ -266,11 +302,15 @@ def render_markdown(results: SweepResults, charts: Sequence[str]) -> str:
     out += [
         "## Machine",
         "",
-        markdown_table(["", ""], [[key, value] for key, value in results.machine.items()]),
+        markdown_table(
+            ["", ""], [[key, value] for key, value in results.machine.items()], numeric=False
+        ),
         "",
         "## Versions",
         "",
-        markdown_table(["", ""], [[key, value] for key, value in results.versions.items()]),
+        markdown_table(
+            ["", ""], [[key, value] for key, value in results.versions.items()], numeric=False
+        ),
         "",
     ]
     return "\n".join(out)
@@ -281,7 +321,7 @@ def write_report(results: SweepResults, folder: Path) -> Path:
     Write ``report.md``, ``results.json`` and the PNG charts into C{folder} (created if
     needed) and return the path of ``report.md``.
     """
-    from benchmark.charts import draw_charts  # noqa: PLC0415 - matplotlib only when reporting
+    from benchmark.charts import draw_charts
 
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.json").write_text(sweep_to_json(results))

@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from benchmark.figures import LevelResult, StoreCheck
 from benchmark.load import run_load
-from benchmark.procs import cpu_seconds, listening_pids, rss_megabytes, service_processes
+from benchmark.procs import (
+    cpu_seconds,
+    listening_pids,
+    machine_busy_seconds,
+    rss_megabytes,
+    service_processes,
+)
 from benchmark.service import check_health, flush
 from benchmark.store import DRAIN_LIMIT, MongoStore, StoreUnavailable, nothing_lost, wait_for_drain
 
-__all__ = ["Measured", "is_local", "measure", "say"]
+__all__ = ["is_local", "measure", "say"]
 
 
 def say(message: str) -> None:
@@ -38,14 +43,6 @@ def _port(url: str, default: int) -> tuple[str | None, int]:
         return parts.hostname, default
 
 
-@dataclass(frozen=True)
-class Measured:
-    """A run's L{LevelResult} and what the console needs to describe it."""
-
-    result: LevelResult
-    processes: int
-
-
 def _open_store(mongo_uri: str, database: str) -> tuple[MongoStore | None, str | None]:
     try:
         return MongoStore(mongo_uri, database), None
@@ -64,7 +61,7 @@ def measure(
     progress: bool = True,
     drain_limit: float = DRAIN_LIMIT,
     tell: Callable[[str], None] = say,
-) -> Measured:
+) -> LevelResult:
     """
     Run the seed's procedure against C{url} and measure around it. C{database} is where the
     service stores its users (None: it stores nothing, the check does not apply). Raises
@@ -96,9 +93,11 @@ def measure(
     db_pids = listening_pids(db_port) if is_local(db_host) and "," not in mongo_uri else set()
     service_cpu_before = cpu_seconds(pids)
     db_cpu_before = cpu_seconds(db_pids)
+    busy_before = machine_busy_seconds()
 
     load = run_load(url, connections, duration, progress=progress)
 
+    busy_after = machine_busy_seconds()
     service_cpu_after = cpu_seconds(pids)
     db_cpu_after = cpu_seconds(db_pids)
     # Read the processes again: a supervisor may have replaced a worker during the run.
@@ -134,13 +133,24 @@ def measure(
     def spent(after: float | None, before: float | None) -> float | None:
         return None if after is None or before is None else max(0.0, after - before)
 
-    result = LevelResult(
+    service_cpu = spent(service_cpu_after, service_cpu_before)
+    database_cpu = spent(db_cpu_after, db_cpu_before)
+    busy = spent(busy_after, busy_before)
+    other_cpu = (
+        None
+        if busy is None
+        else max(
+            0.0, busy - (service_cpu or 0.0) - (database_cpu or 0.0) - load.loadgen_cpu_seconds
+        )
+    )
+    return LevelResult(
         load=load,
         check=check,
         drain_seconds=drain_seconds,
         drained=drained,
         service_rss_mb=rss,
-        service_cpu_seconds=spent(service_cpu_after, service_cpu_before),
-        database_cpu_seconds=spent(db_cpu_after, db_cpu_before),
+        service_cpu_seconds=service_cpu,
+        database_cpu_seconds=database_cpu,
+        other_cpu_seconds=other_cpu,
+        service_processes=len(now_pids) if now_pids else None,
     )
-    return Measured(result=result, processes=len(now_pids))

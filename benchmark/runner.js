@@ -13,7 +13,7 @@
 // three Buffer allocations and a concat), which costs about twice the CPU of a fixed request and
 // made the load generator the first thing to saturate on a 2-core machine. Writing the head and
 // the fresh body as one string costs within ~15% of a fixed body (measured with a stub server;
-// see the README's Benchmark section). autocannon is pinned in package-lock.json, and
+// `node benchmark/loadgen-check.js` measures it). autocannon is pinned in package-lock.json, and
 // getRequestBuffer is checked at start so a version that drops it fails loudly.
 //
 // Latency percentiles come from our own histogram in microseconds: autocannon's records whole
@@ -143,4 +143,6 @@ function freshBodies (target) {
   }
 }
 
-main()
+module.exports = { freshBodies }
+
+if (require.main === module) main()

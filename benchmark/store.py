@@ -46,7 +46,7 @@ class MongoStore:
 
     def __init__(self, uri: str, database: str) -> None:
         try:
-            import pymongo  # noqa: PLC0415 - only the check needs it, not --help
+            import pymongo
         except ImportError:
             raise StoreUnavailable("pymongo is not installed: run ./bin/setup") from None
         self.uri = uri
@@ -64,9 +64,11 @@ class MongoStore:
     def _call(self, what: Callable[[], Any]) -> Any:
         try:
             return what()
-        except Exception as error:  # noqa: BLE001 - any driver error means "cannot read"
+        except Exception as error:
             first_line = str(error).split("\n", 1)[0].split(", Timeout:", 1)[0]
-            raise StoreUnavailable(f"the database at {self.uri} did not answer: {first_line}") from None
+            raise StoreUnavailable(
+                f"the database at {self.uri} did not answer: {first_line}"
+            ) from None
 
     def count_users(self) -> int:
         """How many users the collection holds."""

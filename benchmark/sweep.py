@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -211,9 +211,7 @@ def running(target: Target, log: IO[str]) -> Iterator[int | None]:
         start_new_session=True,
     )
     try:
-        wait_until_healthy(
-            target.url, target.startup_limit, alive=lambda: process.poll() is None
-        )
+        wait_until_healthy(target.url, target.startup_limit, alive=lambda: process.poll() is None)
         yield process.pid
     finally:
         _stop(process)
@@ -221,10 +219,8 @@ def running(target: Target, log: IO[str]) -> Iterator[int | None]:
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
     for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-        try:
+        with suppress(ProcessLookupError):
             os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            pass
         try:
             process.wait(timeout=grace)
             # The group may outlive its leader (workers): make sure they are gone too.
@@ -253,7 +249,8 @@ def _sweep_target(
     target: Target, settings: Settings, folder: Path, out: Callable[[str], None]
 ) -> TargetResult:
     levels: list[LevelResult] = []
-    with (folder / f"{target.label}.log").open("w") as log:
+    (folder / "logs").mkdir(exist_ok=True)
+    with (folder / "logs" / f"{target.label}.log").open("w") as log:
         try:
             with running(target, log) as pid:
                 for connections in settings.levels:
@@ -261,7 +258,7 @@ def _sweep_target(
                         f"-- {target.label}: {connections} connections for "
                         f"{format_duration(settings.duration)}"
                     )
-                    measured = measure(
+                    result = measure(
                         target.url,
                         connections,
                         settings.duration,
@@ -270,12 +267,11 @@ def _sweep_target(
                         drain=settings.drain,
                         service_pid=pid,
                     )
-                    levels.append(measured.result)
+                    levels.append(result)
                     out(
                         console_report(
                             f"{target.label} ({target.url})",
-                            measured.result,
-                            measured.processes,
+                            result,
                             target.database,
                         )
                     )
@@ -299,7 +295,12 @@ def run_sweep(
     # Fail before anything starts if a target the sweep does not start itself is not there.
     for target in targets:
         if target.command is None:
-            check_health(target.url)
+            try:
+                check_health(target.url)
+            except ServiceDown as error:
+                others = ",".join(t.label for t in targets if t is not target)
+                hint = f" To sweep without it: SWEEP_TARGETS={others}." if others else ""
+                raise ServiceDown(f"{target.label}: {error}{hint}") from None
     started = now()
     folder = root / "var" / "benchmark" / started.strftime("%Y%m%dT%H%M%SZ")
     folder.mkdir(parents=True, exist_ok=True)

@@ -17,3 +17,8 @@ database_kind() {
 free_port() {
     "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
+
+# What the FerretDB binary is built from: its version and our patches. A change rebuilds it.
+ferretdb_recipe() {
+    { echo "$FERRETDB_VERSION"; cat "$ROOT"/bin/patches/ferretdb-*.patch 2>/dev/null; } | sha256sum | cut -c1-16
+}

@@ -7,7 +7,9 @@ from typing import Any
 
 import treq
 from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import MultiService
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.task import deferLater
 from twisted.internet import endpoints
 from twisted.logger import Logger
 
@@ -16,7 +18,7 @@ from squad.batching import GroupCommit
 from squad.database import DatabaseService
 from squad.hashing import PasswordHasher
 from squad.ownership import ProcessLease, new_owner_id
-from squad.passwords import PasswordSealer, key_from_environment, load_or_create_key
+from squad.passwords import PasswordSealer
 from squad.resilience import CircuitBreaker
 from squad.slowstep import HttpVerification, StandInVerification, Verification
 from squad.slowwork import SlowWork
@@ -40,14 +42,53 @@ def listen_description(port: str) -> str:
     return port
 
 
-def seal_key(config: Any) -> bytes:
-    environment_key = os.environ.get("SQUAD_SEAL_KEY")
-    if environment_key:
-        return key_from_environment(environment_key)
-    return load_or_create_key(config["seal-key-file"])
+class AdoptedPortService(Service):
+    """Serves ``site`` on a listening socket inherited from the parent process."""
+
+    def __init__(self, reactor: Any, fd: int, family: int, site: SquadSite) -> None:
+        self._reactor = reactor
+        self._fd = fd
+        self._family = family
+        self._site = site
+        self.port: Any = None
+
+    def startService(self) -> None:
+        super().startService()
+        self.port = self._reactor.adoptStreamPort(self._fd, self._family, self._site)
+
+    def stopService(self) -> Any:
+        super().stopService()
+        if self.port is not None:
+            return self.port.stopListening()
+        return None
 
 
-def build_process_service(config: Any, reactor: Any) -> MultiService:
+class DrainService(Service):
+    """Stopped first: waits (bounded) for requests still waiting on the database."""
+
+    def __init__(self, clock: Any, api: SquadAPI, limit: float = 5.0) -> None:
+        self._clock = clock
+        self._api = api
+        self._limit = limit
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        return ensureDeferred(self._drain())
+
+    async def _drain(self) -> None:
+        waited = 0.0
+        while self._api.waiting and waited < self._limit:
+            await deferLater(self._clock, 0.05)
+            waited += 0.05
+
+
+def build_process_service(
+    config: Any,
+    reactor: Any,
+    adopt: tuple[int, int] | None = None,
+    worker_index: int | None = None,
+) -> MultiService:
+    """One process's service tree; ``adopt`` is an inherited (fd, family) to serve on."""
     root = MultiService()
     root.setName("squad")
 
@@ -75,7 +116,7 @@ def build_process_service(config: Any, reactor: Any) -> MultiService:
     slow_work.setServiceParent(root)
     lease.add_refiller(slow_work.refill)
 
-    hasher = PasswordHasher(reactor, store, PasswordSealer(seal_key(config)), owner)
+    hasher = PasswordHasher(reactor, store, PasswordSealer(config["seal-key"]), owner)
     hasher.setServiceParent(root)
     lease.add_refiller(hasher.refill)
 
@@ -91,10 +132,16 @@ def build_process_service(config: Any, reactor: Any) -> MultiService:
         hasher.sealer,
         allow_flush=config["allow-flush"],
     )
+    # Stopped before the database (services stop in reverse order): in-flight answers finish.
+    DrainService(reactor, api).setServiceParent(root)
     site = SquadSite(api.app.resource())
-    http = StreamServerEndpointService(
-        endpoints.serverFromString(reactor, listen_description(config["port"])), site
-    )
+    http: Service
+    if adopt is None:
+        http = StreamServerEndpointService(
+            endpoints.serverFromString(reactor, listen_description(config["port"])), site
+        )
+    else:
+        http = AdoptedPortService(reactor, adopt[0], adopt[1], site)
     http.setName("http")
     http.setServiceParent(root)
     return root

@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 from twisted.application.service import IService, MultiService
 from twisted.python import usage
 
+from squad.passwords import SealKeyError, key_from_environment, load_or_create_key
+
 __all__ = ["Options", "makeService"]
 
 # (option, environment variable, default, help)
@@ -137,6 +139,20 @@ class Options(usage.Options):
             self["verifier-url"] = self._check_url(self["verifier-url"])
         self["lease-seconds"] = _positive_float("lease-seconds", self["lease-seconds"])
         self["write-concern"] = self._check_write_concern(self["write-concern"])
+        self["seal-key"] = self._load_seal_key(self["seal-key-file"])
+
+    def _load_seal_key(self, path: str) -> bytes:
+        """The key that seals passwords until they are hashed; never in the database."""
+        try:
+            environment_key = self._environ.get("SQUAD_SEAL_KEY")
+            if environment_key:
+                return key_from_environment(environment_key)
+            directory = os.path.dirname(path)
+            if directory:
+                os.makedirs(directory, exist_ok=True)
+            return load_or_create_key(path)
+        except (SealKeyError, OSError) as error:
+            raise usage.UsageError(f"--seal-key-file: {error}") from None
 
     @staticmethod
     def _check_port(text: str) -> str:
@@ -196,6 +212,14 @@ def makeService(config: Options, reactor: Any = None) -> IService:
         from twisted.internet import reactor as global_reactor
 
         reactor = global_reactor
+    if config["workers"] > 1:
+        from squad.workers import WorkerSupervisor
+
+        root = MultiService()
+        root.setName("squad")
+        WorkerSupervisor(reactor, config, config["workers"]).setServiceParent(root)
+        return root
+
     from squad.process import build_process_service
 
     service: MultiService = build_process_service(config, reactor)

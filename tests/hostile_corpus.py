@@ -6,7 +6,8 @@ Each case is the request (``content_type`` is the header's value, ``None`` for n
 ``field`` named, or ``None``). ``tests.test_validation`` checks them against
 :func:`squad.validation.check_content_type` then :func:`squad.validation.parse_signup`; the same
 list can be replayed through the real HTTP app and database, where every case must also leave
-nothing stored. None of the bodies is a valid sign-up, so none may ever create a user.
+nothing stored. No request is valid: the 415 cases carry a valid body on purpose (the header
+alone must refuse them); every other body is invalid whatever its header.
 
 The cases never import squad: they state the contract, not the implementation.
 """
@@ -149,7 +150,9 @@ CASES: list[HostileCase] = [
         content_type=b"application/json; charset=utf-16",
     ),
     # ---- size: 413 ----
-    _case("one byte over 16 KiB", _VALID + b" " * (16 * 1024 + 1 - len(_VALID)), 413, "body_too_large"),
+    _case(
+        "one byte over 16 KiB", _VALID + b" " * (16 * 1024 + 1 - len(_VALID)), 413, "body_too_large"
+    ),
     _case("one mebibyte", b'{"firstName": "' + b"A" * (1024 * 1024) + b'"}', 413, "body_too_large"),
     _case("16 KiB of open brackets plus one", b"[" * (16 * 1024 + 1), 413, "body_too_large"),
     # ---- encoding: 400 invalid_utf8 ----
@@ -161,7 +164,9 @@ CASES: list[HostileCase] = [
         400,
         "invalid_utf8",
     ),
-    _case("truncated sequence", body(lastName="x").replace(b'"x"', b'"\xe2\x82"'), 400, "invalid_utf8"),
+    _case(
+        "truncated sequence", body(lastName="x").replace(b'"x"', b'"\xe2\x82"'), 400, "invalid_utf8"
+    ),
     _case("latin-1 name", body(lastName="x").replace(b'"x"', b'"Ren\xe9"'), 400, "invalid_utf8"),
     _case("UTF-16 body", json.dumps(VALID_SIGNUP).encode("utf-16"), 400, "invalid_utf8"),
     # ---- syntax: 400 invalid_json ----
@@ -175,8 +180,15 @@ CASES: list[HostileCase] = [
     _case("trailing data", _VALID + b" {}", 400, "invalid_json"),
     _case("two objects", _VALID + _VALID, 400, "invalid_json"),
     _case("byte order mark", b"\xef\xbb\xbf" + _VALID, 400, "invalid_json"),
-    _case("raw newline in a string", body(lastName="x").replace(b'"x"', b'"a\nb"'), 400, "invalid_json"),
-    _case("raw NUL in a string", body(lastName="x").replace(b'"x"', b'"a\x00b"'), 400, "invalid_json"),
+    _case(
+        "raw newline in a string",
+        body(lastName="x").replace(b'"x"', b'"a\nb"'),
+        400,
+        "invalid_json",
+    ),
+    _case(
+        "raw NUL in a string", body(lastName="x").replace(b'"x"', b'"a\x00b"'), 400, "invalid_json"
+    ),
     _case("bad escape", body(lastName="x").replace(b'"x"', b'"\\x41"'), 400, "invalid_json"),
     _case("Python None", body(lastName="x").replace(b'"x"', b"None"), 400, "invalid_json"),
     _case("hex number", body(lastName="x").replace(b'"x"', b"0x10"), 400, "invalid_json"),
@@ -185,17 +197,50 @@ CASES: list[HostileCase] = [
     # ---- non-finite numbers: 400 non_finite_number ----
     _case("NaN", body(lastName="x").replace(b'"x"', b"NaN"), 400, "non_finite_number"),
     _case("Infinity", body(password="x").replace(b'"x"', b"Infinity"), 400, "non_finite_number"),
-    _case("-Infinity hidden in an array", b'{"extra": [1, -Infinity], ' + _REST + b"}", 400, "non_finite_number"),
+    _case(
+        "-Infinity hidden in an array",
+        b'{"extra": [1, -Infinity], ' + _REST + b"}",
+        400,
+        "non_finite_number",
+    ),
     # ---- nesting: 400 nesting_too_deep ----
     _case("16,000 open brackets", b"[" * 16000, 400, "nesting_too_deep"),
     _case("3,000 nested objects", b'{"a":' * 3000, 400, "nesting_too_deep"),
-    _case("deep array as password", body(password="x").replace(b'"x"', _nested(4000)), 400, "nesting_too_deep"),
+    _case(
+        "deep array as password",
+        body(password="x").replace(b'"x"', _nested(4000)),
+        400,
+        "nesting_too_deep",
+    ),
     _case("mixed nesting", b'[{"a":' * 1500 + b"1" + b"}]" * 1500, 400, "nesting_too_deep"),
-    _case("one level over the limit", body(firstName="x").replace(b'"x"', _nested(16)), 400, "nesting_too_deep"),
+    _case(
+        "one level over the limit",
+        body(firstName="x").replace(b'"x"', _nested(16)),
+        400,
+        "nesting_too_deep",
+    ),
     # ---- numbers that must not crash the parser, refused as the wrong type ----
-    _case("float overflowing to infinity", body(username="x").replace(b'"x"', b"1e400"), 400, "invalid_type", "username"),
-    _case("5,000-digit integer", body(username="x").replace(b'"x"', b"7" * 5000), 400, "invalid_type", "username"),
-    _case("at the nesting limit", body(firstName="x").replace(b'"x"', _nested(15)), 400, "invalid_type", "firstName"),
+    _case(
+        "float overflowing to infinity",
+        body(username="x").replace(b'"x"', b"1e400"),
+        400,
+        "invalid_type",
+        "username",
+    ),
+    _case(
+        "5,000-digit integer",
+        body(username="x").replace(b'"x"', b"7" * 5000),
+        400,
+        "invalid_type",
+        "username",
+    ),
+    _case(
+        "at the nesting limit",
+        body(firstName="x").replace(b'"x"', _nested(15)),
+        400,
+        "invalid_type",
+        "firstName",
+    ),
     # ---- not an object: 400 not_an_object ----
     _case("array of the sign-up", b"[" + _VALID + b"]", 400, "not_an_object"),
     _case("string", b'"Ada"', 400, "not_an_object"),
@@ -204,28 +249,86 @@ CASES: list[HostileCase] = [
     _case("true", b"true", 400, "not_an_object"),
     _case("empty array", b"[]", 400, "not_an_object"),
     # ---- duplicate keys: 400 duplicate_key ----
-    _case("password twice", _VALID[:-1] + b', "password": "other password"}', 400, "duplicate_key", "password"),
-    _case("firstName twice", b'{"firstName": "Eve", ' + _REST + b"}", 400, "duplicate_key", "firstName"),
-    _case("duplicate inside a nested object", b'{"extra": {"a": 1, "a": 2}, ' + _REST + b"}", 400, "duplicate_key", "a"),
-    _case("duplicate through an escape", _VALID[:-1] + b', "pass\\u0077ord": "other password"}', 400, "duplicate_key", "password"),
+    _case(
+        "password twice",
+        _VALID[:-1] + b', "password": "other password"}',
+        400,
+        "duplicate_key",
+        "password",
+    ),
+    _case(
+        "firstName twice",
+        b'{"firstName": "Eve", ' + _REST + b"}",
+        400,
+        "duplicate_key",
+        "firstName",
+    ),
+    _case(
+        "duplicate inside a nested object",
+        b'{"extra": {"a": 1, "a": 2}, ' + _REST + b"}",
+        400,
+        "duplicate_key",
+        "a",
+    ),
+    _case(
+        "duplicate through an escape",
+        _VALID[:-1] + b', "pass\\u0077ord": "other password"}',
+        400,
+        "duplicate_key",
+        "password",
+    ),
     # ---- keys the database must never see: 400 forbidden_key ----
     _case("$where", b'{"$where": "sleep(1000)", ' + _REST + b"}", 400, "forbidden_key", "$where"),
     _case("operator as password", body(password={"$ne": None}), 400, "forbidden_key", "$ne"),
     _case("operator as email", body(email={"$gt": ""}), 400, "forbidden_key", "$gt"),
     _case("operator as username", body(username={"$regex": ".*"}), 400, "forbidden_key", "$regex"),
-    _case("dotted key", b'{"profile.isAdmin": true, ' + _REST + b"}", 400, "forbidden_key", "profile.isAdmin"),
+    _case(
+        "dotted key",
+        b'{"profile.isAdmin": true, ' + _REST + b"}",
+        400,
+        "forbidden_key",
+        "profile.isAdmin",
+    ),
     _case("dot only", b'{".": 1, ' + _REST + b"}", 400, "forbidden_key", "."),
     _case("dollar only", b'{"$": 1, ' + _REST + b"}", 400, "forbidden_key", "$"),
-    _case("escaped dollar", b'{"\\u0024set": {"processed": true}, ' + _REST + b"}", 400, "forbidden_key", "$set"),
-    _case("NUL in a key", b'{"first\\u0000Name": "Ada", ' + _REST + b"}", 400, "forbidden_key", None),
-    _case("forbidden key deep inside", b'{"extra": [[{"$x": 1}]], ' + _REST + b"}", 400, "forbidden_key", "$x"),
+    _case(
+        "escaped dollar",
+        b'{"\\u0024set": {"processed": true}, ' + _REST + b"}",
+        400,
+        "forbidden_key",
+        "$set",
+    ),
+    _case(
+        "NUL in a key", b'{"first\\u0000Name": "Ada", ' + _REST + b"}", 400, "forbidden_key", None
+    ),
+    _case(
+        "forbidden key deep inside",
+        b'{"extra": [[{"$x": 1}]], ' + _REST + b"}",
+        400,
+        "forbidden_key",
+        "$x",
+    ),
     # ---- unknown fields: 400 unknown_field ----
     _case("isAdmin", body(isAdmin=True), 400, "unknown_field", "isAdmin"),
     _case("processed", body(processed=True), 400, "unknown_field", "processed"),
     _case("_id", body(_id="000000000000000000000000"), 400, "unknown_field", "_id"),
-    _case("date_created", body(date_created="1970-01-01T00:00:00Z"), 400, "unknown_field", "date_created"),
-    _case("passwordHash", body(passwordHash="$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA"), 400, "unknown_field", "passwordHash"),
-    _case("snake case", body(firstName=_MISSING, first_name="Ada"), 400, "unknown_field", "first_name"),
+    _case(
+        "date_created",
+        body(date_created="1970-01-01T00:00:00Z"),
+        400,
+        "unknown_field",
+        "date_created",
+    ),
+    _case(
+        "passwordHash",
+        body(passwordHash="$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA"),
+        400,
+        "unknown_field",
+        "passwordHash",
+    ),
+    _case(
+        "snake case", body(firstName=_MISSING, first_name="Ada"), 400, "unknown_field", "first_name"
+    ),
     _case("__proto__", body(__proto__={"isAdmin": True}), 400, "unknown_field", "__proto__"),
     _case("empty key", b'{"": "x", ' + _REST + b"}", 400, "unknown_field", None),
     _case("homoglyph key", body(**{"firstN\u0430me": "Ada"}), 400, "unknown_field", None),
@@ -255,20 +358,64 @@ CASES: list[HostileCase] = [
     _case("username of 33", body(username="a" * 33), 400, "too_long", "username"),
     _case("password of 7", body(password="1234567"), 400, "too_short", "password"),
     _case("password of 129", body(password="p" * 129), 400, "too_long", "password"),
-    _case("email of 255", body(email="a" * 64 + "@" + "b" * 63 + "." + "c" * 63 + "." + "d" * 59 + ".com"), 400, "too_long", "email"),
+    _case(
+        "email of 256",
+        body(email="a" * 64 + "@" + "b" * 63 + "." + "c" * 63 + "." + "d" * 59 + ".com"),
+        400,
+        "too_long",
+        "email",
+    ),
     _case("local part of 65", body(email="a" * 65 + "@example.com"), 400, "too_long", "email"),
     # ---- characters: 400 invalid_characters / surrounding_whitespace ----
     _case("NUL in firstName", body(firstName="Ada\x00"), 400, "invalid_characters", "firstName"),
     _case("NUL in email", body(email="ada\x00@example.com"), 400, "invalid_characters", "email"),
-    _case("NUL in username", body(username="ada\x00lovelace"), 400, "invalid_characters", "username"),
-    _case("NUL in password", body(password="correct\x00horse"), 400, "invalid_characters", "password"),
-    _case("newline in lastName", body(lastName="Love\nlace"), 400, "invalid_characters", "lastName"),
-    _case("C1 control in lastName", body(lastName="Love\x85lace"), 400, "invalid_characters", "lastName"),
-    _case("lone surrogate in firstName", body(firstName="\ud800Ada"), 400, "invalid_characters", "firstName"),
-    _case("lone surrogate in password", body(password="correct \udfff horse"), 400, "invalid_characters", "password"),
-    _case("leading space in firstName", body(firstName=" Ada"), 400, "surrounding_whitespace", "firstName"),
-    _case("trailing no-break space", body(lastName="Lovelace\u00a0"), 400, "surrounding_whitespace", "lastName"),
-    _case("whitespace-only lastName", body(lastName="   "), 400, "surrounding_whitespace", "lastName"),
+    _case(
+        "NUL in username", body(username="ada\x00lovelace"), 400, "invalid_characters", "username"
+    ),
+    _case(
+        "NUL in password", body(password="correct\x00horse"), 400, "invalid_characters", "password"
+    ),
+    _case(
+        "newline in lastName", body(lastName="Love\nlace"), 400, "invalid_characters", "lastName"
+    ),
+    _case(
+        "C1 control in lastName",
+        body(lastName="Love\x85lace"),
+        400,
+        "invalid_characters",
+        "lastName",
+    ),
+    _case(
+        "lone surrogate in firstName",
+        body(firstName="\ud800Ada"),
+        400,
+        "invalid_characters",
+        "firstName",
+    ),
+    _case(
+        "lone surrogate in password",
+        body(password="correct \udfff horse"),
+        400,
+        "invalid_characters",
+        "password",
+    ),
+    _case(
+        "leading space in firstName",
+        body(firstName=" Ada"),
+        400,
+        "surrounding_whitespace",
+        "firstName",
+    ),
+    _case(
+        "trailing no-break space",
+        body(lastName="Lovelace\u00a0"),
+        400,
+        "surrounding_whitespace",
+        "lastName",
+    ),
+    _case(
+        "whitespace-only lastName", body(lastName="   "), 400, "surrounding_whitespace", "lastName"
+    ),
     # ---- email syntax: 400 invalid_email ----
     _case("no @", body(email="ada.example.com"), 400, "invalid_email", "email"),
     _case("two @", body(email="ada@lovelace@example.com"), 400, "invalid_email", "email"),
@@ -282,16 +429,42 @@ CASES: list[HostileCase] = [
     _case("one-letter TLD", body(email="ada@example.c"), 400, "invalid_email", "email"),
     _case("IPv4 domain", body(email="ada@127.0.0.1"), 400, "invalid_email", "email"),
     _case("IP literal", body(email="ada@[127.0.0.1]"), 400, "invalid_email", "email"),
-    _case("label starting with a hyphen", body(email="ada@-example.com"), 400, "invalid_email", "email"),
+    _case(
+        "label starting with a hyphen",
+        body(email="ada@-example.com"),
+        400,
+        "invalid_email",
+        "email",
+    ),
     _case("trailing dot in domain", body(email="ada@example.com."), 400, "invalid_email", "email"),
-    _case("non-ASCII local part", body(email="ad\u00e4@example.com"), 400, "invalid_email", "email"),
+    _case(
+        "non-ASCII local part", body(email="ad\u00e4@example.com"), 400, "invalid_email", "email"
+    ),
     _case("Unicode domain", body(email="ada@ex\u00e4mple.com"), 400, "invalid_email", "email"),
-    _case("header injection", body(email="ada@example.com\r\nBcc: all@example.com"), 400, "invalid_email", "email"),
+    _case(
+        "header injection",
+        body(email="ada@example.com\r\nBcc: all@example.com"),
+        400,
+        "invalid_email",
+        "email",
+    ),
     # ---- username: 400 invalid_username ----
-    _case("username starting with a dot", body(username=".ada"), 400, "invalid_username", "username"),
-    _case("username with a space", body(username="ada lovelace"), 400, "invalid_username", "username"),
+    _case(
+        "username starting with a dot", body(username=".ada"), 400, "invalid_username", "username"
+    ),
+    _case(
+        "username with a space", body(username="ada lovelace"), 400, "invalid_username", "username"
+    ),
     _case("username with @", body(username="ada@home"), 400, "invalid_username", "username"),
     _case("non-ASCII username", body(username="ad\u00e4"), 400, "invalid_username", "username"),
-    _case("path traversal username", body(username="../etc/passwd"), 400, "invalid_username", "username"),
-    _case("operator as username value", body(username="$where"), 400, "invalid_username", "username"),
+    _case(
+        "path traversal username",
+        body(username="../etc/passwd"),
+        400,
+        "invalid_username",
+        "username",
+    ),
+    _case(
+        "operator as username value", body(username="$where"), 400, "invalid_username", "username"
+    ),
 ]

@@ -8,9 +8,12 @@ from twisted.trial.unittest import SynchronousTestCase
 from squad.tap import Options
 
 
+KEY = "A" * 43 + "="  # 32 zero-ish bytes in base64: a well-formed seal key for option tests
+
+
 def parse(argv: list[str], environ: dict[str, str] | None = None) -> Options:
     options = Options()
-    options._environ = environ or {}
+    options._environ = {"SQUAD_SEAL_KEY": KEY, **(environ or {})}
     options.parseOptions(argv)
     return options
 
@@ -81,6 +84,24 @@ class OptionsTests(SynchronousTestCase):
                 error = self.assertRaises(usage.UsageError, parse, argv)
                 self.assertIn(name, str(error))
                 self.assertNotIn("\n", str(error))
+
+    def test_bad_seal_key_is_refused_without_echoing_it(self) -> None:
+        """A malformed SQUAD_SEAL_KEY stops start-up with a one-line reason that hides the key."""
+        error = self.assertRaises(usage.UsageError, parse, [], {"SQUAD_SEAL_KEY": "not-a-key!"})
+        self.assertIn("--seal-key-file", str(error))
+        self.assertNotIn("not-a-key!", str(error))
+
+    def test_seal_key_file_is_created_private(self) -> None:
+        """Without SQUAD_SEAL_KEY a key file is created, readable by its owner only."""
+        path = self.mktemp() + "/seal.key"
+        options = Options()
+        options._environ = {}
+        options.parseOptions(["--seal-key-file", path])
+        self.assertEqual(len(options["seal-key"]), 32)
+        import os
+        import stat
+
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
 
     def test_bad_environment_values_are_refused_too(self) -> None:
         """A bad value from the environment is checked like one from the command line."""

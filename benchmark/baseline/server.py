@@ -104,7 +104,7 @@ class Baseline:
         user = {**body, "processed": False, "date_created": now, "date_updated": now}
         await self._users.insert_one(user, timeout=DATABASE_TIMEOUT)
         # The seed's somethingSlow, awaited before the answer: the whole point of the baseline.
-        await task.deferLater(self._clock, random.uniform(*self._slow))  # noqa: S311
+        await task.deferLater(self._clock, random.uniform(*self._slow))
         await self._users.update_one(
             {"_id": user["_id"]},
             {"$set": {"processed": True, "date_updated": datetime.now(UTC)}},
@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--pool-size", type=int, default=10)
     options = parser.parse_args(argv)
 
-    from twisted.internet import reactor  # noqa: PLC0415 - installed by now, not at import
+    from twisted.internet import reactor
 
     pool = ConnectionPool(options.mongo_uri, pool_size=options.pool_size)
     baseline = Baseline(pool, options.database, reactor, options.slow_min, options.slow_max)
@@ -151,7 +151,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     listening.addCallback(
         lambda port: print(f"baseline listening on 127.0.0.1:{options.port}", flush=True)
     )
-    listening.addErrback(lambda failure: (print(failure.getErrorMessage()), reactor.stop()))
+
+    def cannot_listen(failure: Failure) -> None:
+        print(f"baseline cannot listen: {failure.getErrorMessage()}", flush=True)
+        reactor.stop()
+
+    listening.addErrback(cannot_listen)
     reactor.addSystemEventTrigger("before", "shutdown", pool.disconnect)
     reactor.run()
 

@@ -87,11 +87,13 @@ class _QuietSite(Site):
 
 
 def _worker(fd: int) -> None:
-    from twisted.internet import reactor  # noqa: PLC0415 - one reactor per worker process
+    from twisted.internet import reactor
+    from twisted.internet.interfaces import IReactorSocket
 
     site = _QuietSite(Ceiling().app.resource())
     site.displayTracebacks = False
-    reactor.adoptStreamPort(fd, socket.AF_INET, site)
+    # Site is a ServerFactory; Twisted's stubs want its generic protocol parameter spelled out.
+    IReactorSocket(reactor).adoptStreamPort(fd, socket.AF_INET, site)  # type: ignore[arg-type]
     os.close(fd)
     reactor.run()
 
@@ -103,10 +105,19 @@ def _supervise(port: int, workers: int) -> None:
     listener.listen(4096)
     listener.setblocking(False)
     root = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+    }
     children = [
         subprocess.Popen(
-            [sys.executable, "-m", "benchmark.ceiling.server", "--worker-fd", str(listener.fileno())],
+            [
+                sys.executable,
+                "-m",
+                "benchmark.ceiling.server",
+                "--worker-fd",
+                str(listener.fileno()),
+            ],
             pass_fds=[listener.fileno()],
             env=env,
         )

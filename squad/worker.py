@@ -1,0 +1,59 @@
+"""The entry point of one worker process: ``python -m squad.worker FD``.
+
+Started by ``squad.workers.WorkerSupervisor``; serves HTTP on the inherited listening socket
+FD with its own reactor and database pool. SIGTERM stops it gracefully: stop accepting, let
+in-flight requests finish, hand pending work back to the pool, exit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+
+from twisted.internet.defer import Deferred, ensureDeferred
+
+
+def main(argv: list[str]) -> None:
+    from twisted.internet import reactor
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+
+    from squad.process import build_process_service
+    from squad.tap import Options
+
+    fd = int(argv[1])
+    settings = json.loads(os.environ["SQUAD_WORKER_CONFIG"])
+    index = settings.pop("index")
+    arguments: list[str] = []
+    for name, value in settings.items():
+        if isinstance(value, bool):
+            if value:
+                arguments.append(f"--{name}")
+        elif value is not None:
+            arguments += [f"--{name}", str(value)]
+    options = Options()
+    options.parseOptions(arguments)
+
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
+    listener = socket.socket(fileno=fd)
+    family = listener.family
+    listener.detach()
+    service = build_process_service(options, reactor, adopt=(fd, family), worker_index=index)
+    service.startService()
+
+    def stop() -> Deferred[None]:
+        return ensureDeferred(_stop(service))
+
+    reactor.addSystemEventTrigger("before", "shutdown", stop)  # type: ignore[attr-defined]
+    reactor.run()  # type: ignore[attr-defined]
+
+
+async def _stop(service: object) -> None:
+    stopping = service.stopService()  # type: ignore[attr-defined]
+    if stopping is not None:
+        await stopping
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,343 @@
+"""
+./bin/benchmark for real: a short run (3 s, 4 connections) against a service this test starts,
+on an ephemeral port, with the database the suite uses.
+
+The service is squad (``twistd -n squad``, slow step 0.1-0.2 s) when its plugin is there, else
+the benchmark's baseline server. Needs node and benchmark/node_modules (``./bin/setup``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
+
+from benchmark.load import BENCHMARK_DIR
+from benchmark.procs import (
+    cpu_seconds,
+    listening_pids,
+    machine_busy_seconds,
+    process_tree,
+    rss_megabytes,
+    service_processes,
+)
+from benchmark.service import ServiceDown, wait_until_healthy
+from benchmark.args import parse_arguments
+from benchmark.sweep import free_port, run_sweep
+
+ROOT = BENCHMARK_DIR.parent
+MONGO_URI = os.environ.get("SQUAD_TEST_MONGO_URI") or "mongodb://127.0.0.1:27017"
+DATABASE = "squad_benchmark_test"
+CONNECTIONS = 4
+
+
+def _needs_node() -> None:
+    if not (BENCHMARK_DIR / "node_modules" / "autocannon").is_dir():
+        raise SkipTest("benchmark/node_modules is missing: ./bin/setup installs autocannon")
+    if not shutil.which(os.environ.get("NODE") or "node"):
+        raise SkipTest("node is not on PATH")
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, **extra}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return env
+
+
+def _squad_available() -> bool:
+    return (ROOT / "squad" / "tap.py").exists() and (
+        ROOT / "twisted" / "plugins" / "squad_plugin.py"
+    ).exists()
+
+
+def _service_command(port: int) -> tuple[str, list[str]]:
+    if _squad_available():
+        twistd = Path(sys.executable).parent / "twistd"
+        launcher = [str(twistd)] if twistd.exists() else [sys.executable, "-m", "twisted"]
+        if twistd.exists():
+            launcher += ["--pidfile=", "-n"]
+        return "squad", [
+            *launcher,
+            "squad",
+            "--port",
+            f"tcp:{port}:interface=127.0.0.1",
+            "--mongo-uri",
+            MONGO_URI,
+            "--database",
+            DATABASE,
+            "--allow-flush",
+            "--slow-min",
+            "0.1",
+            "--slow-max",
+            "0.2",
+        ]
+    return "baseline", [
+        sys.executable,
+        "-m",
+        "benchmark.baseline.server",
+        "--port",
+        str(port),
+        "--mongo-uri",
+        MONGO_URI,
+        "--database",
+        DATABASE,
+        "--slow-min",
+        "0.1",
+        "--slow-max",
+        "0.2",
+    ]
+
+
+def _table(output: str) -> dict[str, float]:
+    """The figures of the console table, by column name."""
+    lines = output.splitlines()
+    header_at = next(i for i, line in enumerate(lines) if "requests sent" in line)
+
+    def cells(line: str) -> list[str]:
+        return [cell.strip() for cell in line.replace("║", "│").split("│")[1:-1]]
+
+    names = cells(lines[header_at])
+    values = cells(lines[header_at + 2])
+    return {name: float(value.replace(",", "")) for name, value in zip(names, values, strict=True)}
+
+
+class RealRunTests(SynchronousTestCase):
+    """One short, real benchmark run, and the refusal to run against nothing."""
+
+    def _start_service(self) -> tuple[str, str]:
+        port = free_port()
+        kind, command = _service_command(port)
+        workdir = Path(self.mktemp()).resolve()
+        workdir.mkdir(parents=True)
+        log = (workdir / "service.log").open("w")
+        self.addCleanup(log.close)
+        process = subprocess.Popen(
+            command,
+            cwd=workdir,
+            env=_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.addCleanup(self._stop, process)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_healthy(url, 20.0, alive=lambda: process.poll() is None)
+        except ServiceDown as error:
+            log.flush()
+            self.fail(f"{kind} did not start: {error}\n{(workdir / 'service.log').read_text()}")
+        return kind, url
+
+    def _stop(self, process: subprocess.Popen[bytes]) -> None:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=10)
+        except ProcessLookupError:
+            return
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
+
+    def _database(self) -> Any:
+        import pymongo
+
+        client: Any = pymongo.MongoClient(MONGO_URI, serverSelectionTimeoutMS=3000)
+        self.addCleanup(client.close)
+        return client[DATABASE]
+
+    def test_short_run(self) -> None:
+        """
+        ``bin/benchmark 4 3s --drain`` against a live service prints the seed's table with
+        consistent figures (answers and failures add up to the requests sent, less the few in
+        flight at the end), a PASS from the nothing-lost check and the drain time; the service
+        got a different, realistic body on each request.
+        """
+        _needs_node()
+        kind, url = self._start_service()
+        database = self._database()
+        self.addCleanup(database.client.drop_database, DATABASE)
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmark", str(CONNECTIONS), "3s", "--drain"],
+            cwd=ROOT,
+            env=_env(URL=url, SQUAD_MONGO_URI=MONGO_URI, SQUAD_DATABASE=DATABASE),
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
+        report = f"{kind} run:\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+        self.assertEqual(done.returncode, 0, report)
+        self.assertLess(time.monotonic() - started, 60, report)
+        figures = _table(done.stdout)
+        sent, ok = figures["requests sent"], figures["2xx"]
+        non2xx, errors, timeouts = figures["non-2xx"], figures["errors"], figures["timeouts"]
+        self.assertGreater(ok, 0, report)
+        self.assertEqual((non2xx, errors, timeouts), (0, 0, 0), report)
+        # Every request sent was answered, failed, or was still in flight when the run ended.
+        in_flight = sent - (ok + non2xx + errors)
+        self.assertTrue(0 <= in_flight <= CONNECTIONS, report)
+        self.assertGreater(figures["requests/s"], 0, report)
+        self.assertLess(abs(figures["requests/s"] * 3 - ok) / ok, 0.5, report)
+        self.assertTrue(
+            0 < figures["p50 ms"] <= figures["p90 ms"] <= figures["p99 ms"] <= figures["max ms"],
+            report,
+        )
+        self.assertIn("nothing lost: PASS", done.stdout, report)
+        self.assertRegex(done.stdout, r"drain: every stored user processed [\d.]+ s", report)
+        # The live display printed at least one progress line while the load ran.
+        self.assertRegex(done.stderr, r"\d+s/3s .*2xx", report)
+        stored = re.search(r"PASS: (\d+) users stored", done.stdout)
+        assert stored is not None, report
+        users = database["users"]
+        self.assertGreaterEqual(users.count_documents({}), int(stored.group(1)), report)
+        emails = users.distinct("email")
+        self.assertGreater(len(emails), 0.9 * int(stored.group(1)), report)
+        self.assertEqual(users.count_documents({"processed": False}), 0, report)
+
+    def test_service_down(self) -> None:
+        """Against a port where nothing listens, it says so clearly and exits 1, with no table."""
+        _needs_node()
+        port = free_port()
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmark", "4", "1s"],
+            cwd=ROOT,
+            env=_env(URL=f"http://127.0.0.1:{port}"),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        self.assertEqual(done.returncode, 1, done.stderr)
+        self.assertIn(f"the service at http://127.0.0.1:{port} does not answer", done.stderr)
+        self.assertIn("./bin/dev", done.stderr)
+        self.assertNotIn("requests sent", done.stdout)
+
+    def test_usage_error(self) -> None:
+        """A bad argument exits 2 with the reason, before touching any service."""
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmark", "lots"],
+            cwd=ROOT,
+            env=_env(URL="http://127.0.0.1:1"),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        self.assertEqual(done.returncode, 2)
+        self.assertIn("whole number", done.stderr)
+
+    def test_sweep(self) -> None:
+        """
+        A one-level sweep against the ceiling (no database needed) starts the server, measures
+        it, stops its whole process group, and writes report.md with its table, charts that
+        exist, results.json and the server's log, in var/benchmark/<UTC time>/ under the root.
+        """
+        _needs_node()
+        root = Path(self.mktemp()).resolve()
+        settings = parse_arguments(
+            ["--sweep", "1s"], {"SWEEP_TARGETS": "ceiling", "SWEEP_LEVELS": "2"}
+        )
+        printed: list[str] = []
+        folder = run_sweep(
+            settings,
+            {"SWEEP_CEILING_WORKERS": "1"},
+            root=root,
+            out=printed.append,
+            now=lambda: datetime(2025, 11, 28, 4, 50, 0, tzinfo=UTC),
+        )
+        self.assertEqual(folder, root / "var" / "benchmark" / "20251128T045000Z")
+        report = (folder / "report.md").read_text()
+        self.assertIn("## 2 connections", report)
+        row = next(line for line in report.splitlines() if line.startswith("| **ceiling**"))
+        self.assertIn("| n/a |", row)
+        for name in ("throughput.png", "latency.png", "failures.png", "results.json"):
+            self.assertTrue((folder / name).is_file(), name)
+        log = (folder / "logs" / "ceiling.log").read_text()
+        self.assertIn("ceiling listening on 127.0.0.1:", log)
+        port = int(re.search(r"127\.0\.0\.1:(\d+)", log).group(1))  # type: ignore[union-attr]
+        self.assertEqual(listening_pids(port), set())
+        self.assertEqual(len(printed), 1)
+        self.assertIn("requests sent", printed[0])
+
+
+# A supervisor that starts one worker, which listens: the shape of a multi-process service.
+SUPERVISOR = """
+import socket, subprocess, sys
+worker = subprocess.Popen([sys.executable, "-c", sys.argv[1], sys.argv[2]])
+worker.wait()
+"""
+WORKER = """
+import socket, sys, time
+listener = socket.socket()
+listener.bind(("127.0.0.1", int(sys.argv[1])))
+listener.listen()
+time.sleep(60)
+"""
+
+
+class ProcessTests(SynchronousTestCase):
+    """The service's processes, memory and CPU, read from /proc around a run."""
+
+    def setUp(self) -> None:
+        if not os.path.exists("/proc/self/stat"):
+            raise SkipTest("no /proc on this system")
+
+    def test_own_process(self) -> None:
+        """This process is in its own tree, with some memory and CPU time, and so is the machine."""
+        self.assertIn(os.getpid(), process_tree(os.getpid()))
+        rss = rss_megabytes({os.getpid()})
+        assert rss is not None
+        self.assertGreater(rss, 1)
+        used = cpu_seconds({os.getpid()})
+        assert used is not None
+        self.assertGreater(used, 0)
+        busy = machine_busy_seconds()
+        assert busy is not None
+        self.assertGreaterEqual(busy, used)
+        self.assertIsNone(rss_megabytes({2**22 + 1}))
+
+    def test_listening_socket_owner(self) -> None:
+        """The process that holds a listening socket on a port is found by that port."""
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen()
+            port = listener.getsockname()[1]
+            self.assertEqual(listening_pids(port), {os.getpid()})
+        self.assertEqual(listening_pids(port), set())
+
+    def test_supervisor_and_workers(self) -> None:
+        """
+        A worker's supervisor counts as part of the service even though only the worker listens,
+        while the benchmark's own ancestors (here: this test process) never do.
+        """
+        port = free_port()
+        supervisor = subprocess.Popen(
+            [sys.executable, "-c", SUPERVISOR, WORKER, str(port)], start_new_session=True
+        )
+
+        def stop() -> None:
+            os.killpg(supervisor.pid, signal.SIGKILL)
+            supervisor.wait()
+
+        self.addCleanup(stop)
+        deadline = time.monotonic() + 10
+        while not listening_pids(port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        owners = listening_pids(port)
+        self.assertEqual(len(owners), 1)
+        (worker,) = owners
+        self.assertNotEqual(worker, supervisor.pid)
+        self.assertEqual(service_processes(port), {supervisor.pid, worker})
+        self.assertEqual(service_processes(port, pid=worker), {worker})
