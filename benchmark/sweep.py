@@ -21,7 +21,6 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
 
 from benchmark.args import Settings, UsageError, format_duration
 from benchmark.figures import LevelResult, SweepResults, TargetResult
@@ -29,7 +28,7 @@ from benchmark.load import BENCHMARK_DIR, LoadFailed, node_binary
 from benchmark.machine import machine_info, versions
 from benchmark.report import console_report, write_report
 from benchmark.run import measure, say
-from benchmark.service import ServiceDown, check_health, wait_until_healthy
+from benchmark.service import ServiceDown, check_health, flush, wait_until_healthy
 from benchmark.store import MongoStore, StoreUnavailable
 
 __all__ = ["TARGETS", "Target", "TargetContext", "free_port", "run_sweep", "select_targets"]
@@ -125,7 +124,8 @@ def _ceiling(context: TargetContext) -> Target:
         label="ceiling",
         description=(
             f"REFERENCE CEILING: bare Klein, parses the JSON and answers 201 with no I/O; "
-            f"{workers} processes on one socket (`benchmark/ceiling/`)"
+            f"{workers} process{'' if workers == '1' else 'es'} on one socket "
+            "(`benchmark/ceiling/`)"
         ),
         url=f"http://127.0.0.1:{port}",
         database=None,
@@ -190,10 +190,11 @@ def select_targets(
 
 
 @contextmanager
-def running(target: Target, log: IO[str]) -> Iterator[int | None]:
+def running(target: Target, log_path: Path) -> Iterator[int | None]:
     """
-    Start C{target} (if it has a command) in its own process group, wait until it answers GET
-    /health, yield its process id; stop the whole group afterwards, whatever happened.
+    Start C{target} (if it has a command) in its own process group, its output in
+    C{log_path}, wait until it answers GET /health, yield its process id; stop the whole group
+    afterwards, whatever happened.
     """
     if target.command is None:
         pid = os.environ.get("SQUAD_PID")
@@ -201,15 +202,17 @@ def running(target: Target, log: IO[str]) -> Iterator[int | None]:
         return
     env = {**os.environ, **target.env}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    process = subprocess.Popen(
-        target.command,
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            target.command,
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         wait_until_healthy(target.url, target.startup_limit, alive=lambda: process.poll() is None)
         yield process.pid
@@ -246,39 +249,50 @@ def _database_version(settings: Settings) -> str:
 
 
 def _sweep_target(
-    target: Target, settings: Settings, folder: Path, out: Callable[[str], None]
+    target: Target,
+    settings: Settings,
+    folder: Path,
+    out: Callable[[str], None],
+    tell: Callable[[str], None],
 ) -> TargetResult:
     levels: list[LevelResult] = []
-    (folder / "logs").mkdir(exist_ok=True)
-    with (folder / "logs" / f"{target.label}.log").open("w") as log:
-        try:
-            with running(target, log) as pid:
-                for connections in settings.levels:
-                    say(
-                        f"-- {target.label}: {connections} connections for "
-                        f"{format_duration(settings.duration)}"
-                    )
-                    result = measure(
-                        target.url,
-                        connections,
-                        settings.duration,
-                        settings.mongo_uri,
+    try:
+        with running(target, folder / "logs" / f"{target.label}.log") as pid:
+            for connections in settings.levels:
+                tell(
+                    f"-- {target.label}: {connections} connections for "
+                    f"{format_duration(settings.duration)}"
+                )
+                result = measure(
+                    target.url,
+                    connections,
+                    settings.duration,
+                    settings.mongo_uri,
+                    target.database,
+                    drain=settings.drain,
+                    service_pid=pid,
+                    progress=tell is say,
+                    tell=tell,
+                )
+                levels.append(result)
+                out(
+                    console_report(
+                        f"{target.label} ({target.url})",
+                        result,
                         target.database,
-                        drain=settings.drain,
-                        service_pid=pid,
                     )
-                    levels.append(result)
-                    out(
-                        console_report(
-                            f"{target.label} ({target.url})",
-                            result,
-                            target.database,
-                        )
-                    )
+                )
+                if connections != settings.levels[-1]:
                     time.sleep(PAUSE_BETWEEN_RUNS)
-        except (ServiceDown, LoadFailed) as error:
-            say(f"!! {target.label} stopped: {error}")
-            return TargetResult(target.label, target.description, target.url, levels, str(error))
+            if target.command is None:
+                # A service the sweep does not stop would go on with its backlog of slow
+                # work while the next targets are measured, on the same database: drop it.
+                warning = flush(target.url)
+                if warning:
+                    tell(f"warning: {warning}")
+    except (ServiceDown, LoadFailed) as error:
+        tell(f"!! {target.label} stopped: {error}")
+        return TargetResult(target.label, target.description, target.url, levels, str(error))
     return TargetResult(target.label, target.description, target.url, levels)
 
 
@@ -288,8 +302,12 @@ def run_sweep(
     root: Path = ROOT,
     out: Callable[[str], None] = print,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    tell: Callable[[str], None] = say,
 ) -> Path:
-    """Run the sweep and write its report; return the report's folder."""
+    """
+    Run the sweep and write its report; return the report's folder. Tables go to C{out},
+    progress to C{tell} (the load generator's live display too, unless C{tell} is replaced).
+    """
     context = TargetContext(settings, environ)
     targets = select_targets(settings.targets, context)
     # Fail before anything starts if a target the sweep does not start itself is not there.
@@ -305,7 +323,7 @@ def run_sweep(
     folder = root / "var" / "benchmark" / started.strftime("%Y%m%dT%H%M%SZ")
     folder.mkdir(parents=True, exist_ok=True)
     runs = len(targets) * len(settings.levels)
-    say(
+    tell(
         f"sweep: {', '.join(t.label for t in targets)} at "
         f"{', '.join(str(level) for level in settings.levels)} connections, "
         f"{format_duration(settings.duration)} each: {runs} runs, about "
@@ -314,8 +332,8 @@ def run_sweep(
     )
     results = []
     for target in targets:
-        say(f"== {target.label}: {target.description}")
-        results.append(_sweep_target(target, settings, folder, out))
+        tell(f"== {target.label}: {target.description}")
+        results.append(_sweep_target(target, settings, folder, out, tell))
     command = "./bin/benchmark --sweep " + format_duration(settings.duration)
     if settings.drain:
         command += " --drain"

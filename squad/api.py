@@ -26,7 +26,6 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from squad.batching import GroupCommit
 from squad.documents import bson_now, new_user_document, user_json
 from squad.errors import write_error
-from squad.hashing import PasswordHasher
 from squad.passwords import PasswordSealer
 from squad.slowwork import SlowWork
 from squad.store import PendingSignup, Store
@@ -65,7 +64,6 @@ class SquadAPI:
         store: Store,
         commit: GroupCommit[PendingSignup],
         slow_work: SlowWork,
-        hasher: PasswordHasher,
         sealer: PasswordSealer,
         *,
         allow_flush: bool = False,
@@ -78,7 +76,6 @@ class SquadAPI:
         self._store = store
         self._commit = commit
         self._slow_work = slow_work
-        self._hasher = hasher
         self._sealer = sealer
         self.allow_flush = allow_flush
         self.write_deadline = write_deadline
@@ -131,8 +128,7 @@ class SquadAPI:
         item = PendingSignup(
             user=user,
             sealed_password=self._sealer.seal(signup.password, associated=user_id.binary),
-            slow_owner=self._slow_work.owner_for_new_signup(),
-            hash_owner=self._hasher.owner_for_new_signup(),
+            owner=self._slow_work.owner_for_new_signup(),
         )
         stored = self._commit.submit(item, deadline=now + self.write_deadline)
         stored.addCallbacks(
@@ -162,8 +158,7 @@ class SquadAPI:
 
     def _after_stored(self, result: None, request: IRequest, item: PendingSignup) -> None:
         def start(_: object = None) -> None:
-            self._slow_work.accept(item.user_id, item.slow_owner)
-            self._hasher.accept(item.user_id, item.sealed_password, item.hash_owner)
+            self._slow_work.accept(item.user_id, item.sealed_password, item.owner)
 
         # The answer is written right after this callback; start once it is out. A client that
         # already left gets no answer, but its stored user is processed all the same.
@@ -173,8 +168,7 @@ class SquadAPI:
             request.notifyFinish().addBoth(start)  # type: ignore[attr-defined]
 
     def _after_not_stored(self, failure: Failure, item: PendingSignup) -> Failure:
-        self._slow_work.signup_failed(item.slow_owner)
-        self._hasher.signup_failed(item.hash_owner)
+        self._slow_work.signup_failed(item.owner)
         return failure
 
     @app.route("/users/<user_id>", methods=["GET"])
@@ -215,7 +209,6 @@ class SquadAPI:
                 request, 503, "database_unavailable", "The database is not answering right now."
             )
         self._slow_work.drop_all()
-        self._hasher.drop_all()
         request.setResponseCode(204)
         return b""
 

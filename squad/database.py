@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import Logger
 from txmongo.connection import ConnectionPool
 
@@ -53,6 +53,7 @@ class DatabaseService(Service):
         self._write_concern = write_concern
         self._timeout = timeout
         self.pool: ConnectionPool | None = None
+        self.background_pool: ConnectionPool | None = None
         self.store = Store(timeout=timeout)
 
     def startService(self) -> None:
@@ -60,19 +61,16 @@ class DatabaseService(Service):
         # Created here, not at import or configuration time: with several worker processes
         # each must open its own sockets after the fork.
         self.pool = connect(self._uri, self._pool_size, self._write_concern)
-        self.store.attach(self.pool[self._database])
-        ensureDeferred(self._prepare()).addErrback(
-            lambda failure: log.warn(
-                "Could not create indexes yet: {error}", error=failure.getErrorMessage()
-            )
-        )
-
-    async def _prepare(self) -> None:
-        await self.store.ensure_indexes()
+        self.background_pool = connect(self._uri, 1, self._write_concern)
+        self.store.attach(self.pool[self._database], self.background_pool[self._database])
 
     def stopService(self) -> Deferred[Any] | None:
         super().stopService()
         if self.pool is None:
             return None
         pool, self.pool = self.pool, None
-        return pool.disconnect()  # type: ignore[no-any-return]
+        background, self.background_pool = self.background_pool, None
+        closing = [pool.disconnect()]
+        if background is not None:
+            closing.append(background.disconnect())
+        return gatherResults(closing)

@@ -16,17 +16,15 @@ import threading
 from collections import deque
 from typing import Any
 
-from bson import ObjectId
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from squad.passwords import PasswordSealer, UnsealError, hash_password
-from squad.store import UNOWNED, Store
+from squad.slowwork import SlowWork, Work
 
 __all__ = ["PasswordHasher"]
 
@@ -41,24 +39,15 @@ def _hash_at_low_priority(password: str) -> str:
 
 
 class PasswordHasher(Service):
-    """The background hasher of one process."""
+    """The background hasher of one process: one thread, lowest priority, FIFO."""
 
-    def __init__(
-        self,
-        reactor: Any,
-        store: Store,
-        sealer: PasswordSealer,
-        owner: str,
-        capacity: int = 20_000,
-    ) -> None:
+    def __init__(self, reactor: Any, sealer: PasswordSealer, slow_work: SlowWork) -> None:
         self._reactor = reactor
         self._clock: IReactorTime = reactor
-        self._store = store
         self.sealer = sealer
-        self.owner = owner
-        self.capacity = capacity
-        self._queue: deque[tuple[ObjectId, bytes]] = deque()
-        self._reserved = 0
+        self._slow_work = slow_work
+        slow_work.hasher = self
+        self._queue: deque[Work] = deque()
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="squad-password-hasher")
         self._wake: Deferred[None] | None = None
         self._loop: Deferred[None] | None = None
@@ -69,34 +58,11 @@ class PasswordHasher(Service):
         """Passwords this process holds sealed in memory, waiting to be hashed."""
         return len(self._queue)
 
-    def owner_for_new_signup(self) -> str:
-        if self.running and len(self._queue) + self._reserved < self.capacity:
-            self._reserved += 1
-            return self.owner
-        return UNOWNED
-
-    def signup_failed(self, owner: str) -> None:
-        if owner == self.owner:
-            self._reserved -= 1
-
-    def accept(self, user_id: ObjectId, sealed: bytes, owner: str) -> None:
-        if owner != self.owner:
-            return
-        self._reserved -= 1
-        self._enqueue(user_id, sealed)
-
-    def _enqueue(self, user_id: ObjectId, sealed: bytes) -> None:
-        self._queue.append((user_id, sealed))
+    def submit(self, work: Work) -> None:
+        self._queue.append(work)
         if self._wake is not None:
             wake, self._wake = self._wake, None
             wake.callback(None)
-
-    async def refill(self) -> None:
-        room = self.capacity - len(self._queue) - self._reserved
-        if not self.running or room <= 0:
-            return
-        for adopted in await self._store.adopt_passwords(self.owner, min(room, 1000)):
-            self._enqueue(adopted.user_id, adopted.sealed_password)
 
     def drop_all(self) -> None:
         self._queue.clear()
@@ -121,34 +87,29 @@ class PasswordHasher(Service):
                 self._wake = Deferred()
                 await self._wake
                 continue
-            user_id, sealed = self._queue.popleft()
+            work = self._queue.popleft()
+            sealed = work.sealed_password
+            if sealed is None or work.hashed:
+                continue
             try:
-                await self._hash_one(user_id, sealed)
-            except CancelledError:
-                return
+                password = self.sealer.unseal(sealed, associated=work.user_id.binary)
             except UnsealError as error:
                 # Sealed with another key (the key file was replaced): this password cannot be
                 # recovered. Leave the sealed form for an operator rather than spin on it.
                 log.error(
                     "Cannot unseal the password of user {user_id}: {error}. Was the seal key"
                     " replaced? The user is kept without a password hash.",
-                    user_id=str(user_id),
+                    user_id=str(work.user_id),
                     error=error,
                 )
-            except Exception as error:
-                log.warn(
-                    "Could not hash the password of user {user_id} yet ({error}); retrying.",
-                    user_id=str(user_id),
-                    error=error,
+                continue
+            try:
+                password_hash = await deferToThreadPool(
+                    self._reactor, self._pool, _hash_at_low_priority, password
                 )
-                self._queue.append((user_id, sealed))
-                await deferLater(self._clock, 1.0)
-
-    async def _hash_one(self, user_id: ObjectId, sealed: bytes) -> None:
-        password = self.sealer.unseal(sealed, associated=user_id.binary)
-        password_hash = await deferToThreadPool(
-            self._reactor, self._pool, _hash_at_low_priority, password
-        )
-        del password
-        await self._store.store_password_hash(user_id, password_hash)
-        self.hashed += 1
+            except CancelledError:
+                return
+            finally:
+                del password
+            self.hashed += 1
+            self._slow_work.password_hashed(work, password_hash)

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import treq
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, ensureDeferred
-from twisted.internet.task import deferLater
 from twisted.internet import endpoints
+from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from squad.api import SquadAPI
 from squad.batching import GroupCommit
 from squad.database import DatabaseService
+from squad.finishing import FinishWriter
 from squad.hashing import PasswordHasher
 from squad.ownership import ProcessLease, new_owner_id
 from squad.passwords import PasswordSealer
@@ -40,6 +41,25 @@ def listen_description(port: str) -> str:
     if port.startswith("tcp:") and "backlog=" not in port:
         return port + ":backlog=4096"
     return port
+
+
+class SequentialMultiService(MultiService):
+    """Stops its children one after the other, last started first.
+
+    ``MultiService`` stops all children at once; squad needs order: stop listening, let answers
+    finish, stop background work, hand pending work back, and only then close the database.
+    """
+
+    def stopService(self) -> Deferred[None]:
+        Service.stopService(self)
+        return ensureDeferred(self._stop_in_order())
+
+    async def _stop_in_order(self) -> None:
+        for child in reversed(list(self)):
+            try:
+                await maybeDeferred(child.stopService)
+            except Exception as error:
+                log.failure("Stopping {child} failed", child=child, failure=Failure(error))
 
 
 class AdoptedPortService(Service):
@@ -89,7 +109,7 @@ def build_process_service(
     worker_index: int | None = None,
 ) -> MultiService:
     """One process's service tree; ``adopt`` is an inherited (fd, family) to serve on."""
-    root = MultiService()
+    root = SequentialMultiService()
     root.setName("squad")
 
     database = DatabaseService(
@@ -112,13 +132,12 @@ def build_process_service(
         )
     else:
         verification = StandInVerification(reactor, config["slow-min"], config["slow-max"])
-    slow_work = SlowWork(reactor, store, verification, owner)
+    slow_work = SlowWork(reactor, store, verification, FinishWriter(reactor, store), owner)
     slow_work.setServiceParent(root)
     lease.add_refiller(slow_work.refill)
 
-    hasher = PasswordHasher(reactor, store, PasswordSealer(config["seal-key"]), owner)
+    hasher = PasswordHasher(reactor, PasswordSealer(config["seal-key"]), slow_work)
     hasher.setServiceParent(root)
-    lease.add_refiller(hasher.refill)
 
     commit: GroupCommit[PendingSignup] = GroupCommit(
         reactor, store.insert_signups, max_batch=200, concurrency=POOL_SIZE - 2
@@ -128,7 +147,6 @@ def build_process_service(
         store,
         commit,
         slow_work,
-        hasher,
         hasher.sealer,
         allow_flush=config["allow-flush"],
     )

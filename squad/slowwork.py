@@ -1,13 +1,17 @@
-"""Runs the slow step for every stored user, at least once, surviving crashes.
+"""The background work of every stored user, at least once, surviving crashes.
 
-The process that accepted a sign-up runs its slow step after the response has been written.
-At most ``capacity`` slow steps are held in memory per process; a sign-up beyond that is stored
-as unowned work, and adopted from the database when room frees up. Work of a process that died
-is handed back by ``squad.ownership`` and adopted the same way. The finish (``processed: true``)
-is idempotent, so running a step twice (a take-over race on FerretDB) is harmless.
+After a sign-up is acknowledged two things remain: the slow step (then ``processed: true``) and
+hashing the sealed password. The process that accepted the sign-up does both, after the response
+has been written. At most ``capacity`` users' work is held in memory per process; a sign-up
+beyond that is stored as unowned work and adopted from the database when room frees up. Work
+of a process that died is handed back by ``squad.ownership`` and adopted the same way.
+Finishing is idempotent, so doing an item twice (a take-over race on FerretDB) is harmless.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from bson import ObjectId
 from twisted.application.service import Service
@@ -17,42 +21,68 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from squad.documents import bson_now
+from squad.finishing import FinishWriter
 from squad.resilience import Backoff
 from squad.slowstep import Verification
 from squad.store import UNOWNED, Store
 
-__all__ = ["SlowWork"]
+__all__ = ["SlowWork", "Work"]
 
 log = Logger()
 
 
+@dataclass(eq=False)
+class Work:
+    """What is left to do for one user."""
+
+    user_id: ObjectId
+    sealed_password: bytes | None = field(repr=False)
+    processed: bool = False
+    hashed: bool = False
+    attempts: int = 0
+
+
+class Hasher(Protocol):
+    def submit(self, work: Work) -> None: ...
+
+    def drop_all(self) -> None: ...
+
+
 class SlowWork(Service):
-    """The slow-step pipeline of one process."""
+    """The background pipeline of one process: slow steps, hashing, finishing writes."""
 
     def __init__(
         self,
         clock: IReactorTime,
         store: Store,
         verification: Verification,
+        writer: FinishWriter,
         owner: str,
-        capacity: int = 50_000,
+        capacity: int = 30_000,
         backoff: Backoff | None = None,
     ) -> None:
         self._clock = clock
         self._store = store
         self._verification = verification
+        self.writer = writer
+        self.hasher: Hasher | None = None
         self.owner = owner
         self.capacity = capacity
         self._backoff = backoff or Backoff()
-        self._running: dict[ObjectId, Deferred[None]] = {}
+        self._works: dict[ObjectId, Work] = {}
+        self._steps: dict[ObjectId, Deferred[None]] = {}
         self._reserved = 0
         self.completed = 0
         self.failed_attempts = 0
 
     @property
     def held(self) -> int:
-        """Slow steps in memory now, plus slots promised to sign-ups being written."""
-        return len(self._running) + self._reserved
+        """Users whose work is in memory now, plus slots promised to sign-ups being written."""
+        return len(self._works) + self._reserved
+
+    @property
+    def running_steps(self) -> int:
+        return len(self._steps)
 
     def owner_for_new_signup(self) -> str:
         """Reserve a slot for a sign-up about to be written, or leave it to the pool."""
@@ -66,79 +96,113 @@ class SlowWork(Service):
         if owner == self.owner:
             self._reserved -= 1
 
-    def accept(self, user_id: ObjectId, owner: str) -> None:
-        """Start the slow step of a stored user (called after its response was written)."""
+    def accept(self, user_id: ObjectId, sealed_password: bytes, owner: str) -> None:
+        """Start the work of a stored user (called after its response was written)."""
         if owner != self.owner:
             return  # stored as unowned: some process adopts it when it has room
         self._reserved -= 1
-        self._start(user_id)
+        self._start(Work(user_id, sealed_password))
 
-    def _start(self, user_id: ObjectId) -> None:
-        if not self.running or user_id in self._running:
+    def _start(self, work: Work) -> None:
+        if not self.running or work.user_id in self._works:
             return
-        done = ensureDeferred(self._run(user_id))
-        self._running[user_id] = done
-        done.addBoth(self._forget, user_id)
+        self._works[work.user_id] = work
+        if not work.processed:
+            step = ensureDeferred(self._run_slow_step(work))
+            self._steps[work.user_id] = step
+            step.addBoth(lambda _: self._steps.pop(work.user_id, None))
+        if not work.hashed and self.hasher is not None and work.sealed_password is not None:
+            self.hasher.submit(work)
+        else:
+            work.hashed = True
+        self._maybe_done(work)
 
-    def _forget(self, result: object, user_id: ObjectId) -> None:
-        self._running.pop(user_id, None)
+    def password_hashed(self, work: Work, password_hash: str) -> None:
+        """Called by the hasher; the sealed password is dropped with the pending document."""
+        if self._works.get(work.user_id) is not work:
+            return  # dropped meanwhile (DELETE /collections)
+        self.writer.set_fields(work.user_id, {"password_hash": password_hash})
+        work.hashed = True
+        work.sealed_password = None
+        self._maybe_done(work)
 
-    async def _run(self, user_id: ObjectId) -> None:
-        attempt = 0
+    def _maybe_done(self, work: Work) -> None:
+        if work.processed and work.hashed:
+            self.writer.finished(work.user_id)
+            self._works.pop(work.user_id, None)
+
+    async def _run_slow_step(self, work: Work) -> None:
         try:
             while True:
-                attempt += 1
+                work.attempts += 1
                 try:
-                    await self._verification.verify(user_id)
+                    await self._verification.verify(work.user_id)
                     break
                 except CancelledError:
                     raise
                 except Exception as error:
                     self.failed_attempts += 1
-                    await self._note_failure(user_id, attempt, str(error))
-                    await deferLater(self._clock, self._backoff.delay(attempt))
-            attempt = 0
-            while True:
-                attempt += 1
-                try:
-                    await self._store.mark_processed(user_id, bson_now(self._clock.seconds()))
-                    self.completed += 1
-                    return
-                except CancelledError:
-                    raise
-                except Exception as error:
-                    log.warn(
-                        "Could not mark user {user_id} processed yet ({error}); retrying.",
-                        user_id=str(user_id),
-                        error=error,
+                    self.writer.set_fields(
+                        work.user_id,
+                        {
+                            "verification": {
+                                "state": "retrying",
+                                "attempts": work.attempts,
+                                "last_error": str(error),
+                                "last_attempt": bson_now(self._clock.seconds()),
+                            }
+                        },
                     )
-                    await deferLater(self._clock, min(self._backoff.delay(attempt), 10.0))
+                    await deferLater(self._clock, self._backoff.delay(work.attempts))
         except CancelledError:
-            # Stopping: the work stays in the database and is released to the pool.
+            return  # stopping: the work stays in the database and is released to the pool
+        if self._works.get(work.user_id) is not work:
             return
-
-    async def _note_failure(self, user_id: ObjectId, attempt: int, reason: str) -> None:
-        try:
-            await self._store.record_slow_failure(
-                user_id, attempt, reason, bson_now(self._clock.seconds())
-            )
-        except Exception as error:
-            log.debug("Could not record the failed attempt: {error}", error=error)
+        self.writer.set_fields(
+            work.user_id,
+            {
+                "processed": True,
+                "date_updated": bson_now(self._clock.seconds()),
+                "verification": {"state": "verified", "attempts": work.attempts},
+            },
+        )
+        work.processed = True
+        self.completed += 1
+        self._maybe_done(work)
 
     async def refill(self) -> None:
-        """Adopt unowned slow steps while there is room (called on every lease round)."""
+        """Adopt unowned work while there is room (called on every lease round)."""
         room = self.capacity - self.held
         if not self.running or room <= 0:
             return
-        for user_id in await self._store.adopt_slow_steps(self.owner, min(room, 1000)):
-            self._start(user_id)
+        for adopted in await self._store.adopt(self.owner, min(room, 1000)):
+            self._start(
+                Work(
+                    adopted.user_id,
+                    adopted.sealed_password,
+                    processed=adopted.processed,
+                    hashed=adopted.hashed,
+                )
+            )
 
     def drop_all(self) -> None:
-        """Forget the in-memory slow steps (``DELETE /collections`` removed their users)."""
-        for done in list(self._running.values()):
-            done.cancel()
+        """Forget all in-memory work (``DELETE /collections`` removed its users)."""
+        for step in list(self._steps.values()):
+            step.cancel()
+        self._works.clear()
+        self.writer.clear()
+        if self.hasher is not None:
+            self.hasher.drop_all()
 
-    def stopService(self) -> None:
+    def startService(self) -> None:
+        super().startService()
+        self.writer.start()
+
+    def stopService(self) -> Deferred[None]:
         super().stopService()
-        # Cancel what is in memory; squad.ownership then hands it all back to the pool.
-        self.drop_all()
+        # Cancel what is in memory; squad.ownership then hands it all back to the pool. What
+        # already finished is written first, so a successor does not repeat it.
+        for step in list(self._steps.values()):
+            step.cancel()
+        self._works.clear()
+        return self.writer.stop()

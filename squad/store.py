@@ -1,22 +1,19 @@
 """Everything squad reads from and writes to MongoDB, through txmongo.
 
-Collections (one database, `squad` by default):
+Collections (one database, ``squad`` by default):
 
 - ``users``: the sign-ups, as the contract describes them.
-- ``slow_steps``: one small document per user whose slow step has not finished, naming the
-  process that owns it. The database is the queue: work survives the process that accepted it.
-- ``password_hashing``: one document per user whose password is still sealed (encrypted with a
-  key that is not in the database) and waiting for the background hasher.
+- ``pending``: one small document per user whose background work (the slow step, the password
+  hash) is not finished: its owner process and the sealed password. The database is the queue:
+  the work survives the process that accepted it. The collection shrinks as work finishes.
 - ``processes``: a heartbeat per running squad process. A process whose heartbeat is older than
   the lease is dead; its work goes back to the pool (owner ``""``) for others to adopt.
 - ``idempotency_keys``: the first answer to each ``Idempotency-Key``.
 
-The pending collections stay small (they shrink as work finishes) because FerretDB filters
-anything but equality in memory after reading every document: we only ever query them by
-equality (``owner``, ``_id``) and never scan ``users``.
-
-Every call passes a timeout: txmongo has none by default and would wait forever on a dead
-database (txmongo issue 237).
+Only ``_id`` lookups are cheap on FerretDB (its SQLite backend pushes nothing else down to SQL),
+so the hot paths only ever touch documents by ``_id``; the rare ownership sweeps filter the
+small ``pending`` collection. Every call passes a timeout: txmongo has none by default and
+would wait forever on a dead database (txmongo issue 237).
 """
 
 from __future__ import annotations
@@ -26,22 +23,27 @@ from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
+from pymongo import DeleteOne, UpdateOne
 from pymongo.errors import BulkWriteError
 from twisted.internet.defer import Deferred, ensureDeferred
 from txmongo.collection import Collection
 from txmongo.database import Database
-from txmongo.filter import ASCENDING, sort
 
-__all__ = ["AdoptedPassword", "PendingSignup", "Store"]
+__all__ = ["UNOWNED", "AdoptedWork", "PendingSignup", "Store", "WriteRefused"]
 
 # Released work and overflow work nobody holds in memory yet: any process may adopt it.
 UNOWNED = ""
 
 USERS = "users"
-SLOW_STEPS = "slow_steps"
-PASSWORD_HASHING = "password_hashing"  # noqa: S105 - a collection name
+PENDING = "pending"
 PROCESSES = "processes"
 IDEMPOTENCY_KEYS = "idempotency_keys"
+
+# FerretDB v1.24 keeps one SQL connection open per update of an update message until the whole
+# message is done, from a pool of 100 (a `defer` inside its loop, msg_update.go). A message of
+# 100 or more updates deadlocks its SQLite backend for every client. So bulk writes go in
+# messages of a few operations: the round trips are still shared, the pool never runs dry.
+BULK_OPERATIONS_PER_MESSAGE = 16
 
 
 @dataclass
@@ -49,9 +51,8 @@ class PendingSignup:
     """One sign-up on its way to the database, with the work that must follow it."""
 
     user: dict[str, Any]
-    sealed_password: bytes
-    slow_owner: str
-    hash_owner: str
+    sealed_password: bytes = field(repr=False)
+    owner: str
     #: Set by the group commit when this item's documents could not all be written.
     error: BaseException | None = field(default=None, repr=False)
 
@@ -63,9 +64,17 @@ class PendingSignup:
 
 
 @dataclass(frozen=True)
-class AdoptedPassword:
+class AdoptedWork:
+    """Pending work taken from the pool, with what is already done (a take-over may be late)."""
+
     user_id: ObjectId
-    sealed_password: bytes = field(repr=False)
+    sealed_password: bytes | None = field(repr=False)
+    processed: bool
+    hashed: bool
+
+
+class WriteRefused(Exception):
+    """The database refused this one document (the others in its batch may have been written)."""
 
 
 def _failed_indexes(error: BulkWriteError) -> dict[int, str]:
@@ -73,10 +82,6 @@ def _failed_indexes(error: BulkWriteError) -> dict[int, str]:
         int(entry["index"]): str(entry.get("errmsg", "write error"))
         for entry in error.details.get("writeErrors", [])
     }
-
-
-class WriteRefused(Exception):
-    """The database refused this one document (the others in its batch may have been written)."""
 
 
 class Store:
@@ -87,19 +92,17 @@ class Store:
         if database is not None:
             self.attach(database)
 
-    def attach(self, database: Database) -> None:
-        """Use ``database`` (the pool is opened when the service starts, after any fork)."""
+    def attach(self, database: Database, background: Database | None = None) -> None:
+        """Use ``database``; background writes go through ``background`` (its own connection),
+        so they queue behind each other instead of delaying sign-ups."""
         self.database = database
         self.users: Collection = database[USERS]
-        self.slow_steps: Collection = database[SLOW_STEPS]
-        self.password_hashing: Collection = database[PASSWORD_HASHING]
+        self.pending: Collection = database[PENDING]
         self.processes: Collection = database[PROCESSES]
         self.idempotency_keys: Collection = database[IDEMPOTENCY_KEYS]
-
-    async def ensure_indexes(self) -> None:
-        """Indexes for the equality lookups of the work queues (both MongoDB and FerretDB)."""
-        for collection in (self.slow_steps, self.password_hashing):
-            await collection.create_index(sort(ASCENDING("owner")))
+        quiet = background if background is not None else database
+        self.background_users: Collection = quiet[USERS]
+        self.background_pending: Collection = quiet[PENDING]
 
     async def ping(self) -> None:
         await self.database.command("ping", timeout=self.timeout)
@@ -107,24 +110,22 @@ class Store:
     # -- sign-ups ---------------------------------------------------------------------------
 
     async def insert_signups(self, batch: list[PendingSignup]) -> None:
-        """Write a batch of sign-ups in three bulk writes, marking each item that failed.
+        """Write a batch of sign-ups in two bulk writes, marking each item that failed.
 
-        The work documents go first: a user is only ever visible with its pending work already
+        The work document goes first: a user is only ever visible with its pending work already
         recorded, so an acknowledged user can never be left without its slow step. Work for a
         user whose own insert then fails is harmless: finishing it updates nothing.
         Raises only when the whole batch failed (timeout, lost connection).
         """
         work = [item for item in batch if item.error is None]
-        passwords = [
-            {"_id": item.user_id, "owner": item.hash_owner, "sealed": item.sealed_password}
-            for item in work
-        ]
-        slow = [{"_id": item.user_id, "owner": item.slow_owner, "attempts": 0} for item in work]
-        # Two independent collections: write them concurrently on two pool connections.
-        first = self._insert_marking(self.password_hashing, passwords, work)
-        second = self._insert_marking(self.slow_steps, slow, work)
-        await first
-        await second
+        await self._insert_marking(
+            self.pending,
+            [
+                {"_id": item.user_id, "owner": item.owner, "sealed": item.sealed_password}
+                for item in work
+            ],
+            work,
+        )
         work = [item for item in work if item.error is None]
         await self._insert_marking(self.users, [item.user for item in work], work)
 
@@ -143,55 +144,37 @@ class Store:
         return ensureDeferred(insert())
 
     async def find_user(self, user_id: ObjectId) -> dict[str, Any] | None:
-        found: dict[str, Any] | None = await self.users.find_one(
-            {"_id": user_id}, timeout=self.timeout
-        )
-        return found
+        # Not find_one(): it sends limit 1 and relies on the server to close the cursor, which
+        # FerretDB does not do; each leaked cursor holds one of its SQL connections for ten
+        # minutes. A negative limit asks for a single batch and no cursor at all.
+        found = await self.users.find({"_id": user_id}, limit=-1, timeout=self.timeout)
+        return found[0] if found else None
 
-    async def insert_user(self, item: PendingSignup) -> None:
-        """Write one sign-up (used to complete an idempotent retry whose first try failed)."""
-        await self.insert_signups([item])
-        if item.error is not None:
-            raise item.error
+    # -- finishing background work ----------------------------------------------------------
 
-    # -- the slow step ----------------------------------------------------------------------
-
-    async def mark_processed(self, user_id: ObjectId, now: datetime) -> None:
-        """The slow step's idempotent finish: running it twice leaves the same user."""
-        await self.users.update_one(
-            {"_id": user_id},
-            {"$set": {"processed": True, "date_updated": now}},
-            timeout=self.timeout,
-        )
-        await self.slow_steps.delete_one({"_id": user_id}, timeout=self.timeout)
-
-    async def record_slow_failure(
-        self, user_id: ObjectId, attempts: int, reason: str, now: datetime
+    async def apply_finishes(
+        self, updates: dict[ObjectId, dict[str, Any]], finished: list[ObjectId]
     ) -> None:
-        """Make a failing verification visible in the user document while it is retried."""
-        await self.users.update_one(
-            {"_id": user_id},
-            {
-                "$set": {
-                    "verification": {
-                        "state": "retrying",
-                        "attempts": attempts,
-                        "last_error": reason,
-                        "last_attempt": now,
-                    }
-                }
-            },
-            timeout=self.timeout,
-        )
+        """Apply users' finished work in two bulk writes on the background connection.
 
-    # -- the password hasher ----------------------------------------------------------------
-
-    async def store_password_hash(self, user_id: ObjectId, password_hash: str) -> None:
-        """Replace the sealed password by its hash: first set the hash, then drop the seal."""
-        await self.users.update_one(
-            {"_id": user_id}, {"$set": {"password_hash": password_hash}}, timeout=self.timeout
-        )
-        await self.password_hashing.delete_one({"_id": user_id}, timeout=self.timeout)
+        ``updates`` sets fields (``processed``/``date_updated``, ``password_hash``) per user;
+        ``finished`` lists users whose pending document can go: called only after their last
+        update was acknowledged, so a crash in between repeats work but never loses it.
+        """
+        operations = [
+            UpdateOne({"_id": user_id}, {"$set": fields}) for user_id, fields in updates.items()
+        ]
+        deletions = [DeleteOne({"_id": user_id}) for user_id in finished]
+        for collection, requests in (
+            (self.background_users, operations),
+            (self.background_pending, deletions),
+        ):
+            for start in range(0, len(requests), BULK_OPERATIONS_PER_MESSAGE):
+                await collection.bulk_write(
+                    requests[start : start + BULK_OPERATIONS_PER_MESSAGE],
+                    ordered=False,
+                    timeout=self.timeout * 4,
+                )
 
     # -- ownership of pending work ----------------------------------------------------------
 
@@ -214,60 +197,50 @@ class Store:
 
     async def release(self, owner: str) -> None:
         """Hand every pending item of ``owner`` back to the pool, then forget the process."""
-        for collection in (self.slow_steps, self.password_hashing):
-            await collection.update_many(
-                {"owner": owner}, {"$set": {"owner": UNOWNED}}, timeout=self.timeout
-            )
+        await self.pending.update_many(
+            {"owner": owner}, {"$set": {"owner": UNOWNED}}, timeout=self.timeout * 10
+        )
         await self.processes.delete_one({"_id": owner}, timeout=self.timeout)
 
-    async def adopt_slow_steps(self, owner: str, limit: int) -> list[ObjectId]:
-        """Take up to ``limit`` unowned slow steps.
+    async def adopt(self, owner: str, limit: int) -> list[AdoptedWork]:
+        """Take up to ``limit`` unowned items, and learn what of each is already done.
 
         On FerretDB two processes may adopt the same item (its updates are not atomic, FerretDB
-        issue 3040); the slow step's finish is idempotent, so that costs a repeat, never a loss.
+        issue 3040); finishing is idempotent, so that costs a repeat, never a loss.
         """
-        return [doc["_id"] for doc in await self._adopt(self.slow_steps, owner, limit, {"_id": 1})]
-
-    async def adopt_passwords(self, owner: str, limit: int) -> list[AdoptedPassword]:
-        return [
-            AdoptedPassword(doc["_id"], bytes(doc["sealed"]))
-            for doc in await self._adopt(self.password_hashing, owner, limit, None)
-        ]
-
-    async def _adopt(
-        self,
-        collection: Collection,
-        owner: str,
-        limit: int,
-        projection: dict[str, int] | None,
-    ) -> list[dict[str, Any]]:
         if limit <= 0:
             return []
-        candidates = await collection.find(
-            {"owner": UNOWNED}, projection, limit=limit, timeout=self.timeout
+        candidates = await self.pending.find(
+            {"owner": UNOWNED}, limit=-limit, timeout=self.timeout * 10
         )
         adopted = []
         for doc in candidates:
-            result = await collection.update_one(
+            result = await self.pending.update_one(
                 {"_id": doc["_id"], "owner": UNOWNED},
                 {"$set": {"owner": owner}},
                 timeout=self.timeout,
             )
-            if result.modified_count:
-                adopted.append(doc)
+            if not result.modified_count:
+                continue
+            user = await self.find_user(doc["_id"])
+            sealed = doc.get("sealed")
+            adopted.append(
+                AdoptedWork(
+                    user_id=doc["_id"],
+                    sealed_password=bytes(sealed) if sealed is not None else None,
+                    processed=bool(user and user.get("processed")),
+                    # A user whose insert failed after its work was written: nothing to hash.
+                    hashed=user is None or "password_hash" in user,
+                )
+            )
         return adopted
 
     # -- flush ------------------------------------------------------------------------------
 
     async def delete_everything(self) -> None:
         """``DELETE /collections``: every user and all pending work."""
-        for collection in (
-            self.users,
-            self.slow_steps,
-            self.password_hashing,
-            self.idempotency_keys,
-        ):
-            await collection.delete_many({}, timeout=self.timeout)
+        for collection in (self.users, self.pending, self.idempotency_keys):
+            await collection.delete_many({}, timeout=self.timeout * 30)
 
 
 def _as_naive(moment: datetime) -> datetime:

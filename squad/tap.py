@@ -117,8 +117,9 @@ class Options(usage.Options):
         for name, env, default, _ in PARAMETERS:
             if self[name] is None:
                 self[name] = self._environ.get(env) or default
-        if not self["allow-flush"]:
-            self["allow-flush"] = self._environ.get("SQUAD_ALLOW_FLUSH", "") in ("1", "true", "yes")
+        self["allow-flush"] = bool(self["allow-flush"]) or self._environ.get(
+            "SQUAD_ALLOW_FLUSH", ""
+        ).lower() in ("1", "true", "yes")
 
         self["port"] = self._check_port(self["port"])
         self["mongo-uri"] = self._check_mongo_uri(self["mongo-uri"])

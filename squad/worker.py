@@ -45,8 +45,8 @@ def main(argv: list[str]) -> None:
     def stop() -> Deferred[None]:
         return ensureDeferred(_stop(service))
 
-    reactor.addSystemEventTrigger("before", "shutdown", stop)  # type: ignore[attr-defined]
-    reactor.run()  # type: ignore[attr-defined]
+    reactor.addSystemEventTrigger("before", "shutdown", stop)
+    reactor.run()
 
 
 async def _stop(service: object) -> None:

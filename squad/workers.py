@@ -10,6 +10,7 @@ every worker to stop gracefully, killing any that has not exited after ``STOP_GR
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -165,7 +166,5 @@ def _signal(worker: _WorkerProtocol, number: int) -> None:
     transport = worker.transport
     if transport is None:
         return
-    try:
-        transport.signalProcess(number)  # type: ignore[attr-defined]
-    except Exception:  # noqa: S110 - the process already exited
-        pass
+    with contextlib.suppress(Exception):  # the process already exited
+        transport.signalProcess(number)
