@@ -9,8 +9,10 @@ whether or not its client stayed to hear the answer.
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
@@ -26,10 +28,19 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from squad.batching import GroupCommit
 from squad.documents import bson_now, new_user_document, user_json
 from squad.errors import write_error
+from squad.idempotency import (
+    IDEMPOTENCY_WINDOW_SECONDS,
+    InvalidIdempotencyKey,
+    Recorded,
+    check_key,
+    fingerprint,
+    new_record,
+    recorded,
+)
 from squad.passwords import PasswordSealer
 from squad.slowwork import SlowWork
 from squad.store import PendingSignup, Store
-from squad.validation import InvalidRequest, check_content_type, parse_signup
+from squad.validation import InvalidRequest, SignUp, check_content_type, parse_signup
 
 __all__ = ["SquadAPI"]
 
@@ -70,6 +81,7 @@ class SquadAPI:
         write_deadline: float = 2.0,
         read_deadline: float = 2.0,
         max_waiting: int = 4096,
+        idempotency_secret: bytes = b"",
         on_shed: Callable[[], None] = lambda: None,
     ) -> None:
         self._clock = clock
@@ -83,6 +95,7 @@ class SquadAPI:
         self.max_waiting = max_waiting
         self._on_shed = on_shed
         self.waiting = 0
+        self._idempotency_secret = idempotency_secret
 
     # -- health -------------------------------------------------------------------------------
 
@@ -117,14 +130,29 @@ class SquadAPI:
         try:
             check_content_type(request.getHeader(b"content-type"))
             signup = parse_signup(request.content.read())
+            key = check_key(request.getHeader(b"idempotency-key"))
         except InvalidRequest as refused:
             request.setResponseCode(refused.status)
             request.setHeader(b"content-type", JSON)
             return json.dumps(refused.body()).encode("utf-8")
+        except InvalidIdempotencyKey as refused:
+            return write_error(
+                request,
+                400,
+                "invalid_idempotency_key",
+                f"The Idempotency-Key header {refused}.",
+                field="Idempotency-Key",
+            )
 
         now = self._clock.seconds()
         user_id = ObjectId()
-        user = new_user_document(user_id, signup, bson_now(now))
+        created = bson_now(now)
+        if key is not None:
+            earlier = await self._honour_key(request, key, signup, user_id, created)
+            if isinstance(earlier, bytes):
+                return earlier
+            user_id, created = earlier
+        user = new_user_document(user_id, signup, created)
         item = PendingSignup(
             user=user,
             sealed_password=self._sealer.seal(signup.password, associated=user_id.binary),
@@ -143,18 +171,84 @@ class SquadAPI:
             raise  # the client went away; the write goes on and its slow step still runs
         except (TimeoutError, Exception) as error:
             log.debug("Sign-up not stored: {error}", error=error)
-            return write_error(
-                request,
-                503,
-                "database_unavailable",
-                "Your sign-up could not be saved right now; nothing was stored. Please retry.",
-            )
+            return self._unavailable(request)
         finally:
             self.waiting -= 1
+        return self._created(request, user_id, user_json(user))
+
+    async def _honour_key(
+        self, request: IRequest, key: str, signup: SignUp, user_id: ObjectId, created: datetime
+    ) -> bytes | tuple[ObjectId, datetime]:
+        """Either the answer to give now (a replay, a conflict, a failure) or the id and date
+        under which to write this sign-up."""
+        try:
+            claim = await self._claim_key(key, signup, user_id, created)
+            if isinstance(claim, Recorded) and await self._user_exists(claim.user_id):
+                return self._created(request, claim.user_id, claim.response)
+        except CancelledError:
+            raise
+        except Exception as error:
+            log.debug("Idempotency record not available: {error}", error=error)
+            return self._unavailable(request)
+        if claim == "conflict":
+            return write_error(
+                request,
+                422,
+                "idempotency_key_reused",
+                "This Idempotency-Key was already used with a different sign-up; use a new key"
+                " for a new sign-up.",
+                field="Idempotency-Key",
+            )
+        if isinstance(claim, Recorded):
+            # The first try recorded its answer but its user never reached the database: write
+            # it now, under the recorded id and date, and give the recorded answer.
+            return claim.user_id, claim.created
+        return user_id, created
+
+    def _unavailable(self, request: IRequest) -> bytes:
+        return write_error(
+            request,
+            503,
+            "database_unavailable",
+            "Your sign-up could not be confirmed right now. Please retry in a moment (with the"
+            " same Idempotency-Key, a retry never creates a second account).",
+        )
+
+    def _created(self, request: IRequest, user_id: ObjectId, body: bytes) -> bytes:
         request.setResponseCode(201)
         request.setHeader(b"content-type", JSON)
         request.setHeader(b"location", f"/users/{user_id}".encode("ascii"))
-        return user_json(user)
+        return body
+
+    async def _user_exists(self, user_id: ObjectId) -> bool:
+        return await self._store.find_user(user_id) is not None
+
+    async def _claim_key(
+        self, key: str, signup: SignUp, user_id: ObjectId, created: datetime, retried: bool = False
+    ) -> str | Recorded:
+        """``"new"`` when this request owns the key now, ``"conflict"`` for another body under
+        the same key, or the first request's ``Recorded`` answer."""
+        digest = fingerprint(self._idempotency_secret, signup)
+        found = await self._store.find_idempotency_record(key)
+        expired = (
+            found is not None
+            and (_naive(created) - _naive(found["created"])).total_seconds()
+            > IDEMPOTENCY_WINDOW_SECONDS
+        )
+        if found is not None and not expired:
+            first = recorded(found)
+            return first if hmac.compare_digest(first.fingerprint, digest) else "conflict"
+        body = user_json(new_user_document(user_id, signup, created))
+        record = new_record(key, user_id, digest, created, body)
+        if expired:
+            await self._store.replace_idempotency_record(record)
+            return "new"
+        if await self._store.insert_idempotency_record(record):
+            return "new"
+        if retried:
+            raise RuntimeError("the idempotency record vanished while it was being read")
+        # Another request with this key recorded it a moment ago: answer like a retry.
+        return await self._claim_key(key, signup, user_id, created, retried=True)
 
     def _after_stored(self, result: None, request: IRequest, item: PendingSignup) -> None:
         def start(_: object = None) -> None:
@@ -231,3 +325,8 @@ class SquadAPI:
             "method_not_allowed",
             f"This address does not accept {request.method.decode('ascii', 'replace')}.",
         )
+
+
+def _naive(moment: datetime) -> datetime:
+    # txmongo returns naive UTC datetimes; ours carry tzinfo. Compare like with like.
+    return moment.replace(tzinfo=None)

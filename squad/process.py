@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from typing import Any
 
 import treq
@@ -149,6 +151,10 @@ def build_process_service(
         slow_work,
         hasher.sealer,
         allow_flush=config["allow-flush"],
+        # Derived, not the seal key itself: a fingerprint must never help unseal anything.
+        idempotency_secret=hmac.new(
+            config["seal-key"], b"squad idempotency fingerprints", hashlib.sha256
+        ).digest(),
     )
     # Stopped before the database (services stop in reverse order): in-flight answers finish.
     DrainService(reactor, api).setServiceParent(root)

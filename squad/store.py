@@ -24,7 +24,7 @@ from typing import Any
 
 from bson import ObjectId
 from pymongo import DeleteOne, UpdateOne
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 from twisted.internet.defer import Deferred, ensureDeferred
 from txmongo.collection import Collection
 from txmongo.database import Database
@@ -149,6 +149,25 @@ class Store:
         # minutes. A negative limit asks for a single batch and no cursor at all.
         found = await self.users.find({"_id": user_id}, limit=-1, timeout=self.timeout)
         return found[0] if found else None
+
+    # -- idempotency keys -------------------------------------------------------------------
+
+    async def find_idempotency_record(self, key: str) -> dict[str, Any] | None:
+        found = await self.idempotency_keys.find({"_id": key}, limit=-1, timeout=self.timeout)
+        return found[0] if found else None
+
+    async def insert_idempotency_record(self, record: dict[str, Any]) -> bool:
+        """Record a first answer; False when another request recorded this key first."""
+        try:
+            await self.idempotency_keys.insert_one(record, timeout=self.timeout)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def replace_idempotency_record(self, record: dict[str, Any]) -> None:
+        """Reuse a key whose 24 hours are over."""
+        await self.idempotency_keys.delete_one({"_id": record["_id"]}, timeout=self.timeout)
+        await self.idempotency_keys.insert_one(record, timeout=self.timeout)
 
     # -- finishing background work ----------------------------------------------------------
 

@@ -7,7 +7,6 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from squad.tap import Options
 
-
 KEY = "A" * 43 + "="  # 32 zero-ish bytes in base64: a well-formed seal key for option tests
 
 

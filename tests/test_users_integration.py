@@ -137,6 +137,40 @@ class UsersIntegrationTests(TestCase):
         self.addCleanup(pool.disconnect)
         self.assertEqual(await db.users.count_documents({}, timeout=5), 1)
 
+    async def test_idempotent_retry_answers_the_first_user_again(self) -> None:
+        """A retry with the same Idempotency-Key gets the same 201 and body; nothing new is
+        stored. The same key with another body is refused with 422."""
+        squad = await start_squad(self)
+        headers = {"Content-Type": "application/json", "Idempotency-Key": "retry-me-1"}
+        first = await squad.post("/users", data=json.dumps(SIGNUP).encode(), headers=headers)
+        second = await squad.post("/users", data=json.dumps(SIGNUP).encode(), headers=headers)
+        self.assertEqual((first.code, second.code), (201, 201))
+        self.assertEqual(await first.content(), await second.content())
+        self.assertEqual(
+            first.headers.getRawHeaders("location"), second.headers.getRawHeaders("location")
+        )
+        other = await squad.post(
+            "/users", data=json.dumps({**SIGNUP, "username": "other"}).encode(), headers=headers
+        )
+        self.assertEqual(other.code, 422)
+        self.assertEqual((await treq.json_content(other))["error"], "idempotency_key_reused")
+        pool, db = await mongo(squad.uri, squad.database)
+        self.addCleanup(pool.disconnect)
+        self.assertEqual(await db.users.count_documents({}, timeout=5), 1)
+        stored = json.dumps([d async for d in _all_documents(db)], default=str)
+        self.assertNotIn(SIGNUP["password"], stored)
+
+    async def test_malformed_idempotency_key_is_refused(self) -> None:
+        """An Idempotency-Key over 255 characters is refused with 400 and stores nothing."""
+        squad = await start_squad(self)
+        response = await squad.post(
+            "/users",
+            data=json.dumps(SIGNUP).encode(),
+            headers={"Content-Type": "application/json", "Idempotency-Key": "k" * 256},
+        )
+        self.assertEqual(response.code, 400)
+        self.assertEqual((await treq.json_content(response))["error"], "invalid_idempotency_key")
+
     async def test_health_and_ready(self) -> None:
         """/health answers 204 while serving; /ready answers 204 while the database answers."""
         squad = await start_squad(self)
@@ -145,6 +179,6 @@ class UsersIntegrationTests(TestCase):
 
 
 async def _all_documents(db: Any) -> Any:
-    for name in ("users", "pending", "processes"):
+    for name in ("users", "pending", "processes", "idempotency_keys"):
         for doc in await db[name].find({}, timeout=5):
             yield doc
