@@ -22,6 +22,10 @@ setup(
         "test": [
             "hypothesis==6.170.17",
             "pymongo",
+            "openapi-spec-validator==0.9.0",
+            "jsonschema==4.26.0",
+            "referencing==0.37.0",
+            "PyYAML==6.0.4",
         ],
         "bench": [
             "matplotlib==3.11.2",

@@ -18,7 +18,7 @@ from typing import Any
 from bson import ObjectId
 from bson.errors import InvalidId
 from klein import Klein
-from twisted.internet.defer import CancelledError, Deferred, TimeoutError
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -37,6 +37,7 @@ from squad.idempotency import (
     new_record,
     recorded,
 )
+from squad.openapi import openapi_json
 from squad.passwords import PasswordSealer
 from squad.slowwork import SlowWork
 from squad.store import PendingSignup, Store
@@ -79,7 +80,6 @@ class SquadAPI:
         *,
         allow_flush: bool = False,
         write_deadline: float = 2.0,
-        read_deadline: float = 2.0,
         max_waiting: int = 4096,
         idempotency_secret: bytes = b"",
         on_shed: Callable[[], None] = lambda: None,
@@ -91,7 +91,6 @@ class SquadAPI:
         self._sealer = sealer
         self.allow_flush = allow_flush
         self.write_deadline = write_deadline
-        self.read_deadline = read_deadline
         self.max_waiting = max_waiting
         self._on_shed = on_shed
         self.waiting = 0
@@ -144,6 +143,21 @@ class SquadAPI:
                 field="Idempotency-Key",
             )
 
+        # One deadline for everything that touches the database: the key lookup and the write.
+        self.waiting += 1
+        try:
+            attempt = ensureDeferred(self._store_signup(request, signup, key))
+            attempt.addTimeout(self.write_deadline, self._clock)
+            return await attempt
+        except CancelledError:
+            raise  # the client went away; a write in flight goes on and its work still runs
+        except (TimeoutError, Exception) as error:
+            log.debug("Sign-up not stored: {error}", error=error)
+            return self._unavailable(request)
+        finally:
+            self.waiting -= 1
+
+    async def _store_signup(self, request: IRequest, signup: SignUp, key: str | None) -> bytes:
         now = self._clock.seconds()
         user_id = ObjectId()
         created = bson_now(now)
@@ -162,18 +176,8 @@ class SquadAPI:
         stored.addCallbacks(
             self._after_stored, self._after_not_stored, (request, item), {}, (item,)
         )
-        answer = _relay(stored)
-        answer.addTimeout(self.write_deadline, self._clock)
-        self.waiting += 1
-        try:
-            await answer
-        except CancelledError:
-            raise  # the client went away; the write goes on and its slow step still runs
-        except (TimeoutError, Exception) as error:
-            log.debug("Sign-up not stored: {error}", error=error)
-            return self._unavailable(request)
-        finally:
-            self.waiting -= 1
+        # Cancelling this wait (timeout, client gone) leaves the batch write alone.
+        await _relay(stored)
         return self._created(request, user_id, user_json(user))
 
     async def _honour_key(
@@ -289,6 +293,11 @@ class SquadAPI:
             return write_error(request, 404, "user_not_found", f"There is no user {user_id}.")
         request.setHeader(b"content-type", JSON)
         return user_json(found)
+
+    @app.route("/openapi.json", methods=["GET"])
+    def openapi(self, request: IRequest) -> bytes:
+        request.setHeader(b"content-type", JSON)
+        return openapi_json()
 
     # -- maintenance --------------------------------------------------------------------------
 

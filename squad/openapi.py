@@ -5,9 +5,11 @@ built once. The limits come from :mod:`squad.validation` itself, so the two cann
 and ``tests.test_openapi`` checks the document against the OpenAPI 3.1 schema, the contract's
 routes, every error code the code can answer, and real answer bodies.
 
-Patterns are written for both ECMA-262 (what JSON Schema and most client generators use) and
-Python's ``re`` (what ``jsonschema`` uses): ``\\uXXXX`` escapes, explicit ASCII classes, no
-``\\s`` (the two dialects disagree on what whitespace is).
+Patterns are ECMA-262, the dialect JSON Schema specifies, written so Python's ``re`` reads them
+the same way: ``\\uXXXX`` escapes, explicit ASCII classes, no ``\\s`` (the two disagree on what
+whitespace is). One difference remains: Python's ``re.search`` lets a final ``$`` match before
+a trailing newline, so a Python validator accepts ``"Ada\\n"`` where squad (and ECMA) refuse it;
+``tests.test_openapi`` validates with ECMA's meaning.
 """
 
 from __future__ import annotations

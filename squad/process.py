@@ -130,7 +130,7 @@ def build_process_service(
     verification: Verification
     if config["verifier-url"]:
         verification = HttpVerification(
-            treq, config["verifier-url"], CircuitBreaker(reactor), timeout=30.0
+            treq, config["verifier-url"], CircuitBreaker(reactor), reactor, timeout=30.0
         )
     else:
         verification = StandInVerification(reactor, config["slow-min"], config["slow-max"])

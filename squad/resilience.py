@@ -73,6 +73,10 @@ class CircuitBreaker:
         self._opened_at = None
         self._trial_running = False
 
+    def abandoned(self) -> None:
+        """A call was cancelled by us: no verdict, but a half-open trial slot is free again."""
+        self._trial_running = False
+
     def failed(self) -> None:
         self._failures += 1
         self._trial_running = False

@@ -16,6 +16,7 @@ import random
 from typing import Any, Protocol
 
 from bson import ObjectId
+from twisted.internet.defer import CancelledError, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 
@@ -52,6 +53,22 @@ class StandInVerification:
         await deferLater(self._clock, self._rng.uniform(self._minimum, self._maximum))
 
 
+class _VerifierTimeout(Exception):
+    pass
+
+
+def _timed_out(result: object, timeout: float) -> None:
+    raise _VerifierTimeout(f"no answer within {timeout:g} s")
+
+
+def _is_cancellation(error: BaseException) -> bool:
+    """treq reports a cancelled request as a failure wrapping CancelledError."""
+    if isinstance(error, CancelledError):
+        return True
+    reasons = getattr(error, "reasons", None) or []
+    return any(getattr(reason, "check", lambda _: False)(CancelledError) for reason in reasons)
+
+
 class HttpVerification:
     """Asks the verifier at ``url``: a 2xx answer to ``POST {"id": ...}`` means verified."""
 
@@ -60,8 +77,10 @@ class HttpVerification:
         http: Any,
         url: str,
         breaker: CircuitBreaker,
+        clock: IReactorTime,
         timeout: float = 30.0,
     ) -> None:
+        self._clock = clock
         # ``http`` is a treq-like client (treq itself, an HTTPClient, or StubTreq in tests).
         self._http = http
         self._url = url
@@ -71,15 +90,28 @@ class HttpVerification:
     async def verify(self, user_id: ObjectId) -> None:
         self._breaker.before_call()
         try:
-            response = await self._http.post(
-                self._url, json={"id": str(user_id)}, timeout=self._timeout
-            )
-            # Read the body so the persistent connection goes back to the pool.
-            await response.content()
+            # Our own timer on our clock (not treq's): a timeout must read as a timeout, and a
+            # cancellation by us (shutdown, DELETE /collections) as a cancellation.
+            call = ensureDeferred(self._call(user_id))
+            call.addTimeout(self._timeout, self._clock, onTimeoutCancel=_timed_out)
+            response = await call
+        except CancelledError:
+            # Stopped by us (shutdown, DELETE /collections): says nothing about the verifier.
+            self._breaker.abandoned()
+            raise
         except Exception as error:
+            if _is_cancellation(error):
+                self._breaker.abandoned()
+                raise CancelledError() from error
             self._breaker.failed()
             raise VerificationFailed(f"the verifier could not be reached: {error}") from error
         if not 200 <= response.code < 300:
             self._breaker.failed()
             raise VerificationFailed(f"the verifier answered HTTP {response.code}")
         self._breaker.succeeded()
+
+    async def _call(self, user_id: ObjectId) -> Any:
+        response = await self._http.post(self._url, json={"id": str(user_id)})
+        # Read the body so the persistent connection goes back to the pool.
+        await response.content()
+        return response

@@ -141,6 +141,8 @@ class SlowWork(Service):
                 except CancelledError:
                     raise
                 except Exception as error:
+                    if not self.running or self._works.get(work.user_id) is not work:
+                        return  # dropped or stopping meanwhile: nothing to retry
                     self.failed_attempts += 1
                     self.writer.set_fields(
                         work.user_id,
@@ -187,9 +189,9 @@ class SlowWork(Service):
 
     def drop_all(self) -> None:
         """Forget all in-memory work (``DELETE /collections`` removed its users)."""
+        self._works.clear()  # first, so a cancelled step sees it was dropped and does not retry
         for step in list(self._steps.values()):
             step.cancel()
-        self._works.clear()
         self.writer.clear()
         if self.hasher is not None:
             self.hasher.drop_all()
@@ -202,7 +204,7 @@ class SlowWork(Service):
         super().stopService()
         # Cancel what is in memory; squad.ownership then hands it all back to the pool. What
         # already finished is written first, so a successor does not repeat it.
+        self._works.clear()
         for step in list(self._steps.values()):
             step.cancel()
-        self._works.clear()
         return self.writer.stop()

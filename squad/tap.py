@@ -214,14 +214,27 @@ def makeService(config: Options, reactor: Any = None) -> IService:
 
         reactor = global_reactor
     if config["workers"] > 1:
-        from squad.workers import WorkerSupervisor
+        from squad.workers import WorkerSupervisor, bind_listening_socket
 
         root = MultiService()
         root.setName("squad")
-        WorkerSupervisor(reactor, config, config["workers"]).setServiceParent(root)
+        supervisor = WorkerSupervisor(reactor, config, config["workers"])
+        try:
+            # Bound now, not in startService: a busy port must stop start-up with one line.
+            supervisor.listener = bind_listening_socket(config["port"])
+        except (OSError, ValueError) as error:
+            raise SystemExit(f"twistd squad: cannot listen on {config['port']}: {error}") from None
+        supervisor.setServiceParent(root)
         return root
 
     from squad.process import build_process_service
+    from squad.workers import bind_listening_socket
 
+    if config["port"].startswith("tcp:"):
+        try:
+            # Fail fast with one line when the port is taken (Twisted would log and idle on).
+            bind_listening_socket(config["port"]).close()
+        except OSError as error:
+            raise SystemExit(f"twistd squad: cannot listen on {config['port']}: {error}") from None
     service: MultiService = build_process_service(config, reactor)
     return service

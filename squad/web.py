@@ -9,6 +9,7 @@ answering 413 and closing the connection, so a client cannot make a worker hold 
 from __future__ import annotations
 
 import json
+from functools import partial
 from io import BytesIO
 from typing import Any
 
@@ -35,6 +36,13 @@ def _raw_error(status: int, reason: bytes, code: str, message: str) -> bytes:
         ]
     )
 
+
+BAD_REQUEST = _raw_error(
+    400,
+    b"Bad Request",
+    "malformed_http",
+    "The request is not valid HTTP (a malformed header, length or chunk).",
+)
 
 TOO_LARGE = _raw_error(
     413,
@@ -74,10 +82,17 @@ class LimitedRequest(Request):
     def _refuse(self) -> None:
         self._refused = True
         self.content = BytesIO()
+        # Otherwise Twisted answers "100 Continue" after our 413 to a client that asked.
+        self.requestHeaders.removeHeader(b"expect")
         transport = self.channel.transport if self.channel is not None else None
         if transport is not None:
             transport.write(TOO_LARGE)
             transport.loseConnection()
+
+
+def _refuse_malformed(channel: Any) -> None:
+    channel.transport.write(BAD_REQUEST)
+    channel.loseConnection()
 
 
 class SquadSite(Site):
@@ -93,6 +108,16 @@ class SquadSite(Site):
     def __init__(self, resource: IResource, **kwargs: Any) -> None:
         kwargs.setdefault("timeout", IDLE_TIMEOUT_SECONDS)
         super().__init__(resource, **kwargs)
+        # squad reads JSON bodies only; parsing form posts would answer bad ones with a bare 400.
+        self._parsePOSTFormSubmission = False
+
+    def buildProtocol(self, addr: Any) -> Any:
+        protocol = super().buildProtocol(addr)
+        channel = getattr(protocol, "_channel", None)
+        if channel is not None:
+            # Twisted's own refusal of malformed HTTP is an empty 400; the contract wants JSON.
+            channel._respondToBadRequestAndDisconnect = partial(_refuse_malformed, channel)
+        return protocol
 
     def log(self, request: Any) -> None:
         pass

@@ -94,7 +94,8 @@ class WorkerSupervisor(Service):
 
     def startService(self) -> None:
         super().startService()
-        self.listener = bind_listening_socket(self._config["port"])
+        if self.listener is None:
+            self.listener = bind_listening_socket(self._config["port"])
         host, port = self.listener.getsockname()[:2]
         log.info(
             "squad listening on {host}:{port} with {count} worker processes",

@@ -92,8 +92,9 @@ class UsersIntegrationTests(TestCase):
         self.assertTrue(doc["password_hash"].startswith("$argon2id$"))
         everything = json.dumps([d async for d in _all_documents(db)], default=str)
         self.assertNotIn(SIGNUP["password"], everything)
+
         async def finished() -> bool:
-            return await db.pending.count_documents({}, timeout=5) == 0
+            return bool(await db.pending.count_documents({}, timeout=5) == 0)
 
         await wait_until(finished, timeout=10)
 

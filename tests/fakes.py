@@ -1,0 +1,418 @@
+"""In-memory test doubles for squad's unit tests: a fake ``Store``, a verification the test
+drives by hand, a hasher that only records, and the HTTP app wired to them over ``StubTreq``.
+
+These fakes pin *logic* (what the API and the slow work ask of the database, and when); they
+know nothing of MongoDB's semantics beyond the few the logic relies on (``_id`` keys, ``$set``
+without upsert, adoption of unowned work). The integration tests cover the real database.
+
+Every fake ``Store`` method passes through a gate first, so a test can make any of them fail
+(``make_fail``) or hang on an unfired Deferred (``make_hang``), then fire that Deferred later
+(``hung``) to let the call go on, or errback it to fail it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+from treq.testing import StubTreq
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+from twisted.web.resource import IResource
+
+from squad.api import SquadAPI
+from squad.batching import GroupCommit
+from squad.finishing import FinishWriter
+from squad.passwords import PasswordSealer
+from squad.resilience import Backoff
+from squad.slowwork import SlowWork, Work
+from squad.store import UNOWNED, AdoptedWork, PendingSignup, Store, WriteRefused
+from squad.web import LimitedRequest, SquadSite
+
+__all__ = [
+    "OWNER",
+    "START",
+    "FakeHasher",
+    "FakeStore",
+    "ManualVerification",
+    "Squad",
+    "StoreDown",
+    "error_body",
+    "stub_over_site",
+]
+
+OWNER = "test-host:1:abcdef01"
+
+#: Where the fake clocks start: 2023-11-14T22:13:20Z, so dates look like dates.
+START = 1_700_000_000.0
+
+#: Every method of ``Store`` that squad's logic calls; the fake gates each of them.
+STORE_METHODS = (
+    "ping",
+    "insert_signups",
+    "find_user",
+    "find_idempotency_record",
+    "insert_idempotency_record",
+    "replace_idempotency_record",
+    "apply_finishes",
+    "heartbeat",
+    "dead_owners",
+    "release",
+    "adopt",
+    "delete_everything",
+)
+
+
+class StoreDown(Exception):
+    """What a failing fake store raises: the database did not answer."""
+
+
+class FakeStore(Store):
+    """Squad's ``Store`` in memory, with switches to make any call fail or hang.
+
+    ``calls`` lists every call in order as ``(method, arguments)``; ``events`` lists the
+    effects (``("update", id)``, ``("delete_pending", id)``...) in the order they happened.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(timeout=1.0)  # no database: nothing here ever reaches txmongo
+        self.user_docs: dict[ObjectId, dict[str, Any]] = {}
+        self.pending_docs: dict[ObjectId, dict[str, Any]] = {}
+        self.process_docs: dict[str, dict[str, Any]] = {}
+        self.idempotency_docs: dict[str, dict[str, Any]] = {}
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+        self.events: list[tuple[str, Any]] = []
+        #: Which users' inserts the database refuses, one by one (a duplicate key, say).
+        self.refuse: Callable[[dict[str, Any]], bool] = lambda user: False
+        self._failing: dict[str, int | None] = {}
+        self._hanging: set[str] = set()
+        self._hung: dict[str, list[Deferred[None]]] = {}
+
+    # -- switches -----------------------------------------------------------------------------
+
+    def make_fail(self, method: str, times: int | None = None) -> None:
+        """Fail the next ``times`` calls of ``method`` with ``StoreDown`` (all, when None)."""
+        assert method in STORE_METHODS, method
+        self._failing[method] = times
+
+    def make_hang(self, method: str) -> None:
+        """Calls of ``method`` wait on an unfired Deferred (see ``hung``) from now on."""
+        assert method in STORE_METHODS, method
+        self._hanging.add(method)
+
+    def heal(self, method: str | None = None) -> None:
+        """Stop failing or hanging new calls (of ``method``, or of every method)."""
+        for name in [method] if method else list(STORE_METHODS):
+            self._failing.pop(name, None)
+            self._hanging.discard(name)
+
+    def hung(self, method: str) -> list[Deferred[None]]:
+        """The Deferreds that hanging calls of ``method`` wait on: callback to let each go on."""
+        return self._hung.setdefault(method, [])
+
+    def called(self, method: str) -> int:
+        return sum(1 for name, _ in self.calls if name == method)
+
+    def _gate(self, method: str, *arguments: Any) -> Deferred[None]:
+        self.calls.append((method, arguments))
+        if method in self._failing:
+            left = self._failing[method]
+            if left is not None:
+                if left <= 1:
+                    del self._failing[method]
+                else:
+                    self._failing[method] = left - 1
+            return fail(Failure(StoreDown(f"the fake database is down ({method})")))
+        if method in self._hanging:
+            waiting: Deferred[None] = Deferred()
+            self.hung(method).append(waiting)
+            return waiting
+        return succeed(None)
+
+    # -- seeding ------------------------------------------------------------------------------
+
+    def seed_user(
+        self,
+        user_id: ObjectId | None = None,
+        *,
+        owner: str | None = UNOWNED,
+        sealed: bytes | None = b"sealed",
+        processed: bool = False,
+        password_hash: str | None = None,
+        created: datetime | None = None,
+    ) -> ObjectId:
+        """Store a user (and its pending work unless ``owner`` is None), bypassing the gates."""
+        user_id = user_id or ObjectId()
+        moment = created or datetime(2024, 1, 1)
+        user: dict[str, Any] = {
+            "_id": user_id,
+            "firstName": "Ada",
+            "lastName": "Lovelace",
+            "email": "ada@example.com",
+            "username": "ada_lovelace",
+            "processed": processed,
+            "date_created": moment,
+            "date_updated": moment,
+        }
+        if password_hash is not None:
+            user["password_hash"] = password_hash
+        self.user_docs[user_id] = user
+        if owner is not None:
+            self.pending_docs[user_id] = {"_id": user_id, "owner": owner, "sealed": sealed}
+        return user_id
+
+    # -- Store --------------------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        await self._gate("ping")
+
+    async def insert_signups(self, batch: list[PendingSignup]) -> None:
+        await self._gate("insert_signups", list(batch))
+        for item in batch:
+            if item.error is not None:
+                continue
+            if self.refuse(item.user) or item.user_id in self.pending_docs:
+                item.error = WriteRefused(f"E11000 duplicate key: {item.user_id}")
+                continue
+            # Like the real store: the pending work first, then the user (which may collide).
+            self.pending_docs[item.user_id] = {
+                "_id": item.user_id,
+                "owner": item.owner,
+                "sealed": item.sealed_password,
+            }
+            if item.user_id in self.user_docs:
+                item.error = WriteRefused(f"E11000 duplicate key: {item.user_id}")
+                continue
+            self.user_docs[item.user_id] = copy.deepcopy(item.user)
+            self.events.append(("insert", item.user_id))
+
+    async def find_user(self, user_id: ObjectId) -> dict[str, Any] | None:
+        await self._gate("find_user", user_id)
+        found = self.user_docs.get(user_id)
+        return copy.deepcopy(found) if found is not None else None
+
+    async def find_idempotency_record(self, key: str) -> dict[str, Any] | None:
+        await self._gate("find_idempotency_record", key)
+        found = self.idempotency_docs.get(key)
+        return copy.deepcopy(found) if found is not None else None
+
+    async def insert_idempotency_record(self, record: dict[str, Any]) -> bool:
+        await self._gate("insert_idempotency_record", copy.deepcopy(record))
+        if record["_id"] in self.idempotency_docs:
+            return False
+        self.idempotency_docs[record["_id"]] = copy.deepcopy(record)
+        return True
+
+    async def replace_idempotency_record(self, record: dict[str, Any]) -> None:
+        await self._gate("replace_idempotency_record", copy.deepcopy(record))
+        self.idempotency_docs[record["_id"]] = copy.deepcopy(record)
+
+    async def apply_finishes(
+        self, updates: dict[ObjectId, dict[str, Any]], finished: list[ObjectId]
+    ) -> None:
+        await self._gate("apply_finishes", copy.deepcopy(updates), list(finished))
+        # Like the real store: the users' updates first, then the pending deletions.
+        for user_id, fields in updates.items():
+            user = self.user_docs.get(user_id)
+            if user is not None:  # $set without upsert
+                user.update(copy.deepcopy(fields))
+            self.events.append(("update", user_id))
+        for user_id in finished:
+            self.pending_docs.pop(user_id, None)
+            self.events.append(("delete_pending", user_id))
+
+    async def heartbeat(self, owner: str, alive_until: datetime, about: dict[str, Any]) -> None:
+        await self._gate("heartbeat", owner, alive_until, about)
+        self.process_docs[owner] = {"_id": owner, "alive_until": alive_until, **about}
+
+    async def dead_owners(self, now: datetime) -> list[str]:
+        await self._gate("dead_owners", now)
+        return [owner for owner, doc in self.process_docs.items() if doc["alive_until"] < now]
+
+    async def release(self, owner: str) -> None:
+        await self._gate("release", owner)
+        for pending in self.pending_docs.values():
+            if pending["owner"] == owner:
+                pending["owner"] = UNOWNED
+        self.process_docs.pop(owner, None)
+
+    async def adopt(self, owner: str, limit: int) -> list[AdoptedWork]:
+        await self._gate("adopt", owner, limit)
+        adopted: list[AdoptedWork] = []
+        for user_id, pending in self.pending_docs.items():
+            if len(adopted) >= limit:
+                break
+            if pending["owner"] != UNOWNED:
+                continue
+            pending["owner"] = owner
+            user = self.user_docs.get(user_id)
+            adopted.append(
+                AdoptedWork(
+                    user_id=user_id,
+                    sealed_password=pending.get("sealed"),
+                    processed=bool(user and user.get("processed")),
+                    hashed=user is None or "password_hash" in user,
+                )
+            )
+        return adopted
+
+    async def delete_everything(self) -> None:
+        await self._gate("delete_everything")
+        self.user_docs.clear()
+        self.pending_docs.clear()
+        self.idempotency_docs.clear()
+
+
+class ManualVerification:
+    """A slow step that waits on a Deferred per call, which the test fires (or never fires)."""
+
+    def __init__(self) -> None:
+        self.calls: list[ObjectId] = []
+        self.waiting: list[Deferred[None]] = []
+        #: Called at the start of every ``verify``, to look at the world at that moment.
+        self.on_call: Callable[[ObjectId], None] = lambda user_id: None
+
+    async def verify(self, user_id: ObjectId) -> None:
+        self.on_call(user_id)
+        self.calls.append(user_id)
+        waiting: Deferred[None] = Deferred()
+        self.waiting.append(waiting)
+        await waiting
+
+    def succeed(self, index: int = -1) -> None:
+        self.waiting[index].callback(None)
+
+    def fail(self, error: Exception, index: int = -1) -> None:
+        self.waiting[index].errback(Failure(error))
+
+
+class FakeHasher:
+    """Records the work handed to the password hasher; the test calls ``password_hashed``."""
+
+    def __init__(self) -> None:
+        self.submitted: list[Work] = []
+        self.dropped = 0
+
+    def submit(self, work: Work) -> None:
+        self.submitted.append(work)
+
+    def drop_all(self) -> None:
+        self.dropped += 1
+        self.submitted.clear()
+
+
+def stub_over_site(resource: IResource, site: SquadSite | None = None) -> Any:
+    """A ``StubTreq`` whose in-memory server is a ``SquadSite`` (StubTreq builds a plain
+    ``Site``), so requests go through ``LimitedRequest`` as in production."""
+    stub = StubTreq(resource)
+    agent: Any = stub._agent
+    if site is None:
+        site = SquadSite(resource, reactor=agent._memoryReactor)
+    agent._serverFactory = site
+    return stub
+
+
+class Squad:
+    """The HTTP app of one process on fakes: ``FakeStore``, ``ManualVerification``, ``Clock``.
+
+    ``requests`` holds every request the site made, to see when an answer finished.
+    """
+
+    def __init__(
+        self,
+        *,
+        allow_flush: bool = False,
+        write_deadline: float = 2.0,
+        max_waiting: int = 4096,
+        capacity: int = 30_000,
+        commit_concurrency: int = 4,
+        store: FakeStore | None = None,
+    ) -> None:
+        self.clock = Clock()
+        self.clock.advance(START)
+        self.store = store or FakeStore()
+        self.verification = ManualVerification()
+        self.writer = FinishWriter(self.clock, self.store)
+        self.slow_work = SlowWork(
+            self.clock,
+            self.store,
+            self.verification,
+            self.writer,
+            OWNER,
+            capacity=capacity,
+            backoff=Backoff(base=1.0, cap=10.0),
+        )
+        self.slow_work.startService()
+        self.commit: GroupCommit[PendingSignup] = GroupCommit(
+            self.clock, self.store.insert_signups, concurrency=commit_concurrency
+        )
+        self.sealer = PasswordSealer(bytes(range(32)))
+        self.shed = 0
+        self.api = SquadAPI(
+            self.clock,
+            self.store,
+            self.commit,
+            self.slow_work,
+            self.sealer,
+            allow_flush=allow_flush,
+            write_deadline=write_deadline,
+            max_waiting=max_waiting,
+            idempotency_secret=b"idempotency secret for tests",
+            on_shed=self._count_shed,
+        )
+        self.requests: list[LimitedRequest] = []
+        requests = self.requests
+
+        class RecordingRequest(LimitedRequest):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                requests.append(self)
+
+        resource = self.api.app.resource()
+        self.http = stub_over_site(resource)
+        site: Any = self.http._agent._serverFactory
+        site.requestFactory = RecordingRequest
+
+    def _count_shed(self) -> None:
+        self.shed += 1
+
+    def post_users(
+        self,
+        body: bytes | dict[str, Any],
+        content_type: bytes | None = b"application/json",
+        headers: dict[bytes, list[bytes]] | None = None,
+    ) -> Deferred[Any]:
+        """POST /users with exactly these bytes (a dict is sent as JSON)."""
+        data = json.dumps(body).encode("utf-8") if isinstance(body, dict) else body
+        all_headers = dict(headers or {})
+        if content_type is not None:
+            all_headers[b"Content-Type"] = [content_type]
+        result: Deferred[Any] = self.http.post(
+            "http://squad.test/users", data=data, headers=all_headers
+        )
+        return result
+
+    def request(self, method: str, path: str) -> Deferred[Any]:
+        result: Deferred[Any] = self.http.request(method, "http://squad.test" + path)
+        return result
+
+    def settle(self) -> None:
+        """Run what is due now (the group commit flushes on the next reactor turn) and move
+        the bytes between client and server."""
+        for _ in range(3):
+            self.clock.advance(0)
+            self.http.flush()
+
+
+def error_body(content: bytes) -> dict[str, Any]:
+    """Parse a JSON error body, checking the contract's shape."""
+    document = json.loads(content)
+    assert isinstance(document, dict), document
+    assert isinstance(document.get("error"), str) and document["error"], document
+    assert isinstance(document.get("message"), str) and document["message"], document
+    return document

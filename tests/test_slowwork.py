@@ -1,0 +1,542 @@
+"""The background work after a 201: the slow step, its retries, the finishing writes, capacity
+and adoption; and the HTTP verifier client with its circuit breaker. All on a ``Clock``."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+from bson import ObjectId
+from treq.testing import StubTreq
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
+from twisted.internet.task import Clock, LoopingCall
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request
+
+from squad.documents import bson_now
+from squad.finishing import FinishWriter
+from squad.resilience import Backoff, CircuitBreaker, CircuitOpen
+from squad.slowstep import HttpVerification, StandInVerification, VerificationFailed
+from squad.slowwork import SlowWork, Work
+from squad.store import UNOWNED
+from tests.fakes import OWNER, START, FakeHasher, FakeStore, ManualVerification, StoreDown
+
+INTERVAL = 0.2  # the FinishWriter's batching interval in these tests
+
+
+class StandInVerificationTests(SynchronousTestCase):
+    def test_waits_between_min_and_max_on_the_clock(self) -> None:
+        """The stand-in finishes after a wait drawn within [min, max], measured on the clock."""
+        waits = set()
+        for seed in range(50):
+            clock = Clock()
+            verification = StandInVerification(clock, 5, 15, rng=random.Random(seed))
+            done = ensureDeferred(verification.verify(ObjectId()))
+            (call,) = clock.getDelayedCalls()
+            wait = call.getTime()
+            self.assertTrue(5 <= wait <= 15, wait)
+            waits.add(round(wait, 3))
+            clock.advance(wait - 0.001)
+            self.assertNoResult(done)
+            clock.advance(0.001)
+            self.assertIsNone(self.successResultOf(done))
+        self.assertGreater(len(waits), 40)  # really drawn, not a constant
+
+    def test_equal_bounds_wait_exactly_that_long(self) -> None:
+        """With min == max the wait is exactly that many seconds (0 included)."""
+        for seconds in (0.0, 3.0):
+            clock = Clock()
+            done = ensureDeferred(StandInVerification(clock, seconds, seconds).verify(ObjectId()))
+            if seconds:
+                clock.advance(seconds - 0.001)
+                self.assertNoResult(done)
+            clock.advance(0.001 if seconds else 0)
+            self.successResultOf(done)
+
+    def test_cancelling_stops_the_wait(self) -> None:
+        """A cancelled stand-in fails with CancelledError and leaves no timer behind."""
+        clock = Clock()
+        done = ensureDeferred(StandInVerification(clock, 5, 15).verify(ObjectId()))
+        done.cancel()
+        self.failureResultOf(done, CancelledError)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class SlowWorkTestCase(SynchronousTestCase):
+    """A started ``SlowWork`` on a fake store, a Clock and a hand-driven verification."""
+
+    capacity = 100
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(START)
+        self.store = FakeStore()
+        self.verification = ManualVerification()
+        self.writer = FinishWriter(self.clock, self.store, interval=INTERVAL)
+        self.backoff = Backoff(base=1.0, cap=8.0, rng=random.Random(3))
+        self.work = SlowWork(
+            self.clock,
+            self.store,
+            self.verification,
+            self.writer,
+            OWNER,
+            capacity=self.capacity,
+            backoff=self.backoff,
+        )
+        self.work.startService()
+        self.addCleanup(self.work.stopService)
+
+    def accept_new(self) -> ObjectId:
+        """A sign-up as the API makes it: reserve, store, then accept after the answer."""
+        owner = self.work.owner_for_new_signup()
+        self.assertEqual(owner, OWNER)
+        user_id = self.store.seed_user(owner=owner)
+        self.work.accept(user_id, b"sealed", owner)
+        return user_id
+
+    def flush(self) -> None:
+        self.clock.advance(INTERVAL)
+
+
+class SlowStepTests(SlowWorkTestCase):
+    def test_processed_is_written_only_after_the_stand_in_wait(self) -> None:
+        """With the stand-in, processed: true and a new date_updated reach the store only
+        after the wait, through the finishing writer."""
+        self.successResultOf(self.work.stopService())
+        verification = StandInVerification(self.clock, 5, 5)
+        self.writer = FinishWriter(self.clock, self.store, interval=INTERVAL)
+        work = SlowWork(self.clock, self.store, verification, self.writer, "other")
+        work.startService()
+        self.addCleanup(work.stopService)
+        user_id = self.store.seed_user(owner="other")
+        work.accept(user_id, b"sealed", work.owner_for_new_signup())
+        self.clock.pump([INTERVAL] * 24)  # 4.8 s
+        self.assertIs(self.store.user_docs[user_id]["processed"], False)
+        self.assertEqual(self.store.called("apply_finishes"), 0)
+        self.clock.advance(0.2)  # the wait ends: 5 s
+        self.flush()
+        user = self.store.user_docs[user_id]
+        self.assertIs(user["processed"], True)
+        self.assertEqual(user["date_updated"], bson_now(START + 5))
+        self.assertEqual(user["verification"], {"state": "verified", "attempts": 1})
+        self.assertNotIn(user_id, self.store.pending_docs)
+        self.assertEqual(work.completed, 1)
+
+    def test_nothing_is_written_while_the_step_runs(self) -> None:
+        """While the verification has not answered, the store sees no write for the user."""
+        user_id = self.accept_new()
+        self.clock.pump([INTERVAL] * 50)
+        self.assertEqual(self.store.called("apply_finishes"), 0)
+        self.assertIn(user_id, self.store.pending_docs)
+        self.assertEqual(self.work.running_steps, 1)
+
+    def test_failed_verification_is_retried_with_backoff_and_recorded(self) -> None:
+        """A failed attempt records verification.state "retrying" in the store, then the step
+        waits the backoff delay (not less) and tries again; success then processes the user."""
+        user_id = self.accept_new()
+        delay = Backoff(base=1.0, cap=8.0, rng=random.Random(3)).delay(1)
+        self.assertTrue(0.5 <= delay <= 1.0)
+        self.verification.fail(VerificationFailed("the verifier answered HTTP 502"))
+        self.assertEqual(self.work.failed_attempts, 1)
+        self.clock.advance(delay - 0.01)
+        self.assertEqual(len(self.verification.calls), 1)
+        self.assertLess(delay - 0.01, INTERVAL * 5)
+        self.clock.advance(0.01)
+        self.assertEqual(self.verification.calls, [user_id, user_id])
+        self.flush()
+        recorded = self.store.user_docs[user_id]["verification"]
+        self.assertEqual(recorded["state"], "retrying")
+        self.assertEqual(recorded["attempts"], 1)
+        self.assertEqual(recorded["last_error"], "the verifier answered HTTP 502")
+        self.assertEqual(recorded["last_attempt"], bson_now(START))
+        self.assertIs(self.store.user_docs[user_id]["processed"], False)
+        self.verification.succeed()
+        self.flush()
+        user = self.store.user_docs[user_id]
+        self.assertIs(user["processed"], True)
+        self.assertEqual(user["verification"], {"state": "verified", "attempts": 2})
+
+    def test_backoff_grows_between_attempts(self) -> None:
+        """Successive failures wait longer and longer (within the backoff's bounds)."""
+        self.accept_new()
+        started = []
+        for attempt in range(1, 5):
+            started.append(self.clock.seconds())
+            self.verification.fail(RuntimeError(f"failure {attempt}"))
+            (timer,) = [
+                call
+                for call in self.clock.getDelayedCalls()
+                if not isinstance(getattr(call, "func", None), LoopingCall)  # the writer's
+            ]
+            wait = timer.getTime() - self.clock.seconds()
+            self.assertTrue(self.backoff.bound(attempt) / 2 <= wait <= self.backoff.bound(attempt))
+            self.clock.advance(wait)
+            self.assertEqual(len(self.verification.calls), attempt + 1)
+        self.assertEqual(self.work.failed_attempts, 4)
+
+    def test_pending_work_goes_only_after_the_step_and_the_hash(self) -> None:
+        """The pending document is deleted only once both the slow step and the password hash
+        are done, and only after (never before) the user's updates were applied."""
+        hasher = FakeHasher()
+        self.work.hasher = hasher
+        user_id = self.accept_new()
+        (submitted,) = hasher.submitted
+        self.verification.succeed()
+        self.flush()
+        self.assertIs(self.store.user_docs[user_id]["processed"], True)
+        self.assertIn(user_id, self.store.pending_docs)
+        self.work.password_hashed(submitted, "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA")
+        self.assertIsNone(submitted.sealed_password)
+        self.flush()
+        self.assertNotIn(user_id, self.store.pending_docs)
+        self.assertTrue(self.store.user_docs[user_id]["password_hash"].startswith("$argon2id$"))
+        events = [event for event in self.store.events if event[1] == user_id]
+        self.assertEqual(events[-2:], [("update", user_id), ("delete_pending", user_id)])
+
+    def test_hash_first_then_the_step(self) -> None:
+        """In the other order too: a hash alone does not finish the work, the step does."""
+        hasher = FakeHasher()
+        self.work.hasher = hasher
+        user_id = self.accept_new()
+        self.work.password_hashed(hasher.submitted[0], "$argon2id$hash")
+        self.flush()
+        self.assertIn(user_id, self.store.pending_docs)
+        self.assertEqual(self.store.user_docs[user_id]["password_hash"], "$argon2id$hash")
+        self.verification.succeed()
+        self.flush()
+        self.assertNotIn(user_id, self.store.pending_docs)
+        self.assertEqual(self.work.held, 0)
+
+    def test_stopping_cancels_the_steps_and_writes_what_finished(self) -> None:
+        """stopService cancels running steps (their work stays pending for a successor) and
+        makes a last attempt to write what already finished."""
+        done = self.accept_new()
+        running = self.accept_new()
+        self.verification.succeed(index=0)
+        stopped = self.work.stopService()
+        self.successResultOf(stopped)
+        self.assertIs(self.store.user_docs[done]["processed"], True)
+        self.assertNotIn(done, self.store.pending_docs)
+        self.assertIn(running, self.store.pending_docs)
+        self.assertEqual(self.work.running_steps, 0)
+        self.assertTrue(self.verification.waiting[1].called)
+        self.assertEqual(self.work.owner_for_new_signup(), UNOWNED)
+
+    def test_drop_all_forgets_the_work_and_its_writes(self) -> None:
+        """drop_all cancels every step, forgets queued writes and the hasher's queue."""
+        hasher = FakeHasher()
+        self.work.hasher = hasher
+        user_id = self.accept_new()
+        self.verification.fail(RuntimeError("down"))
+        self.work.drop_all()
+        self.assertEqual((self.work.held, self.work.running_steps, self.writer.backlog), (0, 0, 0))
+        self.assertEqual(hasher.dropped, 1)
+        self.clock.advance(600)
+        self.assertEqual(len(self.verification.calls), 1)
+        self.assertEqual(self.store.called("apply_finishes"), 0)
+        # A hash that arrives for dropped work is ignored.
+        self.work.password_hashed(Work(user_id, None), "$argon2id$late")
+        self.assertEqual(self.writer.backlog, 0)
+
+
+class CapacityTests(SlowWorkTestCase):
+    capacity = 2
+
+    def test_new_signups_are_unowned_when_full(self) -> None:
+        """Past capacity (reserved slots included), owner_for_new_signup answers UNOWNED."""
+        self.assertEqual(self.work.owner_for_new_signup(), OWNER)
+        self.assertEqual(self.work.owner_for_new_signup(), OWNER)
+        self.assertEqual(self.work.owner_for_new_signup(), UNOWNED)
+        self.assertEqual(UNOWNED, "")
+
+    def test_a_failed_signup_frees_its_slot(self) -> None:
+        """A reservation whose write failed is given back; an unowned one changes nothing."""
+        first = self.work.owner_for_new_signup()
+        self.work.owner_for_new_signup()
+        self.work.signup_failed(UNOWNED)
+        self.assertEqual(self.work.held, 2)
+        self.work.signup_failed(first)
+        self.assertEqual(self.work.held, 1)
+        self.assertEqual(self.work.owner_for_new_signup(), OWNER)
+
+    def test_unowned_signups_start_nothing_here(self) -> None:
+        """A sign-up stored as unowned is not started by accept: it waits for adoption."""
+        self.work.accept(self.store.seed_user(), b"sealed", UNOWNED)
+        self.assertEqual(self.verification.calls, [])
+        self.assertEqual(self.work.held, 0)
+
+    def test_finished_work_frees_capacity(self) -> None:
+        """Once work finishes, its slot is free for a new sign-up."""
+        self.accept_new()
+        self.accept_new()
+        self.assertEqual(self.work.owner_for_new_signup(), UNOWNED)
+        self.verification.succeed(index=0)
+        self.assertEqual(self.work.held, 1)
+        self.assertEqual(self.work.owner_for_new_signup(), OWNER)
+
+    def test_a_stopped_process_takes_no_new_work(self) -> None:
+        """A process that is not running leaves every new sign-up to the pool."""
+        self.successResultOf(self.work.stopService())
+        self.assertEqual(self.work.owner_for_new_signup(), UNOWNED)
+
+
+class RefillTests(SlowWorkTestCase):
+    capacity = 3
+
+    def test_refill_adopts_unowned_work_up_to_capacity(self) -> None:
+        """refill takes unowned pending work from the store while there is room, and starts
+        the slow step of each adopted user."""
+        ids = [self.store.seed_user() for _ in range(5)]
+        self.accept_new()
+        self.successResultOf(ensureDeferred(self.work.refill()))
+        self.assertEqual(self.store.calls[-1], ("adopt", (OWNER, 2)))
+        self.assertEqual(self.verification.calls[1:], ids[:2])
+        self.assertEqual([self.store.pending_docs[i]["owner"] for i in ids[:2]], [OWNER] * 2)
+        self.assertEqual([self.store.pending_docs[i]["owner"] for i in ids[2:]], [UNOWNED] * 3)
+        self.assertEqual(self.work.held, 3)
+
+    def test_refill_does_not_ask_when_full(self) -> None:
+        """A full process does not even query the store."""
+        self.store.seed_user()
+        for _ in range(3):
+            self.accept_new()
+        self.successResultOf(ensureDeferred(self.work.refill()))
+        self.assertEqual(self.store.called("adopt"), 0)
+
+    def test_adopted_work_resumes_where_it_stood(self) -> None:
+        """Work already processed is not verified again; once hashed too it just finishes."""
+        hasher = FakeHasher()
+        self.work.hasher = hasher
+        processed = self.store.seed_user(processed=True)
+        finished = self.store.seed_user(processed=True, password_hash="$argon2id$h")
+        hashed_only = self.store.seed_user(password_hash="$argon2id$h")
+        self.successResultOf(ensureDeferred(self.work.refill()))
+        self.assertEqual(self.verification.calls, [hashed_only])
+        self.assertEqual([work.user_id for work in hasher.submitted], [processed])
+        self.flush()
+        self.assertNotIn(finished, self.store.pending_docs)
+        self.assertIn(processed, self.store.pending_docs)
+        self.assertIn(hashed_only, self.store.pending_docs)
+
+    def test_a_failed_adoption_leaves_the_work_unowned(self) -> None:
+        """When the store fails, refill fails and nothing is started or claimed."""
+        user_id = self.store.seed_user()
+        self.store.make_fail("adopt", times=1)
+        self.failureResultOf(ensureDeferred(self.work.refill()), StoreDown)
+        self.assertEqual(self.work.held, 0)
+        self.assertEqual(self.store.pending_docs[user_id]["owner"], UNOWNED)
+        self.successResultOf(ensureDeferred(self.work.refill()))
+        self.assertEqual(self.verification.calls, [user_id])
+
+
+class FinishWriterTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.store = FakeStore()
+        self.writer = FinishWriter(self.clock, self.store, interval=INTERVAL, max_batch=2)
+        self.writer.start()
+        self.addCleanup(self.writer.stop)
+
+    def test_writes_in_batches_on_the_interval(self) -> None:
+        """Updates wait for the interval, then go out together in one call."""
+        ids = [self.store.seed_user() for _ in range(2)]
+        for user_id in ids:
+            self.writer.set_fields(user_id, {"processed": True})
+        self.clock.advance(INTERVAL - 0.01)
+        self.assertEqual(self.store.called("apply_finishes"), 0)
+        self.clock.advance(0.01)
+        self.assertEqual(self.store.called("apply_finishes"), 1)
+        self.assertEqual(self.writer.written, 2)
+        self.assertEqual(self.writer.backlog, 0)
+
+    def test_requeues_on_failure_and_retries(self) -> None:
+        """A failed write keeps its updates and deletions queued; the next round retries."""
+        user_id = self.store.seed_user()
+        self.writer.set_fields(user_id, {"processed": True})
+        self.writer.finished(user_id)
+        self.store.make_fail("apply_finishes", times=2)
+        self.clock.advance(INTERVAL)
+        self.clock.advance(INTERVAL)
+        self.assertEqual(self.store.called("apply_finishes"), 2)
+        self.assertEqual(self.writer.backlog, 2)
+        self.assertIn(user_id, self.store.pending_docs)
+        self.clock.advance(INTERVAL)
+        self.assertIs(self.store.user_docs[user_id]["processed"], True)
+        self.assertNotIn(user_id, self.store.pending_docs)
+        self.assertEqual(self.writer.backlog, 0)
+
+    def test_requeued_updates_never_overwrite_newer_ones(self) -> None:
+        """Fields set while a failing write was in flight win over the re-queued old ones."""
+        user_id = self.store.seed_user()
+        self.writer.set_fields(user_id, {"verification": {"state": "retrying"}, "a": 1})
+        self.store.make_hang("apply_finishes")
+        self.clock.advance(INTERVAL)
+        self.writer.set_fields(user_id, {"verification": {"state": "verified"}})
+        self.store.heal()
+        self.store.hung("apply_finishes")[0].errback(Failure(StoreDown("lost")))
+        self.clock.advance(INTERVAL)
+        user = self.store.user_docs[user_id]
+        self.assertEqual(user["verification"], {"state": "verified"})
+        self.assertEqual(user["a"], 1)
+
+    def test_pending_deletion_waits_for_the_users_own_updates(self) -> None:
+        """A user's pending document is never deleted in a batch that leaves some of its
+        updates queued (when the updates do not all fit in one batch)."""
+        first, second, third = (self.store.seed_user() for _ in range(3))
+        for user_id in (first, second, third):
+            self.writer.set_fields(user_id, {"processed": True})
+        for user_id in (third, first):
+            self.writer.finished(user_id)
+        self.clock.advance(INTERVAL)
+        (_, (updates, finished)) = self.store.calls[-1]
+        self.assertEqual(list(updates), [first, second])
+        self.assertEqual(finished, [first])
+        self.assertIn(third, self.store.pending_docs)
+        self.clock.advance(INTERVAL)
+        self.assertNotIn(third, self.store.pending_docs)
+        self.assertIs(self.store.user_docs[third]["processed"], True)
+
+    def test_stop_makes_a_last_attempt(self) -> None:
+        """stop writes what is queued at once, without waiting for the interval."""
+        user_id = self.store.seed_user()
+        self.writer.set_fields(user_id, {"processed": True})
+        self.successResultOf(self.writer.stop())
+        self.assertIs(self.store.user_docs[user_id]["processed"], True)
+
+    def test_a_failed_last_attempt_does_not_fail_the_stop(self) -> None:
+        """When the database is down at stop, the stop still completes (work stays pending)."""
+        self.writer.set_fields(self.store.seed_user(), {"processed": True})
+        self.store.make_fail("apply_finishes")
+        self.successResultOf(self.writer.stop())
+        self.assertEqual(self.writer.backlog, 1)
+
+
+class Verifier(Resource):
+    """A tiny verifier service: answers each POST with ``status`` (or never, when None)."""
+
+    isLeaf = True
+
+    def __init__(self, status: int | None = 204) -> None:
+        super().__init__()
+        self.status = status
+        self.received: list[Any] = []
+        self.unanswered: list[Request] = []
+
+    def render_POST(self, request: Request) -> bytes | int:
+        assert request.content is not None
+        self.received.append(json.loads(request.content.read()))
+        if self.status is None:
+            self.unanswered.append(request)
+            return NOT_DONE_YET
+        request.setResponseCode(self.status)
+        return b"{}"
+
+
+def no_timers_left_on_the_global_reactor(test: SynchronousTestCase) -> None:
+    """treq arms its per-call timeout on the global reactor (HttpVerification passes no
+    reactor): check every call disarmed it, so no later test inherits a stray timer."""
+    from twisted.internet import reactor
+
+    clock: Any = reactor
+    before = set(clock.getDelayedCalls())
+    test.addCleanup(
+        lambda: test.assertEqual([c for c in clock.getDelayedCalls() if c not in before], [])
+    )
+
+
+class HttpVerificationTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        no_timers_left_on_the_global_reactor(self)
+        self.clock = Clock()
+        self.verifier = Verifier()
+        self.http = StubTreq(self.verifier)
+        self.breaker = CircuitBreaker(self.clock, threshold=3, cooldown=10)
+        self.client = HttpVerification(
+            self.http, "http://verifier.test/verify", self.breaker, self.clock
+        )
+
+    def verify(self, user_id: ObjectId | None = None) -> Deferred[None]:
+        return ensureDeferred(self.client.verify(user_id or ObjectId()))
+
+    def test_2xx_verifies_with_the_users_id(self) -> None:
+        """A 2xx answer to POST {"id": ...} verifies the user."""
+        for status in (200, 201, 204, 299):
+            self.verifier.status = status
+            user_id = ObjectId()
+            self.assertIsNone(self.successResultOf(self.verify(user_id)))
+            self.assertEqual(self.verifier.received[-1], {"id": str(user_id)})
+        self.assertEqual(self.breaker.state, "closed")
+
+    def test_error_status_raises_verification_failed(self) -> None:
+        """A 500 (or any non-2xx) answer fails the attempt with VerificationFailed."""
+        for status in (500, 404, 302, 429):
+            self.verifier.status = status
+            failure = self.failureResultOf(self.verify(), VerificationFailed)
+            self.assertIn(str(status), failure.getErrorMessage())
+            self.breaker.succeeded()  # keep the circuit closed between statuses
+
+    def test_breaker_opens_after_failures_and_refuses_without_calling(self) -> None:
+        """After `threshold` failures the circuit opens: attempts fail with CircuitOpen at once,
+        and the verifier receives nothing until the cool-down ends."""
+        self.verifier.status = 500
+        for _ in range(3):
+            self.failureResultOf(self.verify(), VerificationFailed)
+        self.assertEqual(self.breaker.state, "open")
+        self.failureResultOf(self.verify(), CircuitOpen)
+        self.assertEqual(len(self.verifier.received), 3)
+        self.clock.advance(10)
+        self.verifier.status = 200
+        self.successResultOf(self.verify())
+        self.assertEqual(len(self.verifier.received), 4)
+        self.assertEqual(self.breaker.state, "closed")
+
+    def test_one_success_resets_the_failure_count(self) -> None:
+        """Failures must be consecutive to open the circuit."""
+        for status in (500, 500, 200, 500, 500):
+            self.verifier.status = status
+            self.verify().addErrback(lambda failure: failure.trap(VerificationFailed))
+        self.assertEqual(self.breaker.state, "closed")
+
+    def test_cancelling_an_attempt_in_flight_cancels_it(self) -> None:
+        """Cancelling a verification whose call is in flight (a slow step being stopped or
+        dropped) ends it with CancelledError: it is not a verifier failure, so it is neither
+        retried as one nor counted against the circuit breaker."""
+        self.verifier.status = None
+        attempt = self.verify()
+        self.assertNoResult(attempt)
+        attempt.cancel()
+        self.failureResultOf(attempt, CancelledError)
+        for _ in range(5):
+            attempt = self.verify()
+            attempt.cancel()
+            attempt.addErrback(lambda failure: None)
+        self.assertEqual(self.breaker.state, "closed")
+
+
+class HttpSlowWorkTests(SynchronousTestCase):
+    def test_dropping_work_stops_an_http_slow_step_in_flight(self) -> None:
+        """drop_all (DELETE /collections) stops a slow step whose HTTP call is in flight: the
+        verifier is not called again for the dropped user, and nothing is recorded for it."""
+        clock = Clock()
+        store = FakeStore()
+        verifier = Verifier(status=None)
+        breaker = CircuitBreaker(clock, threshold=3, cooldown=10)
+        http = HttpVerification(StubTreq(verifier), "http://verifier.test/verify", breaker, clock)
+        writer = FinishWriter(clock, store, interval=INTERVAL)
+        work = SlowWork(clock, store, http, writer, OWNER, backoff=Backoff(base=1.0, cap=4.0))
+        work.startService()
+        self.addCleanup(work.stopService)
+        user_id = store.seed_user(owner=OWNER)
+        work.accept(user_id, b"sealed", work.owner_for_new_signup())
+        self.assertEqual(len(verifier.received), 1)
+        work.drop_all()
+        verifier.status = 500
+        clock.pump([1.0] * 30)
+        self.assertEqual(len(verifier.received), 1, "the dropped user was verified again")
+        self.assertEqual(work.running_steps, 0)
+        self.assertEqual(work.failed_attempts, 0)
+        self.assertEqual(store.called("apply_finishes"), 0)
+        self.assertEqual(breaker.state, "closed")
