@@ -74,6 +74,7 @@ ERROR_CODES: Final[dict[str, int]] = {
     # Any route.
     "not_found": 404,
     "method_not_allowed": 405,
+    "malformed_http": 400,
     "database_unavailable": 503,
     "overloaded": 503,
 }
