@@ -37,6 +37,7 @@ from squad.idempotency import (
     new_record,
     recorded,
 )
+from squad.metrics import render
 from squad.openapi import openapi_json
 from squad.passwords import PasswordSealer
 from squad.slowwork import SlowWork
@@ -293,6 +294,12 @@ class SquadAPI:
             return write_error(request, 404, "user_not_found", f"There is no user {user_id}.")
         request.setHeader(b"content-type", JSON)
         return user_json(found)
+
+    @app.route("/metrics", methods=["GET"])
+    def metrics(self, request: IRequest) -> bytes:
+        body, content_type = render()
+        request.setHeader(b"content-type", content_type.encode("ascii"))
+        return body
 
     @app.route("/openapi.json", methods=["GET"])
     def openapi(self, request: IRequest) -> bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import treq
@@ -11,7 +12,7 @@ from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
-from twisted.internet.task import deferLater
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -20,6 +21,7 @@ from squad.batching import GroupCommit
 from squad.database import DatabaseService
 from squad.finishing import FinishWriter
 from squad.hashing import PasswordHasher
+from squad.metrics import SquadMetrics
 from squad.ownership import ProcessLease, new_owner_id
 from squad.passwords import PasswordSealer
 from squad.resilience import CircuitBreaker
@@ -43,6 +45,59 @@ def listen_description(port: str) -> str:
     if port.startswith("tcp:") and "backlog=" not in port:
         return port + ":backlog=4096"
     return port
+
+
+def timed_write(
+    clock: Any, write: Callable[[list[PendingSignup]], Awaitable[None]], metrics: SquadMetrics
+) -> Callable[[list[PendingSignup]], Awaitable[None]]:
+    async def write_and_measure(batch: list[PendingSignup]) -> None:
+        started = clock.seconds()
+        try:
+            await write(batch)
+        except Exception:
+            metrics.db_errors.labels("insert_signups").inc()
+            raise
+        metrics.db_write.observe(clock.seconds() - started)
+
+    return write_and_measure
+
+
+class MetricsSampler(Service):
+    """Once a second: queue sizes to gauges, progress counters to counters (off the hot path)."""
+
+    def __init__(
+        self, clock: Any, metrics: SquadMetrics, slow_work: SlowWork, hasher: PasswordHasher
+    ) -> None:
+        self._metrics = metrics
+        self._slow_work = slow_work
+        self._hasher = hasher
+        self._seen = {"done": 0, "failed": 0, "hashed": 0}
+        self._loop = LoopingCall(self.sample)
+        self._loop.clock = clock
+
+    def startService(self) -> None:
+        super().startService()
+        self._loop.start(1.0, now=False)
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self._loop.running:
+            self._loop.stop()
+
+    def sample(self) -> None:
+        metrics, work = self._metrics, self._slow_work
+        for name, total, counter in (
+            ("done", work.completed, metrics.slow_done),
+            ("failed", work.failed_attempts, metrics.slow_failed),
+            ("hashed", self._hasher.hashed, metrics.hashed),
+        ):
+            if total > self._seen[name]:
+                counter.inc(total - self._seen[name])
+            self._seen[name] = total
+        metrics.slow_pending.set(work.held)
+        metrics.slow_running.set(work.running_steps)
+        metrics.hash_backlog.set(self._hasher.backlog)
+        metrics.finish_backlog.set(work.writer.backlog)
 
 
 class SequentialMultiService(MultiService):
@@ -141,8 +196,13 @@ def build_process_service(
     hasher = PasswordHasher(reactor, PasswordSealer(config["seal-key"]), slow_work)
     hasher.setServiceParent(root)
 
+    metrics = SquadMetrics.get()
     commit: GroupCommit[PendingSignup] = GroupCommit(
-        reactor, store.insert_signups, max_batch=200, concurrency=POOL_SIZE - 2
+        reactor,
+        timed_write(reactor, store.insert_signups, metrics),
+        max_batch=200,
+        concurrency=POOL_SIZE - 2,
+        on_batch=metrics.batch_size.observe,
     )
     api = SquadAPI(
         reactor,
@@ -151,6 +211,7 @@ def build_process_service(
         slow_work,
         hasher.sealer,
         allow_flush=config["allow-flush"],
+        on_shed=metrics.shed.inc,
         # Derived, not the seal key itself: a fingerprint must never help unseal anything.
         idempotency_secret=hmac.new(
             config["seal-key"], b"squad idempotency fingerprints", hashlib.sha256
@@ -158,7 +219,8 @@ def build_process_service(
     )
     # Stopped before the database (services stop in reverse order): in-flight answers finish.
     DrainService(reactor, api).setServiceParent(root)
-    site = SquadSite(api.app.resource())
+    MetricsSampler(reactor, metrics, slow_work, hasher).setServiceParent(root)
+    site = SquadSite(api.app.resource(), metrics=metrics, reactor=reactor)
     http: Service
     if adopt is None:
         http = StreamServerEndpointService(

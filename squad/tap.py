@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import tempfile
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -214,10 +215,13 @@ def makeService(config: Options, reactor: Any = None) -> IService:
 
         reactor = global_reactor
     if config["workers"] > 1:
+        from squad.metrics import prepare_multiprocess_directory
         from squad.workers import WorkerSupervisor, bind_listening_socket
 
         root = MultiService()
         root.setName("squad")
+        # Before anything imports prometheus_client: the workers inherit the folder.
+        prepare_multiprocess_directory(tempfile.mkdtemp(prefix="squad-metrics-"))
         supervisor = WorkerSupervisor(reactor, config, config["workers"])
         try:
             # Bound now, not in startService: a busy port must stop start-up with one line.

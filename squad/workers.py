@@ -25,6 +25,8 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from squad.metrics import forget_process
+
 __all__ = ["STOP_GRACE", "WorkerSupervisor", "bind_listening_socket", "worker_config"]
 
 log = Logger()
@@ -74,6 +76,7 @@ class _WorkerProtocol(ProcessProtocol):
         self.supervisor = supervisor
         self.index = index
         self.ended: defer.Deferred[None] = defer.Deferred()
+        self.pid: int | None = None
 
     def processEnded(self, reason: Failure) -> None:
         self.ended.callback(None)
@@ -112,19 +115,22 @@ class WorkerSupervisor(Service):
         protocol = _WorkerProtocol(self, index)
         environment = dict(os.environ)
         environment["SQUAD_WORKER_CONFIG"] = worker_config(self._config, index)
-        self._reactor.spawnProcess(
+        process = self._reactor.spawnProcess(
             protocol,
             sys.executable,
             [sys.executable, "-m", "squad.worker", str(fd)],
             env=environment,
             childFDs={0: "w", 1: 1, 2: 2, fd: fd},
         )
+        protocol.pid = process.pid
         self.workers[index] = protocol
 
     def worker_ended(self, protocol: _WorkerProtocol, reason: Failure) -> None:
         if self.workers.get(protocol.index) is not protocol:
             return
         del self.workers[protocol.index]
+        if protocol.pid is not None:
+            forget_process(protocol.pid)
         if not self.running:
             return
         self.restarts += 1

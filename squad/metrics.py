@@ -1,0 +1,138 @@
+"""Prometheus metrics for the whole service, across all worker processes.
+
+With ``--workers`` above 1 the supervisor points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh folder
+before it starts the workers: each worker writes its samples to memory-mapped files there, and a
+scrape of ``GET /metrics`` on any worker adds up all of them (prometheus_client's multiprocess
+mode). A single process uses the ordinary registry. Recording a sample is a few microseconds;
+gauges of queue sizes are sampled once a second, not per request.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import Any
+
+__all__ = ["SquadMetrics", "prepare_multiprocess_directory", "render", "route_of"]
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+def prepare_multiprocess_directory(directory: str) -> None:
+    """Start from an empty folder (stale files from dead processes slow scrapes and lie) and
+    have every process started from now on write there. Call before importing metrics."""
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory, exist_ok=True)
+    os.environ[MULTIPROC_ENV] = directory
+
+
+def forget_process(pid: int) -> None:
+    """A worker died: drop its live gauges (its counters still count)."""
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)
+
+
+def render() -> tuple[bytes, str]:
+    """The exposition text for the whole service, and its content type."""
+    from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
+
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+_ROUTES = {
+    "/health": "/health",
+    "/ready": "/ready",
+    "/users": "/users",
+    "/collections": "/collections",
+    "/metrics": "/metrics",
+    "/openapi.json": "/openapi.json",
+}
+
+
+def route_of(path: bytes) -> str:
+    """A bounded label for a request path: the route template, never the raw path."""
+    text = path.split(b"?", 1)[0].decode("latin-1")
+    if text in _ROUTES:
+        return _ROUTES[text]
+    if text.startswith("/users/") and text.count("/") == 2:
+        return "/users/{id}"
+    return "other"
+
+
+class SquadMetrics:
+    """The metric objects of one process (created once, after the multiprocess setup)."""
+
+    _instance: SquadMetrics | None = None
+
+    @classmethod
+    def get(cls) -> SquadMetrics:
+        if cls._instance is None:
+            cls._instance = cls()
+        return cls._instance
+
+    def __init__(self) -> None:
+        from prometheus_client import Counter, Gauge, Histogram
+
+        self.requests: Any = Counter(
+            "squad_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
+        )
+        self.latency: Any = Histogram(
+            "squad_http_request_duration_seconds",
+            "Time from a request's arrival to its answer",
+            ["route"],
+            buckets=_LATENCY_BUCKETS,
+        )
+        self.shed: Any = Counter("squad_shed_requests_total", "Sign-ups refused to shed load")
+        self.batch_size: Any = Histogram(
+            "squad_group_commit_batch_size",
+            "Sign-ups written together in one bulk insert",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200),
+        )
+        self.db_write: Any = Histogram(
+            "squad_db_batch_write_seconds",
+            "Duration of one group-commit write",
+            buckets=_LATENCY_BUCKETS,
+        )
+        self.db_errors: Any = Counter(
+            "squad_db_errors_total", "Database operations that failed", ["operation"]
+        )
+        self.slow_done: Any = Counter("squad_slow_steps_done_total", "Slow steps finished")
+        self.slow_failed: Any = Counter(
+            "squad_slow_step_failures_total", "Slow-step attempts that failed and will retry"
+        )
+        self.hashed: Any = Counter("squad_passwords_hashed_total", "Passwords hashed")
+        self.slow_pending: Any = Gauge(
+            "squad_slow_steps_in_memory",
+            "Users whose background work this process holds",
+            multiprocess_mode="livesum",
+        )
+        self.slow_running: Any = Gauge(
+            "squad_slow_steps_running",
+            "Slow steps waiting on the verifier or stand-in",
+            multiprocess_mode="livesum",
+        )
+        self.hash_backlog: Any = Gauge(
+            "squad_password_hash_backlog",
+            "Sealed passwords waiting to be hashed",
+            multiprocess_mode="livesum",
+        )
+        self.finish_backlog: Any = Gauge(
+            "squad_finish_writes_backlog",
+            "Finished work not yet written",
+            multiprocess_mode="livesum",
+        )
+        self.oldest_pending: Any = Gauge(
+            "squad_slow_step_oldest_age_seconds",
+            "Age of the oldest slow step held in memory",
+            multiprocess_mode="max",
+        )
