@@ -28,6 +28,9 @@ SIGNUP = {
 }
 
 
+JSON_HEADERS: dict[bytes | str, bytes | str] = {"Content-Type": "application/json"}
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -106,7 +109,7 @@ class MetricsAcrossWorkersTests(TestCase):
             response = await treq.post(
                 url + "/users",
                 data=json.dumps(SIGNUP).encode(),
-                headers={"Content-Type": "application/json"},
+                headers=JSON_HEADERS,
                 persistent=False,
             )
             self.assertEqual(response.code, 201)
