@@ -95,7 +95,12 @@ class SquadAPI:
         self.max_waiting = max_waiting
         self._on_shed = on_shed
         self.waiting = 0
+        self.last_signup_at = float("-inf")
         self._idempotency_secret = idempotency_secret
+
+    def busy(self) -> bool:
+        """Sign-ups arrived within the last half second: background work should hold back."""
+        return self._clock.seconds() - self.last_signup_at < 0.5
 
     # -- health -------------------------------------------------------------------------------
 
@@ -119,6 +124,7 @@ class SquadAPI:
 
     @app.route("/users", methods=["POST"])
     async def create_user(self, request: IRequest) -> bytes:
+        self.last_signup_at = self._clock.seconds()
         if self.waiting >= self.max_waiting:
             self._on_shed()
             return write_error(

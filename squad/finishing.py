@@ -9,6 +9,7 @@ them. When the database is down the work simply waits in memory and goes out lat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from bson import ObjectId
@@ -28,10 +29,20 @@ class FinishWriter:
     """Gathers user updates and pending deletions; writes them in order, in batches."""
 
     def __init__(
-        self, clock: IReactorTime, store: Store, interval: float = 0.2, max_batch: int = 1000
+        self,
+        clock: IReactorTime,
+        store: Store,
+        interval: float = 0.2,
+        max_batch: int = 1000,
+        busy: Callable[[], bool] = lambda: False,
+        max_batch_when_busy: int = 32,
     ) -> None:
         self._store = store
         self._max_batch = max_batch
+        # While sign-ups are flowing, background writes take a trickle of the database (whose
+        # SQLite backend has a single writer) and catch up once the burst is over.
+        self._busy = busy
+        self._max_batch_when_busy = max_batch_when_busy
         self._updates: dict[ObjectId, dict[str, Any]] = {}
         self._finished: dict[ObjectId, None] = {}
         self._loop = LoopingCall(self._guarded_flush)
@@ -76,16 +87,15 @@ class FinishWriter:
     async def flush(self) -> None:
         if not self._updates and not self._finished:
             return
+        limit = self._max_batch_when_busy if self._busy() else self._max_batch
         updates: dict[ObjectId, dict[str, Any]] = {}
-        while self._updates and len(updates) < self._max_batch:
+        while self._updates and len(updates) < limit:
             user_id, fields = next(iter(self._updates.items()))
             del self._updates[user_id]
             updates[user_id] = fields
         # A pending document goes only after every update of its user is acknowledged.
         finished = [
-            user_id
-            for user_id in list(self._finished)[: self._max_batch]
-            if user_id not in self._updates
+            user_id for user_id in list(self._finished)[:limit] if user_id not in self._updates
         ]
         for user_id in finished:
             del self._finished[user_id]

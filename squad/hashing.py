@@ -14,11 +14,13 @@ import contextlib
 import os
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
@@ -27,6 +29,9 @@ from squad.passwords import PasswordSealer, UnsealError, hash_password
 from squad.slowwork import SlowWork, Work
 
 __all__ = ["PasswordHasher"]
+
+# How often a paused hasher looks whether the sign-ups have stopped.
+IDLE_CHECK_SECONDS = 0.5
 
 log = Logger()
 
@@ -41,7 +46,16 @@ def _hash_at_low_priority(password: str) -> str:
 class PasswordHasher(Service):
     """The background hasher of one process: one thread, lowest priority, FIFO."""
 
-    def __init__(self, reactor: Any, sealer: PasswordSealer, slow_work: SlowWork) -> None:
+    def __init__(
+        self,
+        reactor: Any,
+        sealer: PasswordSealer,
+        slow_work: SlowWork,
+        busy: Callable[[], bool] = lambda: False,
+    ) -> None:
+        # While sign-ups are flowing the hasher waits: even at the lowest priority its thread
+        # takes CPU and memory bandwidth from the reactor on a 2-core machine.
+        self._busy = busy
         self._reactor = reactor
         self._clock: IReactorTime = reactor
         self.sealer = sealer
@@ -86,6 +100,9 @@ class PasswordHasher(Service):
             if not self._queue:
                 self._wake = Deferred()
                 await self._wake
+                continue
+            if self._busy():
+                await deferLater(self._clock, IDLE_CHECK_SECONDS)
                 continue
             work = self._queue.popleft()
             sealed = work.sealed_password

@@ -189,11 +189,19 @@ def build_process_service(
         )
     else:
         verification = StandInVerification(reactor, config["slow-min"], config["slow-max"])
-    slow_work = SlowWork(reactor, store, verification, FinishWriter(reactor, store), owner)
+    # Background work holds back while sign-ups flow; the API (built below) says when they do.
+    serving: list[SquadAPI] = []
+
+    def busy() -> bool:
+        return bool(serving) and serving[0].busy()
+
+    slow_work = SlowWork(
+        reactor, store, verification, FinishWriter(reactor, store, busy=busy), owner
+    )
     slow_work.setServiceParent(root)
     lease.add_refiller(slow_work.refill)
 
-    hasher = PasswordHasher(reactor, PasswordSealer(config["seal-key"]), slow_work)
+    hasher = PasswordHasher(reactor, PasswordSealer(config["seal-key"]), slow_work, busy=busy)
     hasher.setServiceParent(root)
 
     metrics = SquadMetrics.get()
@@ -217,6 +225,8 @@ def build_process_service(
             config["seal-key"], b"squad idempotency fingerprints", hashlib.sha256
         ).digest(),
     )
+    serving.append(api)
+
     # Stopped before the database (services stop in reverse order): in-flight answers finish.
     DrainService(reactor, api).setServiceParent(root)
     MetricsSampler(reactor, metrics, slow_work, hasher).setServiceParent(root)
