@@ -26,6 +26,7 @@ from twisted.web.iweb import IRequest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from squad.batching import GroupCommit
+from squad.deadlines import Deadlines
 from squad.documents import bson_now, new_user_document, user_json
 from squad.errors import write_error
 from squad.idempotency import (
@@ -96,7 +97,12 @@ class SquadAPI:
         self._on_shed = on_shed
         self.waiting = 0
         self.last_signup_at = float("-inf")
+        self._deadlines = Deadlines(clock)
         self._idempotency_secret = idempotency_secret
+
+    def stop(self) -> None:
+        """The process is stopping: no more deadline ticks."""
+        self._deadlines.stop()
 
     def busy(self) -> bool:
         """Sign-ups arrived within the last half second: background work should hold back."""
@@ -154,8 +160,7 @@ class SquadAPI:
         self.waiting += 1
         try:
             attempt = ensureDeferred(self._store_signup(request, signup, key))
-            attempt.addTimeout(self.write_deadline, self._clock)
-            return await attempt
+            return await self._deadlines.watch(attempt, self.write_deadline)
         except CancelledError:
             raise  # the client went away; a write in flight goes on and its work still runs
         except (TimeoutError, Exception) as error:

@@ -157,6 +157,7 @@ class DrainService(Service):
         while self._api.waiting and waited < self._limit:
             await deferLater(self._clock, 0.05)
             waited += 0.05
+        self._api.stop()
 
 
 def build_process_service(
