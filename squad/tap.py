@@ -210,6 +210,14 @@ class Options(usage.Options):
 
 def makeService(config: Options, reactor: Any = None) -> IService:
     """Build the service tree for ``config`` (the reactor is a parameter for tests)."""
+    from twisted.logger import Logger
+
+    from squad.logs import describe_settings
+
+    Logger().info(
+        "squad starting with {settings}",
+        settings=describe_settings(config, [name for name, *_ in PARAMETERS] + ["allow-flush"]),
+    )
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 

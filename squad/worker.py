@@ -17,8 +17,9 @@ from twisted.internet.defer import Deferred, ensureDeferred
 
 def main(argv: list[str]) -> None:
     from twisted.internet import reactor
-    from twisted.logger import globalLogBeginner, textFileLogObserver
+    from twisted.logger import globalLogBeginner
 
+    from squad.logs import observer_from_environment
     from squad.process import build_process_service
     from squad.tap import Options
 
@@ -35,7 +36,7 @@ def main(argv: list[str]) -> None:
     options = Options()
     options.parseOptions(arguments)
 
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
+    globalLogBeginner.beginLoggingTo([observer_from_environment()], redirectStandardIO=False)
     listener = socket.socket(fileno=fd)
     family = listener.family
     listener.detach()

@@ -172,6 +172,29 @@ class UsersIntegrationTests(TestCase):
         self.assertEqual(response.code, 400)
         self.assertEqual((await treq.json_content(response))["error"], "invalid_idempotency_key")
 
+    async def test_logs_carry_no_password(self) -> None:
+        """Everything logged while sign-ups (good and refused) flow, as JSON, lacks the password."""
+        from twisted.logger import ILogObserver, eventAsJSON, globalLogPublisher
+        from zope.interface import provider
+
+        lines: list[str] = []
+
+        @provider(ILogObserver)
+        def observe(event: Any) -> None:
+            lines.append(eventAsJSON(event))
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        squad = await start_squad(self, "--slow-min", "0.1", "--slow-max", "0.2")
+        await post_signup(squad)
+        await post_signup(squad, {**SIGNUP, "email": "broken"})
+        await post_signup(squad, {**SIGNUP, "extra": SIGNUP["password"]})
+        await deferLater(reactor, 0.5, lambda: None)
+        self.assertTrue(lines)
+        for line in lines:
+            json.loads(line)
+            self.assertNotIn(SIGNUP["password"], line)
+
     async def test_health_and_ready(self) -> None:
         """/health answers 204 while serving; /ready answers 204 while the database answers."""
         squad = await start_squad(self)
