@@ -49,12 +49,14 @@ class ProcessLease(Service):
         self.lease_seconds = lease_seconds
         # Renew several times per lease, so a few lost heartbeats do not make us look dead.
         self.interval = max(0.2, min(lease_seconds / 4, 5.0))
-        self._refillers: list[Callable[[], Awaitable[None]]] = []
+        self._refillers: list[Callable[[bool], Awaitable[None]]] = []
+        self._last_look = float("-inf")
         self._loop = LoopingCall(self._guarded_tick)
         self._loop.clock = clock
 
-    def add_refiller(self, refill: Callable[[], Awaitable[None]]) -> None:
-        """Called after each renewal: a consumer that has room adopts unowned work."""
+    def add_refiller(self, refill: Callable[[bool], Awaitable[None]]) -> None:
+        """Called after each renewal with whether unowned work may be waiting: a consumer that
+        has room adopts it."""
         self._refillers.append(refill)
 
     def startService(self) -> None:
@@ -92,9 +94,16 @@ class ProcessLease(Service):
             bson_now(now + self.lease_seconds),
             {"pid": os.getpid(), "host": socket.gethostname()},
         )
+        # Looking for unowned work means reading the whole pending collection on FerretDB (only
+        # _id filters reach its SQL): do it when work was just released, and otherwise once per
+        # lease period (for work that stopped processes handed back gracefully).
+        look = now - self._last_look >= self.lease_seconds
         for dead in await self._store.dead_owners(bson_now(now)):
             if dead != self.owner:
                 log.info("Taking over the pending work of {owner}, whose lease lapsed.", owner=dead)
                 await self._store.release(dead)
+                look = True
+        if look:
+            self._last_look = now
         for refill in self._refillers:
-            await refill()
+            await refill(look)

@@ -72,6 +72,7 @@ class SlowWork(Service):
         self._works: dict[ObjectId, Work] = {}
         self._steps: dict[ObjectId, Deferred[None]] = {}
         self._reserved = 0
+        self._overflowed = False
         self.completed = 0
         self.failed_attempts = 0
 
@@ -89,6 +90,7 @@ class SlowWork(Service):
         if self.running and self.held < self.capacity:
             self._reserved += 1
             return self.owner
+        self._overflowed = True
         return UNOWNED
 
     def signup_failed(self, owner: str) -> None:
@@ -172,12 +174,17 @@ class SlowWork(Service):
         self.completed += 1
         self._maybe_done(work)
 
-    async def refill(self) -> None:
-        """Adopt unowned work while there is room (called on every lease round)."""
+    async def refill(self, look: bool = True) -> None:
+        """Adopt unowned work while there is room (called on every lease round; ``look`` says
+        work may have been handed back; our own overflow is always looked for)."""
         room = self.capacity - self.held
-        if not self.running or room <= 0:
+        if not self.running or room <= 0 or not (look or self._overflowed):
             return
-        for adopted in await self._store.adopt(self.owner, min(room, 1000)):
+        wanted = min(room, 1000)
+        adopted_now = await self._store.adopt(self.owner, wanted)
+        if len(adopted_now) < wanted:
+            self._overflowed = False
+        for adopted in adopted_now:
             self._start(
                 Work(
                     adopted.user_id,
