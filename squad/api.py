@@ -324,7 +324,7 @@ class SquadAPI:
         if not self.allow_flush:
             return self._not_found(request)
         try:
-            await self._store.delete_everything()
+            await self._store.delete_everything(bson_now(self._clock.seconds()))
         except Exception:
             return write_error(
                 request, 503, "database_unavailable", "The database is not answering right now."

@@ -106,8 +106,8 @@ class PasswordHasher(Service):
                 continue
             work = self._queue.popleft()
             sealed = work.sealed_password
-            if sealed is None or work.hashed:
-                continue
+            if sealed is None or work.hashed or not self._slow_work.holds(work):
+                continue  # done, or dropped (DELETE /collections): no CPU for it
             try:
                 password = self.sealer.unseal(sealed, associated=work.user_id.binary)
             except UnsealError as error:

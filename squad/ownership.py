@@ -13,6 +13,7 @@ import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import UTC
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -51,8 +52,14 @@ class ProcessLease(Service):
         self.interval = max(0.2, min(lease_seconds / 4, 5.0))
         self._refillers: list[Callable[[bool], Awaitable[None]]] = []
         self._last_look = float("-inf")
+        self._flushes: int | None = None
+        self._droppers: list[Callable[[float], None]] = []
         self._loop = LoopingCall(self._guarded_tick)
         self._loop.clock = clock
+
+    def add_dropper(self, drop: Callable[[float], None]) -> None:
+        """Called when another process ran DELETE /collections."""
+        self._droppers.append(drop)
 
     def add_refiller(self, refill: Callable[[bool], Awaitable[None]]) -> None:
         """Called after each renewal with whether unowned work may be waiting: a consumer that
@@ -97,6 +104,14 @@ class ProcessLease(Service):
         # Looking for unowned work means reading the whole pending collection on FerretDB (only
         # _id filters reach its SQL): do it when work was just released, and otherwise once per
         # lease period (for work that stopped processes handed back gracefully).
+        generation, flushed_at = await self._store.last_flush()
+        if self._flushes is not None and generation != self._flushes:
+            # DELETE /collections ran (maybe in another process): drop the work held in memory
+            # for users accepted before it; their documents are gone.
+            moment = flushed_at.replace(tzinfo=UTC).timestamp()
+            for drop in self._droppers:
+                drop(moment)
+        self._flushes = generation
         look = now - self._last_look >= self.lease_seconds
         for dead in await self._store.dead_owners(bson_now(now)):
             if dead != self.owner:

@@ -40,6 +40,7 @@ class Work:
     processed: bool = False
     hashed: bool = False
     attempts: int = 0
+    accepted_at: float = 0.0
 
 
 class Hasher(Protocol):
@@ -103,7 +104,7 @@ class SlowWork(Service):
         if owner != self.owner:
             return  # stored as unowned: some process adopts it when it has room
         self._reserved -= 1
-        self._start(Work(user_id, sealed_password))
+        self._start(Work(user_id, sealed_password, accepted_at=self._clock.seconds()))
 
     def _start(self, work: Work) -> None:
         if not self.running or work.user_id in self._works:
@@ -193,6 +194,20 @@ class SlowWork(Service):
                     hashed=adopted.hashed,
                 )
             )
+
+    def drop_accepted_before(self, moment: float) -> None:
+        """Another process ran DELETE /collections at ``moment``: forget the work of users
+        accepted before it (their documents are gone); later ones carry on."""
+        for user_id, work in list(self._works.items()):
+            if work.accepted_at < moment:
+                del self._works[user_id]
+                step = self._steps.get(user_id)
+                if step is not None:
+                    step.cancel()
+
+    def holds(self, work: Work) -> bool:
+        """Whether ``work`` is still wanted (not dropped by a flush or a shutdown)."""
+        return self._works.get(work.user_id) is work
 
     def drop_all(self) -> None:
         """Forget all in-memory work (``DELETE /collections`` removed its users)."""

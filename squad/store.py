@@ -38,6 +38,10 @@ USERS = "users"
 PENDING = "pending"
 PROCESSES = "processes"
 IDEMPOTENCY_KEYS = "idempotency_keys"
+# A document in ``processes`` (never a dead owner: it lives forever) counting flushes.
+FLUSH_MARK = "flush"
+_FOREVER = datetime(9999, 1, 1)
+_EPOCH = datetime(1970, 1, 1)
 
 # FerretDB v1.24 keeps one SQL connection open per update of an update message until the whole
 # message is done, from a pool of 100 (a `defer` inside its loop, msg_update.go). A message of
@@ -211,7 +215,7 @@ class Store:
         return [
             str(process["_id"])
             for process in found
-            if _as_naive(process["alive_until"]) < _as_naive(now)
+            if process["_id"] != FLUSH_MARK and _as_naive(process["alive_until"]) < _as_naive(now)
         ]
 
     async def release(self, owner: str) -> None:
@@ -256,7 +260,7 @@ class Store:
 
     # -- flush ------------------------------------------------------------------------------
 
-    async def delete_everything(self) -> None:
+    async def delete_everything(self, now: datetime | None = None) -> None:
         """``DELETE /collections``: every user and all pending work.
 
         Dropped, not emptied: FerretDB deletes document by document (minutes for the hundred
@@ -264,6 +268,20 @@ class Store:
         """
         for collection in (self.users, self.pending, self.idempotency_keys):
             await collection.drop(timeout=self.timeout * 10)
+        # Tell the other processes, which hold work for the users just deleted in memory.
+        await self.processes.update_one(
+            {"_id": FLUSH_MARK},
+            {"$inc": {"generation": 1}, "$set": {"alive_until": _FOREVER, "at": now or _EPOCH}},
+            upsert=True,
+            timeout=self.timeout,
+        )
+
+    async def last_flush(self) -> tuple[int, datetime]:
+        """How many times DELETE /collections ran on this database, and when it last did."""
+        found = await self.processes.find({"_id": FLUSH_MARK}, limit=-1, timeout=self.timeout)
+        if not found:
+            return 0, _EPOCH
+        return int(found[0].get("generation", 0)), found[0].get("at", _EPOCH)
 
 
 def _as_naive(moment: datetime) -> datetime:

@@ -84,6 +84,7 @@ class FakeStore(Store):
         self.user_docs: dict[ObjectId, dict[str, Any]] = {}
         self.pending_docs: dict[ObjectId, dict[str, Any]] = {}
         self.process_docs: dict[str, dict[str, Any]] = {}
+        self.flushes = 0
         self.idempotency_docs: dict[str, dict[str, Any]] = {}
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
         self.events: list[tuple[str, Any]] = []
@@ -230,6 +231,10 @@ class FakeStore(Store):
         await self._gate("heartbeat", owner, alive_until, about)
         self.process_docs[owner] = {"_id": owner, "alive_until": alive_until, **about}
 
+    async def last_flush(self) -> tuple[int, datetime]:
+        await self._gate("last_flush")
+        return self.flushes, datetime(1970, 1, 1)
+
     async def dead_owners(self, now: datetime) -> list[str]:
         await self._gate("dead_owners", now)
         return [owner for owner, doc in self.process_docs.items() if doc["alive_until"] < now]
@@ -261,7 +266,7 @@ class FakeStore(Store):
             )
         return adopted
 
-    async def delete_everything(self) -> None:
+    async def delete_everything(self, now: Any = None) -> None:
         await self._gate("delete_everything")
         self.user_docs.clear()
         self.pending_docs.clear()
