@@ -540,3 +540,22 @@ class HttpSlowWorkTests(SynchronousTestCase):
         self.assertEqual(work.failed_attempts, 0)
         self.assertEqual(store.called("apply_finishes"), 0)
         self.assertEqual(breaker.state, "closed")
+
+
+class FlushDropTests(SynchronousTestCase):
+    def test_only_work_accepted_before_the_flush_is_dropped(self) -> None:
+        """A flush seen from another process drops older work; work accepted after it goes on."""
+        clock = Clock()
+        store = FakeStore()
+        work = SlowWork(
+            clock, store, ManualVerification(), FinishWriter(clock, store, interval=INTERVAL), OWNER
+        )
+        work.startService()
+        self.addCleanup(work.stopService)
+        old = Work(ObjectId(), b"sealed", accepted_at=10.0)
+        new = Work(ObjectId(), b"sealed", accepted_at=20.0)
+        work._start(old)
+        work._start(new)
+        work.drop_accepted_before(15.0)
+        self.assertFalse(work.holds(old))
+        self.assertTrue(work.holds(new))
