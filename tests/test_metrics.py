@@ -77,7 +77,7 @@ class MetricsAcrossWorkersTests(TestCase):
                 "--workers",
                 "2",
                 "--seal-key-file",
-                self.mktemp() + ".key",
+                os.path.abspath(self.mktemp() + ".key"),
                 "--slow-min",
                 "0.1",
                 "--slow-max",
