@@ -47,9 +47,11 @@ class RunningSquad:
         return treq.delete(self.url + path, persistent=False, **kwargs)
 
 
-async def start_squad(test: TestCase, *argv: str, database: str | None = None) -> RunningSquad:
+async def start_squad(
+    test: TestCase, *argv: str, database: str | None = None, uri: str | None = None
+) -> RunningSquad:
     """Start squad in this reactor; stop it and drop its database when the test ends."""
-    uri = database_uri()
+    uri = uri or database_uri()
     database = database or f"squad_test_{uuid.uuid4().hex[:12]}"
     options = Options()
     options._environ = {}
