@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import sys
+from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred
 
 
 def main(argv: list[str]) -> None:
+    # Ctrl-C reaches the whole process group; the parent decides when workers stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     from twisted.internet import reactor
     from twisted.logger import globalLogBeginner
 
@@ -47,6 +51,22 @@ def main(argv: list[str]) -> None:
         return ensureDeferred(_stop(service))
 
     reactor.addSystemEventTrigger("before", "shutdown", stop)
+
+    def handle_signals() -> None:
+        # The parent decides when workers stop: Ctrl-C reaches the whole process group, and the
+        # supervisor then sends SIGTERM; a second stop must not crash a stopping reactor.
+        stopping: list[bool] = []
+        running: Any = reactor
+
+        def stop_once(number: int, frame: object) -> None:
+            if not stopping:
+                stopping.append(True)
+                running.callFromThread(running.stop)
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, stop_once)
+
+    reactor.callWhenRunning(handle_signals)
     reactor.run()
 
 
