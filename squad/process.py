@@ -7,7 +7,7 @@ import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import treq
+from treq.client import HTTPClient
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.internet import endpoints
@@ -15,6 +15,7 @@ from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.client import Agent, HTTPConnectionPool
 
 from squad.api import SquadAPI
 from squad.batching import GroupCommit
@@ -98,6 +99,20 @@ class MetricsSampler(Service):
         metrics.slow_running.set(work.running_steps)
         metrics.hash_backlog.set(self._hasher.backlog)
         metrics.finish_backlog.set(work.writer.backlog)
+
+
+class VerifierConnections(Service):
+    """A bounded pool of persistent connections to the verifier, closed when squad stops."""
+
+    def __init__(self, reactor: Any, per_host: int = 32) -> None:
+        self._pool = HTTPConnectionPool(reactor, persistent=True)
+        self._pool.maxPersistentPerHost = per_host
+        self.client = HTTPClient(Agent(reactor, pool=self._pool))
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        closing: Deferred[None] = self._pool.closeCachedConnections()
+        return closing
 
 
 class SequentialMultiService(MultiService):
@@ -185,8 +200,14 @@ def build_process_service(
 
     verification: Verification
     if config["verifier-url"]:
+        connections = VerifierConnections(reactor)
+        connections.setServiceParent(root)
         verification = HttpVerification(
-            treq, config["verifier-url"], CircuitBreaker(reactor), reactor, timeout=30.0
+            connections.client,
+            config["verifier-url"],
+            CircuitBreaker(reactor),
+            reactor,
+            timeout=30.0,
         )
     else:
         verification = StandInVerification(reactor, config["slow-min"], config["slow-max"])

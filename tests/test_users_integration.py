@@ -195,6 +195,47 @@ class UsersIntegrationTests(TestCase):
             json.loads(line)
             self.assertNotIn(SIGNUP["password"], line)
 
+    async def test_verifier_failures_are_retried_until_it_answers(self) -> None:
+        """With --verifier-url, a verifier that fails twice then answers 2xx leaves the user
+        unprocessed with a visible retrying state, then processed."""
+        from twisted.internet import endpoints
+        from twisted.web.resource import Resource
+        from twisted.web.server import Site
+
+        calls: list[bytes] = []
+
+        class Verifier(Resource):
+            isLeaf = True
+
+            def render_POST(self, request: Any) -> bytes:
+                calls.append(request.content.read())
+                request.setResponseCode(500 if len(calls) <= 2 else 200)
+                return b"{}"
+
+        port = await endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            Site(Verifier())
+        )
+        self.addCleanup(port.stopListening)
+        url = f"http://127.0.0.1:{port.getHost().port}/verify"
+        squad = await start_squad(self, "--verifier-url", url)
+        body = json.loads(await (await post_signup(squad)).content())
+        pool, db = await mongo(squad.uri, squad.database)
+        self.addCleanup(pool.disconnect)
+
+        async def retrying() -> bool:
+            doc = await db.users.find_one({"_id": ObjectId(body["_id"])}, timeout=5)
+            return bool(doc and doc.get("verification", {}).get("state") == "retrying")
+
+        await wait_until(retrying, timeout=10)
+
+        async def processed() -> bool:
+            user = await treq.json_content(await squad.get(f"/users/{body['_id']}"))
+            return bool(user["processed"])
+
+        await wait_until(processed, timeout=20)
+        self.assertEqual(len(calls), 3)
+        self.assertEqual(json.loads(calls[-1]), {"id": body["_id"]})
+
     async def test_health_and_ready(self) -> None:
         """/health answers 204 while serving; /ready answers 204 while the database answers."""
         squad = await start_squad(self)
