@@ -28,6 +28,8 @@ from squad.store import UNOWNED, Store
 
 __all__ = ["SlowWork", "Work"]
 
+ADOPT_PER_ROUND = 200
+
 log = Logger()
 
 
@@ -181,10 +183,11 @@ class SlowWork(Service):
         room = self.capacity - self.held
         if not self.running or room <= 0 or not (look or self._overflowed):
             return
-        wanted = min(room, 1000)
+        # Small rounds: each must finish within the store's timeouts on a busy FerretDB.
+        wanted = min(room, ADOPT_PER_ROUND)
         adopted_now = await self._store.adopt(self.owner, wanted)
-        if len(adopted_now) < wanted:
-            self._overflowed = False
+        # A full round means more may be waiting: look again next round.
+        self._overflowed = len(adopted_now) == wanted
         for adopted in adopted_now:
             self._start(
                 Work(

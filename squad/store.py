@@ -236,16 +236,32 @@ class Store:
         candidates = await self.pending.find(
             {"owner": UNOWNED}, limit=-limit, timeout=self.timeout * 10
         )
+        if not candidates:
+            return []
+        ids = [doc["_id"] for doc in candidates]
+        # Claimed in bulk: on FerretDB a take-over race is possible either way (issue 3040),
+        # and finishing is idempotent; per-item round trips made large take-overs slow.
+        claims = [
+            UpdateOne({"_id": user_id, "owner": UNOWNED}, {"$set": {"owner": owner}})
+            for user_id in ids
+        ]
+        for start in range(0, len(claims), BULK_OPERATIONS_PER_MESSAGE):
+            await self.pending.bulk_write(
+                claims[start : start + BULK_OPERATIONS_PER_MESSAGE],
+                ordered=False,
+                timeout=self.timeout * 4,
+            )
+        users = {
+            user["_id"]: user
+            for user in await self.users.find(
+                {"_id": {"$in": ids}},
+                {"processed": 1, "password_hash": 1},
+                timeout=self.timeout * 10,
+            )
+        }
         adopted = []
         for doc in candidates:
-            result = await self.pending.update_one(
-                {"_id": doc["_id"], "owner": UNOWNED},
-                {"$set": {"owner": owner}},
-                timeout=self.timeout,
-            )
-            if not result.modified_count:
-                continue
-            user = await self.find_user(doc["_id"])
+            user = users.get(doc["_id"])
             sealed = doc.get("sealed")
             adopted.append(
                 AdoptedWork(
