@@ -2,9 +2,13 @@
 
 Instead of a lease on every pending document (one extra write per user, and racy on FerretDB),
 each process renews one lease on itself: its heartbeat in ``processes``. The pending documents
-name their owner. When a heartbeat is older than ``--lease-seconds``, any live process hands
-that owner's work back to the pool, and whoever has room adopts it. A process that is stopped
-gracefully releases its work at once, so nothing waits for the lease to lapse.
+name their owner. When a heartbeat is older than ``--lease-seconds``, every live process with
+room adopts that owner's work straight from it, in small rounds, and the dead process is
+forgotten once none is left. A process that is stopped gracefully marks its own heartbeat
+lapsed, one write, so its work is taken over at the next round instead of after the lease.
+
+Adoption runs beside the heartbeat, never in front of it: a long take-over must not delay the
+renewal and make this process look dead in turn.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC
 
 from twisted.application.service import Service
@@ -22,7 +26,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from squad.documents import bson_now
-from squad.store import Store
+from squad.store import UNOWNED, Store
 
 __all__ = ["ProcessLease", "new_owner_id"]
 
@@ -50,7 +54,9 @@ class ProcessLease(Service):
         self.lease_seconds = lease_seconds
         # Renew several times per lease, so a few lost heartbeats do not make us look dead.
         self.interval = max(0.2, min(lease_seconds / 4, 5.0))
-        self._refillers: list[Callable[[bool], Awaitable[None]]] = []
+        self._refillers: list[Callable[[Sequence[str]], Awaitable[bool]]] = []
+        self._refilling: Deferred[None] | None = None
+        self._announced: set[str] = set()
         self._last_look = float("-inf")
         self._flushes: int | None = None
         self._droppers: list[Callable[[float], None]] = []
@@ -61,9 +67,10 @@ class ProcessLease(Service):
         """Called when another process ran DELETE /collections."""
         self._droppers.append(drop)
 
-    def add_refiller(self, refill: Callable[[bool], Awaitable[None]]) -> None:
-        """Called after each renewal with whether unowned work may be waiting: a consumer that
-        has room adopts it."""
+    def add_refiller(self, refill: Callable[[Sequence[str]], Awaitable[bool]]) -> None:
+        """Called after each renewal with the owners whose work may be taken (dead processes,
+        and ``UNOWNED`` once per lease); it adopts what it has room for and answers whether
+        it saw all of it."""
         self._refillers.append(refill)
 
     def startService(self) -> None:
@@ -74,14 +81,17 @@ class ProcessLease(Service):
         super().stopService()
         if self._loop.running:
             self._loop.stop()
-        return ensureDeferred(self._release_own())
+        return ensureDeferred(self._hand_over())
 
-    async def _release_own(self) -> None:
+    async def _hand_over(self) -> None:
+        if self._refilling is not None:
+            # The slow work stopped first, so its adoption ends after the current round.
+            await self._refilling
         try:
-            await self._store.release(self.owner)
+            await self._store.mark_stopped(self.owner)
         except Exception as error:
             log.warn(
-                "Could not hand back pending work at shutdown ({error}); other processes take"
+                "Could not hand pending work over at shutdown ({error}); other processes take"
                 " it over when this one's lease lapses.",
                 error=error,
             )
@@ -101,9 +111,6 @@ class ProcessLease(Service):
             bson_now(now + self.lease_seconds),
             {"pid": os.getpid(), "host": socket.gethostname()},
         )
-        # Looking for unowned work means reading the whole pending collection on FerretDB (only
-        # _id filters reach its SQL): do it when work was just released, and otherwise once per
-        # lease period (for work that stopped processes handed back gracefully).
         generation, flushed_at = await self._store.last_flush()
         if self._flushes is not None and generation != self._flushes:
             # DELETE /collections ran (maybe in another process): drop the work held in memory
@@ -112,13 +119,39 @@ class ProcessLease(Service):
             for drop in self._droppers:
                 drop(moment)
         self._flushes = generation
-        look = now - self._last_look >= self.lease_seconds
-        for dead in await self._store.dead_owners(bson_now(now)):
-            if dead != self.owner:
-                log.info("Taking over the pending work of {owner}, whose lease lapsed.", owner=dead)
-                await self._store.release(dead)
-                look = True
-        if look:
+        lapsed = await self._store.dead_owners(bson_now(now))
+        dead = [owner for owner in lapsed if owner != self.owner]
+        for owner in dead:
+            if owner not in self._announced:
+                self._announced.add(owner)
+                log.info(
+                    "Taking over the pending work of {owner}, whose lease lapsed.", owner=owner
+                )
+        if self._refilling is not None:
+            return  # the last round's adoption is still going; it carries on by itself
+        owners = list(dead)
+        # Looking for pool work means reading the pending collection on FerretDB (only _id
+        # filters reach its SQL): once per lease period, for other processes' overflow.
+        if now - self._last_look >= self.lease_seconds:
             self._last_look = now
-        for refill in self._refillers:
-            await refill(look)
+            owners.append(UNOWNED)
+        # Not awaited: the next renewal must not wait for a long take-over.
+        refilling = ensureDeferred(self._refill(owners, dead))
+        if not refilling.called:
+            self._refilling = refilling
+            refilling.addBoth(self._refilled)
+
+    def _refilled(self, result: object) -> None:
+        self._refilling = None
+
+    async def _refill(self, owners: list[str], dead: list[str]) -> None:
+        try:
+            seen_all = True
+            for refill in self._refillers:
+                seen_all = await refill(owners) and seen_all
+            if seen_all and self._refillers:
+                for owner in dead:
+                    await self._store.forget_process(owner)
+                    self._announced.discard(owner)
+        except Exception as error:
+            log.warn("Taking over pending work failed: {error}", error=error)

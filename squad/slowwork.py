@@ -4,12 +4,14 @@ After a sign-up is acknowledged two things remain: the slow step (then ``process
 hashing the sealed password. The process that accepted the sign-up does both, after the response
 has been written. At most ``capacity`` users' work is held in memory per process; a sign-up
 beyond that is stored as unowned work and adopted from the database when room frees up. Work
-of a process that died is handed back by ``squad.ownership`` and adopted the same way.
+of a process that died is adopted the same way, straight from it, when ``squad.ownership``
+finds its heartbeat lapsed.
 Finishing is idempotent, so doing an item twice (a take-over race on FerretDB) is harmless.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -28,7 +30,9 @@ from squad.store import UNOWNED, Store
 
 __all__ = ["SlowWork", "Work"]
 
-ADOPT_PER_ROUND = 200
+# Below 101: a single-batch find (negative limit) answers at most 101 documents on MongoDB and
+# FerretDB alike, and a round must come back short to mean "nothing more to adopt".
+ADOPT_PER_ROUND = 100
 
 log = Logger()
 
@@ -177,26 +181,39 @@ class SlowWork(Service):
         self.completed += 1
         self._maybe_done(work)
 
-    async def refill(self, look: bool = True) -> None:
-        """Adopt unowned work while there is room (called on every lease round; ``look`` says
-        work may have been handed back; our own overflow is always looked for)."""
-        room = self.capacity - self.held
-        if not self.running or room <= 0 or not (look or self._overflowed):
-            return
-        # Small rounds: each must finish within the store's timeouts on a busy FerretDB.
-        wanted = min(room, ADOPT_PER_ROUND)
-        adopted_now = await self._store.adopt(self.owner, wanted)
-        # A full round means more may be waiting: look again next round.
-        self._overflowed = len(adopted_now) == wanted
-        for adopted in adopted_now:
-            self._start(
-                Work(
-                    adopted.user_id,
-                    adopted.sealed_password,
-                    processed=adopted.processed,
-                    hashed=adopted.hashed,
+    async def refill(self, owners: Sequence[str] = (UNOWNED,)) -> bool:
+        """Adopt the work of ``owners`` (dead processes, or the pool ``UNOWNED``) while there is
+        room, round after round; our own overflow is always looked for.
+
+        True when everything of theirs was seen (the last round came back short), so a dead
+        owner can be forgotten; False when room ran out or the process stopped first.
+        """
+        if not owners and self._overflowed:
+            owners = (UNOWNED,)
+        if not owners:
+            return True
+        while self.running:
+            room = self.capacity - self.held
+            if room <= 0:
+                return False
+            # Small rounds: each must finish within the store's timeouts on a busy FerretDB.
+            wanted = min(room, ADOPT_PER_ROUND)
+            adopted_now = await self._store.adopt(self.owner, wanted, owners)
+            for adopted in adopted_now:
+                self._start(
+                    Work(
+                        adopted.user_id,
+                        adopted.sealed_password,
+                        processed=adopted.processed,
+                        hashed=adopted.hashed,
+                        accepted_at=self._clock.seconds(),
+                    )
                 )
-            )
+            if len(adopted_now) < wanted:
+                if UNOWNED in owners:
+                    self._overflowed = False
+                return True
+        return False
 
     def drop_accepted_before(self, moment: float) -> None:
         """Another process ran DELETE /collections at ``moment``: forget the work of users

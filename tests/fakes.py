@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from bson import ObjectId
@@ -62,7 +62,8 @@ STORE_METHODS = (
     "apply_finishes",
     "heartbeat",
     "dead_owners",
-    "release",
+    "mark_stopped",
+    "forget_process",
     "adopt",
     "delete_everything",
 )
@@ -239,20 +240,22 @@ class FakeStore(Store):
         await self._gate("dead_owners", now)
         return [owner for owner, doc in self.process_docs.items() if doc["alive_until"] < now]
 
-    async def release(self, owner: str) -> None:
-        await self._gate("release", owner)
-        for pending in self.pending_docs.values():
-            if pending["owner"] == owner:
-                pending["owner"] = UNOWNED
+    async def mark_stopped(self, owner: str) -> None:
+        await self._gate("mark_stopped", owner)
+        if owner in self.process_docs:
+            self.process_docs[owner]["alive_until"] = datetime(1970, 1, 1, tzinfo=UTC)
+
+    async def forget_process(self, owner: str) -> None:
+        await self._gate("forget_process", owner)
         self.process_docs.pop(owner, None)
 
-    async def adopt(self, owner: str, limit: int) -> list[AdoptedWork]:
-        await self._gate("adopt", owner, limit)
+    async def adopt(self, owner: str, limit: int, from_owners: Sequence[str]) -> list[AdoptedWork]:
+        await self._gate("adopt", owner, limit, tuple(from_owners))
         adopted: list[AdoptedWork] = []
         for user_id, pending in self.pending_docs.items():
             if len(adopted) >= limit:
                 break
-            if pending["owner"] != UNOWNED:
+            if pending["owner"] not in from_owners:
                 continue
             pending["owner"] = owner
             user = self.user_docs.get(user_id)

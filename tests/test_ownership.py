@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from squad.ownership import ProcessLease
+from squad.store import UNOWNED
 from tests.fakes import FakeStore
 
 
@@ -18,11 +20,16 @@ class ProcessLeaseTests(SynchronousTestCase):
         self.clock.advance(1_000_000)
         self.store = FakeStore()
         self.lease = ProcessLease(self.clock, self.store, "me", lease_seconds=10)
-        self.looks: list[bool] = []
+        self.looks: list[list[str]] = []
         self.drops: list[float] = []
+        self.seen_all = True
+        self.refilling: Deferred[bool] | None = None
 
-        async def refill(look: bool) -> None:
-            self.looks.append(look)
+        def refill(owners: Sequence[str]) -> Deferred[bool]:
+            self.looks.append(list(owners))
+            if self.refilling is not None:
+                return self.refilling
+            return succeed(self.seen_all)
 
         self.lease.add_refiller(refill)
         self.lease.add_dropper(self.drops.append)
@@ -36,17 +43,73 @@ class ProcessLeaseTests(SynchronousTestCase):
         alive_until = self.store.process_docs["me"]["alive_until"]
         self.assertEqual(alive_until.replace(tzinfo=UTC).timestamp(), self.clock.seconds() + 10)
 
-    def test_dead_process_work_is_released_and_looked_for(self) -> None:
-        """A process whose heartbeat lapsed has its work released, and refillers look at once."""
-        self.tick()
-        self.clock.advance(1)
-        self.store.process_docs["dead"] = {
-            "_id": "dead",
+    def bury(self, owner: str) -> None:
+        self.store.process_docs[owner] = {
+            "_id": owner,
             "alive_until": datetime.fromtimestamp(self.clock.seconds() - 5, tz=UTC),
         }
+
+    def test_dead_process_work_is_adopted_then_the_process_forgotten(self) -> None:
+        """A process whose heartbeat lapsed: refillers are asked at once to adopt its work, and
+        once they saw all of it the dead process's heartbeat is deleted."""
         self.tick()
+        self.clock.advance(1)
+        self.bury("dead")
+        self.tick()
+        self.assertEqual(self.looks, [[UNOWNED], ["dead"]])
         self.assertNotIn("dead", self.store.process_docs)
-        self.assertEqual(self.looks, [True, True])
+
+    def test_a_dead_process_is_kept_while_its_work_is_not_all_adopted(self) -> None:
+        """When the refillers ran out of room before seeing all of a dead process's work, the
+        dead process stays listed, so the next round adopts more of it."""
+        self.tick()
+        self.bury("dead")
+        self.seen_all = False
+        self.clock.advance(1)
+        self.tick()
+        self.assertIn("dead", self.store.process_docs)
+        self.seen_all = True
+        self.clock.advance(1)
+        self.tick()
+        self.assertEqual(self.looks[1:], [["dead"], ["dead"]])
+        self.assertNotIn("dead", self.store.process_docs)
+
+    def test_a_long_adoption_does_not_hold_up_the_heartbeat(self) -> None:
+        """While an adoption is still running, later rounds renew the heartbeat without
+        waiting for it and without starting another."""
+        self.tick()
+        self.bury("dead")
+        self.refilling = Deferred()
+        self.clock.advance(1)
+        self.tick()
+        self.clock.advance(1)
+        self.tick()
+        alive_until = self.store.process_docs["me"]["alive_until"]
+        self.assertEqual(alive_until.replace(tzinfo=UTC).timestamp(), self.clock.seconds() + 10)
+        self.assertEqual(self.looks[1:], [["dead"]])
+        self.refilling.callback(True)
+        self.assertNotIn("dead", self.store.process_docs)
+        self.refilling = None
+        self.clock.advance(1)
+        self.tick()
+        self.assertEqual(self.looks[1:], [["dead"], []])
+
+    def test_a_stopped_process_marks_itself_lapsed(self) -> None:
+        """A graceful stop hands the work over in one write: its own heartbeat lapses at once,
+        so another process's next round takes the work over (no per-document release)."""
+        self.lease.startService()
+        self.successResultOf(self.lease.stopService())
+        self.assertEqual(self.store.calls[-1], ("mark_stopped", ("me",)))
+        other = ProcessLease(self.clock, self.store, "other", lease_seconds=10)
+        looks: list[list[str]] = []
+
+        def refill(owners: Sequence[str]) -> Deferred[bool]:
+            looks.append(list(owners))
+            return succeed(True)
+
+        other.add_refiller(refill)
+        self.successResultOf(ensureDeferred(other.tick()))
+        self.assertEqual(looks, [["me", UNOWNED]])
 
     def test_unowned_work_is_looked_for_once_per_lease(self) -> None:
         """Without a take-over, the expensive look for unowned work happens once per lease."""
@@ -55,7 +118,7 @@ class ProcessLeaseTests(SynchronousTestCase):
         self.tick()
         self.clock.advance(5)
         self.tick()
-        self.assertEqual(self.looks, [True, False, True])
+        self.assertEqual(self.looks, [[UNOWNED], [], [UNOWNED]])
 
     def test_a_flush_elsewhere_drops_work_held_here(self) -> None:
         """When DELETE /collections ran in another process, this one drops its older work."""

@@ -16,6 +16,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from squad import slowwork
 from squad.documents import bson_now
 from squad.finishing import FinishWriter
 from squad.resilience import Backoff, CircuitBreaker, CircuitOpen
@@ -292,7 +293,7 @@ class RefillTests(SlowWorkTestCase):
         ids = [self.store.seed_user() for _ in range(5)]
         self.accept_new()
         self.successResultOf(ensureDeferred(self.work.refill()))
-        self.assertEqual(self.store.calls[-1], ("adopt", (OWNER, 2)))
+        self.assertEqual(self.store.calls[-1], ("adopt", (OWNER, 2, (UNOWNED,))))
         self.assertEqual(self.verification.calls[1:], ids[:2])
         self.assertEqual([self.store.pending_docs[i]["owner"] for i in ids[:2]], [OWNER] * 2)
         self.assertEqual([self.store.pending_docs[i]["owner"] for i in ids[2:]], [UNOWNED] * 3)
@@ -320,6 +321,33 @@ class RefillTests(SlowWorkTestCase):
         self.assertNotIn(finished, self.store.pending_docs)
         self.assertIn(processed, self.store.pending_docs)
         self.assertIn(hashed_only, self.store.pending_docs)
+
+    def test_refill_adopts_round_after_round_until_room_runs_out(self) -> None:
+        """A dead owner's work is adopted in rounds of ADOPT_PER_ROUND without waiting for the
+        next lease round; when room runs out, refill says it did not see everything."""
+        self.patch(slowwork, "ADOPT_PER_ROUND", 2)
+        ids = [self.store.seed_user(owner="dead") for _ in range(5)]
+        seen_all = self.successResultOf(ensureDeferred(self.work.refill(["dead"])))
+        self.assertFalse(seen_all)
+        self.assertEqual(self.store.called("adopt"), 2)
+        self.assertEqual(self.verification.calls, ids[:3])
+        self.assertEqual([self.store.pending_docs[i]["owner"] for i in ids[3:]], ["dead"] * 2)
+
+    def test_refill_reports_all_seen_after_a_short_round(self) -> None:
+        """A round that comes back short means nothing more of those owners is waiting."""
+        self.patch(slowwork, "ADOPT_PER_ROUND", 2)
+        ids = [self.store.seed_user(owner="dead") for _ in range(2)]
+        other = self.store.seed_user(owner="alive")
+        seen_all = self.successResultOf(ensureDeferred(self.work.refill(["dead"])))
+        self.assertTrue(seen_all)
+        self.assertEqual(self.verification.calls, ids)
+        self.assertEqual(self.store.pending_docs[other]["owner"], "alive")
+
+    def test_refill_without_owners_asks_nothing(self) -> None:
+        """Between lease looks, a process without overflow of its own does not query."""
+        self.store.seed_user()
+        self.assertTrue(self.successResultOf(ensureDeferred(self.work.refill([]))))
+        self.assertEqual(self.store.called("adopt"), 0)
 
     def test_a_failed_adoption_leaves_the_work_unowned(self) -> None:
         """When the store fails, refill fails and nothing is started or claimed."""
