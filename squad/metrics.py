@@ -131,6 +131,19 @@ class SquadMetrics:
             "Finished work not yet written",
             multiprocess_mode="livesum",
         )
+        self.request_timeouts: Any = Counter(
+            "squad_http_request_timeouts_total",
+            "Connections answered 408: a request did not arrive whole within the deadline",
+        )
+        self.refused_connections: Any = Counter(
+            "squad_http_refused_connections_total",
+            "Connections refused (503) because the worker held its maximum",
+        )
+        self.open_connections: Any = Gauge(
+            "squad_http_open_connections",
+            "Open HTTP connections (sampled once a second)",
+            multiprocess_mode="livesum",
+        )
         self.oldest_pending: Any = Gauge(
             "squad_slow_step_oldest_age_seconds",
             "Age of the oldest slow step held in memory",

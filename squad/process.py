@@ -29,7 +29,7 @@ from squad.resilience import CircuitBreaker
 from squad.slowstep import HttpVerification, StandInVerification, Verification
 from squad.slowwork import SlowWork
 from squad.store import PendingSignup
-from squad.web import SquadSite
+from squad.web import SquadSite, fit_connection_cap
 
 __all__ = ["build_process_service", "listen_description"]
 
@@ -253,7 +253,13 @@ def build_process_service(
     # Stopped before the database (services stop in reverse order): in-flight answers finish.
     DrainService(reactor, api).setServiceParent(root)
     MetricsSampler(reactor, metrics, slow_work, hasher).setServiceParent(root)
-    site = SquadSite(api.app.resource(), metrics=metrics, reactor=reactor)
+    site = SquadSite(
+        api.app.resource(),
+        metrics=metrics,
+        reactor=reactor,
+        request_deadline=config["request-timeout"],
+        max_connections=fit_connection_cap(config["max-connections"]),
+    )
     http: Service
     if adopt is None:
         http = StreamServerEndpointService(

@@ -65,6 +65,18 @@ PARAMETERS: list[tuple[str, str, str | None, str]] = [
         "write concern of acknowledged writes: a number, or majority on a replica set",
     ),
     (
+        "max-connections",
+        "SQUAD_MAX_CONNECTIONS",
+        "10000",
+        "open connections one worker process holds at most; past it new ones get a 503",
+    ),
+    (
+        "request-timeout",
+        "SQUAD_REQUEST_TIMEOUT",
+        "10",
+        "seconds a client may take to send a whole request (headers and body); then 408",
+    ),
+    (
         "seal-key-file",
         "SQUAD_SEAL_KEY_FILE",
         "var/seal.key",
@@ -141,6 +153,8 @@ class Options(usage.Options):
             self["verifier-url"] = self._check_url(self["verifier-url"])
         self["lease-seconds"] = _positive_float("lease-seconds", self["lease-seconds"])
         self["write-concern"] = self._check_write_concern(self["write-concern"])
+        self["max-connections"] = self._check_max_connections(self["max-connections"])
+        self["request-timeout"] = _positive_float("request-timeout", self["request-timeout"])
         self["seal-key"] = self._load_seal_key(self["seal-key-file"])
 
     def _load_seal_key(self, path: str) -> bytes:
@@ -187,6 +201,18 @@ class Options(usage.Options):
         if not 1 <= workers <= 256:
             raise usage.UsageError(f"--workers must be between 1 and 256, not {workers}")
         return workers
+
+    @staticmethod
+    def _check_max_connections(text: str) -> int:
+        try:
+            limit = int(text)
+        except ValueError:
+            raise usage.UsageError(
+                f"--max-connections must be a whole number, not {text!r}"
+            ) from None
+        if not 1 <= limit <= 1_000_000:
+            raise usage.UsageError(f"--max-connections must be between 1 and 1000000, not {limit}")
+        return limit
 
     @staticmethod
     def _check_url(text: str) -> str:

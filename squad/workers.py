@@ -46,6 +46,8 @@ WORKER_OPTIONS = (
     "allow-flush",
     "lease-seconds",
     "write-concern",
+    "max-connections",
+    "request-timeout",
     "seal-key-file",
 )
 

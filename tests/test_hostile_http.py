@@ -293,9 +293,8 @@ class LimitedRequestTests(SynchronousTestCase):
         protocol = self.site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000))
         self.transport = StringTransport()
         protocol.makeConnection(self.transport)
-        # Site wraps its HTTPChannel in a protocol that could negotiate HTTP/2; without TLS it
-        # is plain HTTP/1.1, and the channel inside holds the requests.
-        self.channel: Any = protocol._channel
+        # SquadSite's protocol is its HTTP/1.1 channel itself (squad serves no TLS, so no HTTP/2).
+        self.channel: Any = protocol
 
     def head(self, *headers: bytes) -> bytes:
         return (

@@ -77,12 +77,31 @@ class OptionsTests(SynchronousTestCase):
             (["--verifier-url", "ftp://x"], "--verifier-url"),
             (["--lease-seconds", "0"], "--lease-seconds"),
             (["--write-concern", "?!"], "--write-concern"),
+            (["--max-connections", "0"], "--max-connections"),
+            (["--max-connections", "lots"], "--max-connections"),
+            (["--request-timeout", "0"], "--request-timeout"),
+            (["--request-timeout", "inf"], "--request-timeout"),
         ]
         for argv, name in cases:
             with self.subTest(argv=argv):
                 error = self.assertRaises(usage.UsageError, parse, argv)
                 self.assertIn(name, str(error))
                 self.assertNotIn("\n", str(error))
+
+    def test_connection_limits(self) -> None:
+        """--max-connections (10,000 per worker) and --request-timeout (10 s) have defaults,
+        environment twins, and reach the workers."""
+        from squad.workers import WORKER_OPTIONS
+
+        options = parse([])
+        self.assertEqual((options["max-connections"], options["request-timeout"]), (10_000, 10.0))
+        options = parse(
+            ["--request-timeout", "2.5"],
+            {"SQUAD_MAX_CONNECTIONS": "500", "SQUAD_REQUEST_TIMEOUT": "7"},
+        )
+        self.assertEqual((options["max-connections"], options["request-timeout"]), (500, 2.5))
+        self.assertIn("max-connections", WORKER_OPTIONS)
+        self.assertIn("request-timeout", WORKER_OPTIONS)
 
     def test_bad_seal_key_is_refused_without_echoing_it(self) -> None:
         """A malformed SQUAD_SEAL_KEY stops start-up with a one-line reason that hides the key."""
