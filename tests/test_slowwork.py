@@ -528,6 +528,22 @@ class HttpVerificationTests(SynchronousTestCase):
             self.verify().addErrback(lambda failure: failure.trap(VerificationFailed))
         self.assertEqual(self.breaker.state, "closed")
 
+    def test_a_verifier_that_never_answers_times_out_as_a_failure(self) -> None:
+        """A call with no answer fails after the per-call timeout, on squad's clock, as a
+        verifier failure ("no answer within ..."): counted by the breaker, and so retried."""
+        self.verifier.status = None
+        attempt = self.verify()
+        self.clock.advance(29.9)
+        self.assertNoResult(attempt)
+        self.clock.advance(0.1)
+        failure = self.failureResultOf(attempt, VerificationFailed)
+        self.assertIn("no answer within 30 s", failure.getErrorMessage())
+        for _ in range(2):
+            attempt = self.verify()
+            self.clock.advance(30)
+            self.failureResultOf(attempt, VerificationFailed)
+        self.assertEqual(self.breaker.state, "open")
+
     def test_cancelling_an_attempt_in_flight_cancels_it(self) -> None:
         """Cancelling a verification whose call is in flight (a slow step being stopped or
         dropped) ends it with CancelledError: it is not a verifier failure, so it is neither
