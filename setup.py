@@ -26,6 +26,7 @@ setup(
             "jsonschema==4.26.0",
             "referencing==0.37.0",
             "PyYAML==6.0.4",
+            "schemathesis==4.32.5",
         ],
         "bench": [
             "matplotlib==3.11.2",
