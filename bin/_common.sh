@@ -22,3 +22,20 @@ free_port() {
 ferretdb_recipe() {
     { echo "$FERRETDB_VERSION"; cat "$ROOT"/bin/patches/ferretdb-*.patch 2>/dev/null; } | sha256sum | cut -c1-16
 }
+
+# Where bin/dev and bin/teardown run things: DEV_MODE=compose when a Docker engine answers
+# (`docker info`), DEV_MODE=embedded otherwise or when SQUAD_NO_DOCKER=1; DEV_REASON says why.
+choose_dev_mode() {
+    case "${SQUAD_NO_DOCKER:-}" in
+        1|true|yes) DEV_MODE=embedded; DEV_REASON="SQUAD_NO_DOCKER=${SQUAD_NO_DOCKER} is set"; return ;;
+    esac
+    if ! command -v docker >/dev/null 2>&1; then
+        DEV_MODE=embedded; DEV_REASON="there is no docker command on PATH"
+    # A daemon that hangs must not hang bin/dev: 20 s is far more than a healthy one needs.
+    elif ! timeout 20 docker info >/dev/null 2>&1; then
+        DEV_MODE=embedded; DEV_REASON="no Docker engine answers ('docker info' failed)"
+    else
+        DEV_MODE=compose; DEV_REASON="a Docker engine answers ('docker info')"
+    fi
+}
+COMPOSE_FILE="$ROOT/docker/compose.yaml"
