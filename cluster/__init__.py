@@ -1,0 +1,1 @@
+"""bin/cluster: several squad instances on one PostgreSQL-backed database behind nginx."""

@@ -1,0 +1,3 @@
+from cluster.run import main
+
+main()
