@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from functools import cache
-from typing import Final
+from typing import Final, cast
 
 from squad import __version__
 from squad.errors import RETRY_AFTER_SECONDS
@@ -32,6 +32,7 @@ from squad.validation import (
     USERNAME_MAX_LENGTH,
     USERNAME_MIN_LENGTH,
 )
+from squad.web import REQUEST_DEADLINE_SECONDS
 
 __all__ = [
     "ERROR_CODES",
@@ -77,6 +78,9 @@ ERROR_CODES: Final[dict[str, int]] = {
     "malformed_http": 400,
     "database_unavailable": 503,
     "overloaded": 503,
+    # Any route, answered by squad.web before a route sees the request.
+    "request_timeout": 408,
+    "too_many_connections": 503,
 }
 
 IDEMPOTENCY_KEY_MAX_LENGTH: Final = 255
@@ -466,6 +470,12 @@ OPENAPI: Final[dict[str, object]] = {
             },
         },
         "responses": {
+            "RequestTimeout": _error_answer(
+                "The request did not arrive whole, headers and body, within --request-timeout "
+                f"seconds ({REQUEST_DEADLINE_SECONDS:g} by default) of its first byte "
+                "(request_timeout). Nothing was stored; the connection is closed after this "
+                "answer."
+            ),
             "BadRequest": _error_answer(
                 "The request was refused and nothing was stored: invalid JSON, a body that is "
                 "not an object, unknown, missing, empty, non-string, too short or too long "
@@ -474,8 +484,10 @@ OPENAPI: Final[dict[str, object]] = {
             ),
             "Unavailable": {
                 "description": (
-                    "The database did not answer in time (database_unavailable) or the service "
-                    "is shedding load (overloaded). Nothing was stored; retry after Retry-After."
+                    "The database did not answer in time (database_unavailable), the service "
+                    "is shedding load (overloaded), or this process holds too many connections "
+                    "(too_many_connections: the request was not read, and the connection is "
+                    "closed). Nothing was stored; retry after Retry-After."
                 ),
                 "headers": {"Retry-After": _ref(_HEADERS + "RetryAfter")},
                 "content": {"application/json": {"schema": _ref(_SCHEMAS + "Error")}},
@@ -483,6 +495,19 @@ OPENAPI: Final[dict[str, object]] = {
         },
     },
 }
+
+
+def _answers_to_any_request() -> None:
+    # squad.web gives these to any request, on any route, before the route sees it: a client
+    # too slow to send its request (408) and a process at its connection cap (503).
+    paths = cast(dict[str, dict[str, dict[str, dict[str, object]]]], OPENAPI["paths"])
+    for path_item in paths.values():
+        for operation in path_item.values():
+            operation["responses"].setdefault("408", _ref(_RESPONSES + "RequestTimeout"))
+            operation["responses"].setdefault("503", _ref(_RESPONSES + "Unavailable"))
+
+
+_answers_to_any_request()
 
 
 @cache

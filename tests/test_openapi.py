@@ -283,13 +283,18 @@ class ErrorCodeTests(SynchronousTestCase):
         self.assertGreater(found, 5)
 
     def test_codes_answered_by_the_routes(self) -> None:
-        """Every write_error(request, status, code, ...) in squad.api, and the raw 413 of
-        squad.web, uses a code of the enum with the status the table gives it."""
+        """Every write_error(request, status, code, ...) in squad.api, and every raw answer of
+        squad.web (413, 400, 408, 503), uses a code of the enum with the status the table gives
+        it."""
         answered = [
             status_and_code(call, 1, 2) for call in calls_to(module_tree("api"), "write_error")
         ]
         answered += [
-            status_and_code(call, 0, 2) for call in calls_to(module_tree("web"), "_raw_error")
+            status_and_code(call, 0, 2)
+            for name in ("_raw_error", "_raw_answer")
+            for call in calls_to(module_tree("web"), name)
+            # _raw_error only passes its own arguments on to _raw_answer.
+            if isinstance(call.args[0], ast.Constant)
         ]
         self.assertGreaterEqual(len(answered), 5)
         for status, code in answered:
