@@ -144,6 +144,13 @@ class SquadMetrics:
             "Open HTTP connections (sampled once a second)",
             multiprocess_mode="livesum",
         )
+        self.instance_info: Any = Gauge(
+            "squad_instance_info",
+            "Always 1; its label names this instance (--instance-name), so dashboards can tell "
+            "apart the instances that share a database",
+            ["squad_instance"],
+            multiprocess_mode="max",
+        )
         self.oldest_pending: Any = Gauge(
             "squad_slow_step_oldest_age_seconds",
             "Age of the oldest slow step held in memory",

@@ -228,6 +228,7 @@ def build_process_service(
     hasher.setServiceParent(root)
 
     metrics = SquadMetrics.get()
+    metrics.instance_info.labels(config["instance-name"]).set(1)
     commit: GroupCommit[PendingSignup] = GroupCommit(
         reactor,
         timed_write(reactor, store.insert_signups, metrics),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import socket
 import tempfile
 from typing import Any
 from urllib.parse import urlsplit
@@ -77,6 +78,13 @@ PARAMETERS: list[tuple[str, str, str | None, str]] = [
         "seconds a client may take to send a whole request (headers and body); then 408",
     ),
     (
+        "instance-name",
+        "SQUAD_INSTANCE",
+        None,
+        "this instance's name in the start-up log line and in metrics (label squad_instance), "
+        "for telling apart instances that share a database",
+    ),
+    (
         "seal-key-file",
         "SQUAD_SEAL_KEY_FILE",
         "var/seal.key",
@@ -85,7 +93,13 @@ PARAMETERS: list[tuple[str, str, str | None, str]] = [
     ),
 ]
 
-_DEFAULT_TEXT = {"workers": "the number of CPUs", "verifier-url": "none, the stand-in"}
+_DEFAULT_TEXT = {
+    "workers": "the number of CPUs",
+    "verifier-url": "none, the stand-in",
+    "instance-name": "the host name and the --port number, e.g. web-1:9000",
+}
+
+_INSTANCE_NAME = re.compile(r"^[\w.:@/+-]{1,100}$")
 
 _DATABASE_NAME = re.compile(r"^[^/\\. \"$*<>:|?\x00]{1,63}$")
 
@@ -155,6 +169,7 @@ class Options(usage.Options):
         self["write-concern"] = self._check_write_concern(self["write-concern"])
         self["max-connections"] = self._check_max_connections(self["max-connections"])
         self["request-timeout"] = _positive_float("request-timeout", self["request-timeout"])
+        self["instance-name"] = self._check_instance_name(self["instance-name"], self["port"])
         self["seal-key"] = self._load_seal_key(self["seal-key-file"])
 
     def _load_seal_key(self, path: str) -> bytes:
@@ -181,6 +196,20 @@ class Options(usage.Options):
             raise usage.UsageError(
                 f"--port must be a Twisted endpoint like tcp:9000, not {text!r} ({error})"
             ) from None
+        return text
+
+    @staticmethod
+    def _check_instance_name(text: str | None, port: str) -> str:
+        if text is None:
+            # Unique among the instances of one host as long as each has its own port.
+            parts = port.split(":")
+            where = parts[1] if len(parts) > 1 and parts[0] == "tcp" else port
+            return f"{socket.gethostname()}:{where}"
+        if not _INSTANCE_NAME.match(text):
+            raise usage.UsageError(
+                "--instance-name must be 1 to 100 letters, digits or . : @ / + - _ "
+                f"(no spaces), not {text!r}"
+            )
         return text
 
     @staticmethod

@@ -46,6 +46,7 @@ WORKER_OPTIONS = (
     "allow-flush",
     "lease-seconds",
     "write-concern",
+    "instance-name",
     "max-connections",
     "request-timeout",
     "seal-key-file",
