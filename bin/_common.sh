@@ -23,6 +23,16 @@ ferretdb_recipe() {
     { echo "$FERRETDB_VERSION"; cat "$ROOT"/bin/patches/ferretdb-*.patch 2>/dev/null; } | sha256sum | cut -c1-16
 }
 
+# Whether a Docker engine answers. A daemon that hangs must not hang bin/dev: 20 s is far more
+# than a healthy one needs (where coreutils' timeout exists; macOS has none by default).
+docker_answers() {
+    if command -v timeout >/dev/null 2>&1; then
+        timeout 20 docker info >/dev/null 2>&1
+    else
+        docker info >/dev/null 2>&1
+    fi
+}
+
 # Where bin/dev and bin/teardown run things: DEV_MODE=compose when a Docker engine answers
 # (`docker info`), DEV_MODE=embedded otherwise or when SQUAD_NO_DOCKER=1; DEV_REASON says why.
 choose_dev_mode() {
@@ -31,8 +41,7 @@ choose_dev_mode() {
     esac
     if ! command -v docker >/dev/null 2>&1; then
         DEV_MODE=embedded; DEV_REASON="there is no docker command on PATH"
-    # A daemon that hangs must not hang bin/dev: 20 s is far more than a healthy one needs.
-    elif ! timeout 20 docker info >/dev/null 2>&1; then
+    elif ! docker_answers; then
         DEV_MODE=embedded; DEV_REASON="no Docker engine answers ('docker info' failed)"
     else
         DEV_MODE=compose; DEV_REASON="a Docker engine answers ('docker info')"

@@ -161,7 +161,7 @@ class DevScriptTests(TestCase):
         )
         self.assertEqual(code, 0, err)
         self.assertIn("mongodb://127.0.0.1:27999", err)
-        self.assertEqual(out.splitlines(), ["twistd -n squad --allow-flush "])
+        self.assertEqual(out.splitlines(), ["twistd -n squad --allow-flush"])
         self.assertEqual(checkout.docker_calls(), [])
 
 
