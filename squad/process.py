@@ -20,6 +20,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from squad.api import SquadAPI
 from squad.batching import GroupCommit
 from squad.database import DatabaseService
+from squad.failover import retry_once_on_failover
 from squad.finishing import FinishWriter
 from squad.hashing import PasswordHasher
 from squad.metrics import SquadMetrics
@@ -231,7 +232,16 @@ def build_process_service(
     metrics.instance_info.labels(config["instance-name"]).set(1)
     commit: GroupCommit[PendingSignup] = GroupCommit(
         reactor,
-        timed_write(reactor, store.insert_signups, metrics),
+        timed_write(
+            reactor,
+            retry_once_on_failover(
+                store.insert_signups,
+                lambda: store.users,
+                store.timeout,
+                on_retry=metrics.db_errors.labels("insert_signups_failover").inc,
+            ),
+            metrics,
+        ),
         max_batch=200,
         concurrency=POOL_SIZE - 2,
         on_batch=metrics.batch_size.observe,
