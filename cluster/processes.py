@@ -268,6 +268,15 @@ class Cluster:
         sockets = self.home / "postgres-socket"
         sockets.mkdir(exist_ok=True)
         account.owns(sockets)
+        with open(self.logs / "initdb.log", "ab") as log:
+            reachable = self._popen(
+                ["test", "-w", str(sockets)], log, account, None, self.home
+            ).wait()
+        if reachable != 0:
+            raise ClusterError(
+                f"PostgreSQL runs as {account.name}, which cannot reach {self.home} (a parent "
+                "folder is private, /root for example): bin/cluster --data /var/tmp/squad-cluster"
+            )
         if not (data / "PG_VERSION").exists():
             shutil.rmtree(data, ignore_errors=True)
             data.mkdir(mode=0o700)
