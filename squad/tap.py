@@ -304,4 +304,7 @@ def makeService(config: Options, reactor: Any = None) -> IService:
         except OSError as error:
             raise SystemExit(f"twistd squad: cannot listen on {config['port']}: {error}") from None
     service: MultiService = build_process_service(config, reactor)
+    from squad.collector import tune_collector
+
+    reactor.callWhenRunning(tune_collector)
     return service

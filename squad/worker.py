@@ -23,6 +23,7 @@ def main(argv: list[str]) -> None:
     from twisted.internet import reactor
     from twisted.logger import globalLogBeginner
 
+    from squad.collector import tune_collector
     from squad.logs import observer_from_environment
     from squad.process import build_process_service
     from squad.tap import Options
@@ -67,6 +68,7 @@ def main(argv: list[str]) -> None:
         signal.signal(signal.SIGTERM, stop_once)
 
     reactor.callWhenRunning(handle_signals)
+    reactor.callWhenRunning(tune_collector)
     reactor.run()
 
 

@@ -20,7 +20,12 @@ from squad import slowwork
 from squad.documents import bson_now
 from squad.finishing import FinishWriter
 from squad.resilience import Backoff, CircuitBreaker, CircuitOpen
-from squad.slowstep import HttpVerification, StandInVerification, VerificationFailed
+from squad.slowstep import (
+    TIMER_SLOT_SECONDS,
+    HttpVerification,
+    StandInVerification,
+    VerificationFailed,
+)
 from squad.slowwork import SlowWork, Work
 from squad.store import UNOWNED
 from tests.fakes import OWNER, START, FakeHasher, FakeStore, ManualVerification, StoreDown
@@ -64,6 +69,52 @@ class StandInVerificationTests(SynchronousTestCase):
         done.cancel()
         self.failureResultOf(done, CancelledError)
         self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class StandInSlotTests(SynchronousTestCase):
+    def test_many_waits_share_few_timers_and_none_ends_early(self) -> None:
+        """A thousand pending stand-in steps cost one reactor timer, not a thousand; each ends
+        no earlier than its drawn wait and at most one timer slot later."""
+        clock = Clock()
+        rng = random.Random(7)
+        drawn = random.Random(7)
+        verification = StandInVerification(clock, 5, 15, rng=rng)
+        waits = []
+        for _ in range(1000):
+            waits.append((drawn.uniform(5, 15), verification.verify(ObjectId())))
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        self.assertEqual(verification.waiting, 1000)
+        ended: dict[int, float] = {}
+        for index, (_, done) in enumerate(waits):
+
+            def record(result: None, index: int = index) -> None:
+                ended.setdefault(index, clock.seconds())
+
+            done.addCallback(record)
+        while clock.getDelayedCalls():
+            clock.advance(0.01)
+        self.assertEqual(len(ended), 1000)
+        for index, (wait, _) in enumerate(waits):
+            self.assertGreaterEqual(ended[index], wait - 1e-6)
+            self.assertLessEqual(ended[index], wait + TIMER_SLOT_SECONDS + 0.01 + 1e-6)
+        self.assertEqual(verification.waiting, 0)
+
+    def test_cancelled_waits_are_skipped_and_the_last_leaves_no_timer(self) -> None:
+        """A cancelled wait fails with CancelledError and is skipped when its slot fires; the
+        others still finish; once every wait is cancelled no timer is left."""
+        clock = Clock()
+        verification = StandInVerification(clock, 5, 5)
+        first, second = verification.verify(ObjectId()), verification.verify(ObjectId())
+        first.cancel()
+        self.failureResultOf(first, CancelledError)
+        clock.advance(5)
+        self.successResultOf(second)
+        third = verification.verify(ObjectId())
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        third.cancel()
+        self.failureResultOf(third, CancelledError)
+        self.assertEqual(clock.getDelayedCalls(), [])
+        self.assertEqual(verification.waiting, 0)
 
 
 class SlowWorkTestCase(SynchronousTestCase):
