@@ -48,7 +48,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
             "twistd squad, e.g. bin/cluster 3 -- --slow-min 1 --slow-max 2"
         ),
     )
-    parser.add_argument("instances", nargs="?", type=int, default=3, help="instances (3)")
+    parser.add_argument(
+        "instances", metavar="N", nargs="?", type=int, default=3, help="instances (3)"
+    )
     parser.add_argument("--port", type=int, default=9000, help="nginx's port (9000)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes per instance (1)")
     parser.add_argument("--data", type=Path, default=DEFAULT_HOME, help="folder (var/cluster)")
