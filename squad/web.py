@@ -57,9 +57,9 @@ log = Logger()
 IDLE_TIMEOUT_SECONDS = 30
 
 # How long a client may take to send one request, headers and body, from the first time it is
-# seen arriving. A sign-up is under 1 KiB and the largest accepted request about 24 KiB (16 KiB
-# body, 8 KiB of headers): at 2G speed (~50 kbit/s) that is 4 s, and a lost segment costs TCP
-# 1, 2 then 4 s of retransmission, so 10 s lets slow honest clients through. It is also the
+# seen arriving. A sign-up request is about 1 KiB and the largest body accepted 16 KiB: at 2G
+# speed (~50 kbit/s) that is under 3 s, and a lost segment costs TCP 1, 2 then 4 s of
+# retransmission, so 10 s lets slow honest clients through. It is also the
 # time a client waits for its answer (the benchmark's and mobile clients' request timeouts are
 # about 10 s), so a request slower than this could not be answered usefully anyway.
 REQUEST_DEADLINE_SECONDS = 10.0
