@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThreadPool
@@ -52,9 +52,12 @@ class PasswordHasher(Service):
         sealer: PasswordSealer,
         slow_work: SlowWork,
         busy: Callable[[], bool] = lambda: False,
+        hash_off_thread: Callable[[str], Deferred[str]] | None = None,
     ) -> None:
-        # While sign-ups are flowing the hasher waits: even at the lowest priority its thread
-        # takes CPU and memory bandwidth from the reactor on a 2-core machine.
+        # While sign-ups are flowing the hasher holds back to one password per
+        # IDLE_CHECK_SECONDS: even at the lowest priority its thread takes CPU and memory
+        # bandwidth from the reactor on a 2-core machine, but a steady trickle of sign-ups
+        # must not stop it for good (sealed passwords would pile up in the database).
         self._busy = busy
         self._reactor = reactor
         self._clock: IReactorTime = reactor
@@ -63,6 +66,9 @@ class PasswordHasher(Service):
         slow_work.hasher = self
         self._queue: deque[Work] = deque()
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="squad-password-hasher")
+        # Tests pass a function that answers at once; squad hashes on its own thread.
+        self._own_thread = hash_off_thread is None
+        self._hash: Callable[[str], Deferred[str]] = hash_off_thread or self._hash_on_pool
         self._wake: Deferred[None] | None = None
         self._loop: Deferred[None] | None = None
         self.hashed = 0
@@ -81,9 +87,13 @@ class PasswordHasher(Service):
     def drop_all(self) -> None:
         self._queue.clear()
 
+    def _hash_on_pool(self, password: str) -> Deferred[str]:
+        return deferToThreadPool(self._reactor, self._pool, _hash_at_low_priority, password)
+
     def startService(self) -> None:
         super().startService()
-        self._pool.start()
+        if self._own_thread:
+            self._pool.start()
         self._loop = ensureDeferred(self._work())
 
     def stopService(self) -> Deferred[None]:
@@ -92,6 +102,8 @@ class PasswordHasher(Service):
         if self._loop is not None:
             self._loop.addErrback(lambda failure: failure.trap(CancelledError))
             self._loop.cancel()
+        if not self._own_thread:
+            return succeed(None)
         # Waits for the password being hashed now (tens of milliseconds), off the reactor.
         return deferToThreadPool(self._reactor, self._reactor.getThreadPool(), self._pool.stop)
 
@@ -102,8 +114,10 @@ class PasswordHasher(Service):
                 await self._wake
                 continue
             if self._busy():
+                # Sign-ups are arriving: wait, then hash one password anyway.
                 await deferLater(self._clock, IDLE_CHECK_SECONDS)
-                continue
+                if not self._queue:
+                    continue
             work = self._queue.popleft()
             sealed = work.sealed_password
             if sealed is None or work.hashed or not self._slow_work.holds(work):
@@ -121,9 +135,7 @@ class PasswordHasher(Service):
                 )
                 continue
             try:
-                password_hash = await deferToThreadPool(
-                    self._reactor, self._pool, _hash_at_low_priority, password
-                )
+                password_hash = await self._hash(password)
             except CancelledError:
                 return
             finally:
