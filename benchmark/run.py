@@ -90,7 +90,14 @@ def measure(
     host, port = _port(url, 80)
     pids = service_processes(port, service_pid) if is_local(host) else set()
     db_host, db_port = _port(mongo_uri, 27017)
-    db_pids = listening_pids(db_port) if is_local(db_host) and "," not in mongo_uri else set()
+    # A target that stores nothing (the ceiling) gets no database column: whatever the database
+    # server does meanwhile (another service's background work) is a disturbance, counted in
+    # "everything else" so the report flags the run.
+    db_pids = (
+        listening_pids(db_port)
+        if database is not None and is_local(db_host) and "," not in mongo_uri
+        else set()
+    )
     service_cpu_before = cpu_seconds(pids)
     db_cpu_before = cpu_seconds(db_pids)
     busy_before = machine_busy_seconds()
