@@ -49,6 +49,7 @@ class FinishWriter:
         self._loop.clock = clock
         self.interval = interval
         self.written = 0
+        self._looping: Deferred[LoopingCall] | None = None
 
     @property
     def backlog(self) -> int:
@@ -66,13 +67,24 @@ class FinishWriter:
         self._finished.clear()
 
     def start(self) -> None:
-        self._loop.start(self.interval, now=False)
+        # Fires once the loop is stopped and the flush it started, if any, has ended.
+        self._looping = self._loop.start(self.interval, now=False)
 
     def stop(self) -> Deferred[None]:
-        """Stop the timer and make a last attempt to write what is queued."""
+        """Stop the timer, let a write in flight end, and make a last attempt to write what is
+        still queued."""
         if self._loop.running:
             self._loop.stop()
-        return self._guarded_flush()
+        return ensureDeferred(self._last_flush())
+
+    async def _last_flush(self) -> None:
+        # Not beside a write in flight: two flushes at once could delete a user's pending
+        # document while the update before it is still unsent, and a write left behind would
+        # outlive the service (its txmongo timeout still armed).
+        if self._looping is not None:
+            looping, self._looping = self._looping, None
+            await looping
+        await self._guarded_flush()
 
     def _guarded_flush(self) -> Deferred[None]:
         d = ensureDeferred(self.flush())

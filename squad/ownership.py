@@ -62,6 +62,7 @@ class ProcessLease(Service):
         self._droppers: list[Callable[[float], None]] = []
         self._loop = LoopingCall(self._guarded_tick)
         self._loop.clock = clock
+        self._looping: Deferred[LoopingCall] | None = None
 
     def add_dropper(self, drop: Callable[[float], None]) -> None:
         """Called when another process ran DELETE /collections."""
@@ -75,7 +76,8 @@ class ProcessLease(Service):
 
     def startService(self) -> None:
         super().startService()
-        self._loop.start(self.interval, now=True)
+        # Fires once the loop is stopped and the round it started, if any, has ended.
+        self._looping = self._loop.start(self.interval, now=True)
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
@@ -84,6 +86,11 @@ class ProcessLease(Service):
         return ensureDeferred(self._hand_over())
 
     async def _hand_over(self) -> None:
+        if self._looping is not None:
+            # A renewal still in flight would set our heartbeat after the hand-over below
+            # and undo it (the work would wait for the lease to lapse).
+            looping, self._looping = self._looping, None
+            await looping
         if self._refilling is not None:
             # The slow work stopped first, so its adoption ends after the current round.
             await self._refilling

@@ -111,6 +111,19 @@ class ProcessLeaseTests(SynchronousTestCase):
         self.successResultOf(ensureDeferred(other.tick()))
         self.assertEqual(looks, [["me", UNOWNED]])
 
+    def test_a_stop_during_a_renewal_hands_over_after_it(self) -> None:
+        """A stop while a heartbeat write is in flight waits for it, then writes the hand-over:
+        the late heartbeat cannot land after the hand-over and keep the work held."""
+        self.store.make_hang("heartbeat")
+        self.lease.startService()
+        stopped = self.lease.stopService()
+        self.assertNoResult(stopped)
+        self.assertEqual(self.store.called("mark_stopped"), 0)
+        self.store.heal()
+        self.store.hung("heartbeat")[0].callback(None)
+        self.successResultOf(stopped)
+        self.assertEqual(self.store.calls[-1], ("mark_stopped", ("me",)))
+
     def test_unowned_work_is_looked_for_once_per_lease(self) -> None:
         """Without a take-over, the expensive look for unowned work happens once per lease."""
         self.tick()

@@ -485,6 +485,29 @@ class FinishWriterTests(SynchronousTestCase):
         self.successResultOf(self.writer.stop())
         self.assertIs(self.store.user_docs[user_id]["processed"], True)
 
+    def test_stop_waits_for_the_write_in_flight_before_the_last_one(self) -> None:
+        """A stop during a write does not start a second write beside it: it ends when the
+        write in flight has ended and the last attempt has sent what was queued meanwhile,
+        and the user's pending document goes only after its update is acknowledged."""
+        first, second = self.store.seed_user(), self.store.seed_user()
+        self.writer.set_fields(first, {"processed": True})
+        self.store.make_hang("apply_finishes")
+        self.clock.advance(INTERVAL)
+        self.writer.set_fields(second, {"processed": True})
+        self.writer.finished(first)
+        stopped = self.writer.stop()
+        self.assertNoResult(stopped)
+        self.assertEqual(self.store.called("apply_finishes"), 1)
+        self.assertIn(first, self.store.pending_docs)
+        self.store.heal()
+        self.store.hung("apply_finishes")[0].callback(None)
+        self.successResultOf(stopped)
+        self.assertEqual(self.store.called("apply_finishes"), 2)
+        (_, (updates, finished)) = self.store.calls[-1]
+        self.assertEqual((list(updates), finished), ([second], [first]))
+        self.assertNotIn(first, self.store.pending_docs)
+        self.assertIs(self.store.user_docs[second]["processed"], True)
+
     def test_a_failed_last_attempt_does_not_fail_the_stop(self) -> None:
         """When the database is down at stop, the stop still completes (work stays pending)."""
         self.writer.set_fields(self.store.seed_user(), {"processed": True})
