@@ -7,6 +7,7 @@ from pathlib import Path
 
 from benchmark.args import format_duration
 from benchmark.figures import LevelResult, LoadFigures, SweepResults, TargetResult, sweep_to_json
+from benchmark.targets import verdicts
 
 __all__ = [
     "SEED_COLUMNS",
@@ -262,6 +263,23 @@ def render_markdown(results: SweepResults, charts: Sequence[str]) -> str:
         _summary(results, "Failed requests (non-2xx + errors, timeouts included)", "failures"),
         "",
     ]
+    judged = verdicts(results)
+    if judged:
+        out += [
+            "## Against the targets",
+            "",
+            "squad's performance targets (issue 4), judged on this sweep alone:",
+            "",
+            markdown_table(
+                ["target", "measured", "verdict"],
+                [
+                    [verdict.target, verdict.measured, "met" if verdict.met else "**not met**"]
+                    for verdict in judged
+                ],
+                numeric=False,
+            ),
+            "",
+        ]
     if charts:
         out += ["## Charts", ""]
         out += [f"![{Path(name).stem}]({name})" for name in charts]

@@ -1,0 +1,140 @@
+"""squad's performance targets (issue 4), checked against a sweep: met or not, and by how much.
+
+Each verdict compares squad with what the same sweep measured, so a report never needs a figure
+from elsewhere. A target whose comparison server or level was not in the sweep is left out,
+not guessed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from benchmark.figures import LevelResult, SweepResults
+
+__all__ = ["Verdict", "verdicts"]
+
+MIN_CEILING_RATIO = 0.7
+MAX_P99_AT_LOW_MS = 15.0
+LOW_LEVEL = 25
+HIGH_LEVEL = 1000
+MAX_P99_RATIO_AT_HIGH = 1.5
+MIN_NODE_RATIO_AT_HIGH = 1.5
+MAX_RSS_MB = 400.0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """One target: what it asks, what this sweep measured, and whether that meets it."""
+
+    target: str
+    measured: str
+    met: bool
+
+
+def _by_level(results: SweepResults, label: str) -> dict[int, LevelResult]:
+    for target in results.targets:
+        if target.label == label and not target.error:
+            return {level.load.connections: level for level in target.levels}
+    return {}
+
+
+def _ratio(value: float, reference: float) -> float:
+    return value / reference if reference > 0 else float("inf")
+
+
+def verdicts(results: SweepResults) -> list[Verdict]:
+    """The targets this sweep can judge, in the issue's order."""
+    squad = _by_level(results, "squad")
+    if not squad:
+        return []
+    ceiling = _by_level(results, "ceiling")
+    node = _by_level(results, "reference-node")
+    levels = [connections for connections in results.levels if connections in squad]
+    out: list[Verdict] = []
+
+    failures = [squad[connections].load.failures for connections in levels]
+    out.append(
+        Verdict(
+            "0 non-2xx, errors and timeouts at every level",
+            ", ".join(f"{n:,} at {c}" for n, c in zip(failures, levels, strict=True)),
+            not any(failures),
+        )
+    )
+
+    shared = [connections for connections in levels if connections in ceiling]
+    if shared:
+        ratios = [
+            _ratio(
+                squad[c].load.requests_per_second,
+                ceiling[c].load.requests_per_second,
+            )
+            for c in shared
+        ]
+        out.append(
+            Verdict(
+                f"requests/s at least {MIN_CEILING_RATIO}x the bare-Klein ceiling at every level",
+                ", ".join(f"{r:.2f}x at {c}" for r, c in zip(ratios, shared, strict=True)),
+                min(ratios) >= MIN_CEILING_RATIO,
+            )
+        )
+
+    high_ceiling = ceiling.get(HIGH_LEVEL)
+    high = squad.get(HIGH_LEVEL)
+    if high and high_ceiling and high.load.p99_ms and high_ceiling.load.p99_ms:
+        ratio = _ratio(high.load.p99_ms, high_ceiling.load.p99_ms)
+        out.append(
+            Verdict(
+                f"p99 at {HIGH_LEVEL} connections at most {MAX_P99_RATIO_AT_HIGH}x the ceiling's",
+                f"{high.load.p99_ms:,.0f} ms vs {high_ceiling.load.p99_ms:,.0f} ms: {ratio:.2f}x",
+                ratio <= MAX_P99_RATIO_AT_HIGH,
+            )
+        )
+
+    low = squad.get(LOW_LEVEL)
+    if low and low.load.p99_ms is not None:
+        low_ceiling = ceiling.get(LOW_LEVEL)
+        beside = (
+            f" (the ceiling's: {low_ceiling.load.p99_ms:,.1f} ms)"
+            if low_ceiling and low_ceiling.load.p99_ms is not None
+            else ""
+        )
+        out.append(
+            Verdict(
+                f"p99 at {LOW_LEVEL} connections under {MAX_P99_AT_LOW_MS:.0f} ms",
+                f"{low.load.p99_ms:,.1f} ms{beside}",
+                low.load.p99_ms < MAX_P99_AT_LOW_MS,
+            )
+        )
+
+    high_node = node.get(HIGH_LEVEL)
+    if high and high_node:
+        ratio = _ratio(high.load.requests_per_second, high_node.load.requests_per_second)
+        out.append(
+            Verdict(
+                f"requests/s at {HIGH_LEVEL} connections at least {MIN_NODE_RATIO_AT_HIGH}x"
+                " the Node reference's",
+                f"{high.load.requests_per_second:,.0f} vs"
+                f" {high_node.load.requests_per_second:,.0f}: {ratio:.2f}x",
+                ratio >= MIN_NODE_RATIO_AT_HIGH,
+            )
+        )
+
+    if high and high.service_rss_mb is not None:
+        out.append(
+            Verdict(
+                f"service RSS under {MAX_RSS_MB:.0f} MB after the {HIGH_LEVEL}-connection run",
+                f"{high.service_rss_mb:,.0f} MiB"
+                + (f" ({high.service_processes} processes)" if high.service_processes else ""),
+                high.service_rss_mb * 1.048576 < MAX_RSS_MB,
+            )
+        )
+
+    verdict_words = [squad[c].check.verdict for c in levels]
+    out.append(
+        Verdict(
+            "every 2xx stored (nothing lost)",
+            ", ".join(f"{v} at {c}" for v, c in zip(verdict_words, levels, strict=True)),
+            all(word == "PASS" for word in verdict_words),
+        )
+    )
+    return out
