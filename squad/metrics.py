@@ -13,7 +13,7 @@ import os
 import shutil
 from typing import Any
 
-__all__ = ["SquadMetrics", "prepare_multiprocess_directory", "render", "route_of"]
+__all__ = ["SquadMetrics", "method_label", "prepare_multiprocess_directory", "render", "route_of"]
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -57,6 +57,18 @@ _ROUTES = {
     "/metrics": "/metrics",
     "/openapi.json": "/openapi.json",
 }
+
+
+_METHODS = {
+    method.encode("ascii"): method
+    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+}
+
+
+def method_label(method: bytes) -> str:
+    """A bounded label for a request method: any other token a client sends is "other", so
+    made-up methods cannot multiply the metric's series."""
+    return _METHODS.get(method, "other")
 
 
 def route_of(path: bytes) -> str:

@@ -279,7 +279,7 @@ def makeService(config: Options, reactor: Any = None) -> IService:
         reactor = global_reactor
     if config["workers"] > 1:
         from squad.metrics import prepare_multiprocess_directory
-        from squad.workers import WorkerSupervisor, bind_listening_socket
+        from squad.workers import WorkerSupervisor, bind_listening_sockets
 
         root = MultiService()
         root.setName("squad")
@@ -288,7 +288,7 @@ def makeService(config: Options, reactor: Any = None) -> IService:
         supervisor = WorkerSupervisor(reactor, config, config["workers"])
         try:
             # Bound now, not in startService: a busy port must stop start-up with one line.
-            supervisor.listener = bind_listening_socket(config["port"])
+            supervisor.listeners = bind_listening_sockets(config["port"], config["workers"])
         except (OSError, ValueError) as error:
             raise SystemExit(f"twistd squad: cannot listen on {config['port']}: {error}") from None
         supervisor.setServiceParent(root)

@@ -38,7 +38,7 @@ from twisted.web.http import HTTPChannel
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
-from squad.metrics import SquadMetrics, route_of
+from squad.metrics import SquadMetrics, method_label, route_of
 from squad.validation import MAX_BODY_BYTES
 
 __all__ = [
@@ -300,6 +300,8 @@ class SquadSite(Site):
         **kwargs: Any,
     ) -> None:
         self.metrics = metrics
+        self._request_counters: dict[tuple[str, str, int], Any] = {}
+        self._route_latencies: dict[str, Any] = {}
         kwargs.setdefault("timeout", IDLE_TIMEOUT_SECONDS)
         super().__init__(resource, **kwargs)
         # squad reads JSON bodies only; parsing form posts would answer bad ones with a bare 400.
@@ -370,9 +372,20 @@ class SquadSite(Site):
         if self.metrics is None:
             return
         route = route_of(request.path)
-        self.metrics.requests.labels(
-            request.method.decode("ascii", "replace"), route, str(request.code)
-        ).inc()
+        # prometheus_client's labels() validates and locks on every call (about 1% of a
+        # worker's CPU under load, py-spy): the few children there are are looked up once
+        # (bounded: methods, routes and status codes each come from a short list).
+        key = (method_label(request.method), route, request.code)
+        counted = self._request_counters.get(key)
+        if counted is None:
+            counted = self.metrics.requests.labels(
+                method_label(request.method), route, str(request.code)
+            )
+            self._request_counters[key] = counted
+        counted.inc()
         started = getattr(request, "received_at", 0.0)
         if started:
-            self.metrics.latency.labels(route).observe(self.reactor.seconds() - started)
+            timed = self._route_latencies.get(route)
+            if timed is None:
+                timed = self._route_latencies[route] = self.metrics.latency.labels(route)
+            timed.observe(self.reactor.seconds() - started)

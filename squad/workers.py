@@ -1,16 +1,22 @@
 """Several processes serving one listening port (``--workers N``).
 
-The parent (the ``twistd squad`` process) binds the port once and starts N workers, each a
-separate Python process with its own reactor and its own database pool, which adopt the
-listening socket (``adoptStreamPort``): the kernel hands each new connection to whichever
-worker accepts first. That balances connections opened over time, not a burst: Twisted accepts
-many per wake-up, and ``./bin/benchmark 25`` (25 connections opened at once) was seen landing
-24/1, 25/0 and 10/15 on two workers in successive runs, with requests/s within the run-to-run
-noise either way (the two cores were saturated with the database and the load generator on
-them; accepting one connection per wake-up did not make the split even). The parent restarts a
-worker that dies (its pending work is taken over through the database) and, on SIGTERM or
-SIGINT, asks every worker to stop gracefully, killing any that has not exited after
-``STOP_GRACE`` seconds.
+The parent (the ``twistd squad`` process) binds the port and starts N workers, each a separate
+Python process with its own reactor and its own database pool. Each worker gets a listening
+socket of its own, all bound to the same port with ``SO_REUSEPORT``, so the kernel spreads new
+connections evenly over the workers (by a hash of the client's address and port).
+
+One socket shared by all workers was simpler, but the kernel then gives a connection to
+whichever worker accepts first, and Twisted accepts many per wake-up: ``./bin/benchmark 25``
+(25 connections opened at once) landed 24/1, 25/0 and 10/15 on two workers in successive runs
+(accepting one connection per wake-up did not even it out), and at 100 connections the runs
+with every connection on one worker served about 1,800 requests/s against about 2,400 when
+both worked.
+
+The parent keeps every socket open: while a dead worker is being replaced, the connections
+the kernel gives its socket wait in that socket's backlog for the replacement instead of being
+refused. The parent restarts a worker that dies (its pending work is taken over through the
+database) and, on SIGTERM or SIGINT, asks every worker to stop gracefully, killing any that has
+not exited after ``STOP_GRACE`` seconds.
 """
 
 from __future__ import annotations
@@ -32,7 +38,13 @@ from twisted.python.failure import Failure
 
 from squad.metrics import forget_process
 
-__all__ = ["STOP_GRACE", "WorkerSupervisor", "bind_listening_socket", "worker_config"]
+__all__ = [
+    "STOP_GRACE",
+    "WorkerSupervisor",
+    "bind_listening_socket",
+    "bind_listening_sockets",
+    "worker_config",
+]
 
 log = Logger()
 
@@ -62,21 +74,61 @@ def worker_config(config: Any, index: int) -> str:
     return json.dumps({"index": index, **{name: config[name] for name in WORKER_OPTIONS}})
 
 
-def bind_listening_socket(port: str) -> socket.socket:
-    """Bind the ``tcp:PORT[:interface=...][:backlog=...]`` endpoint the workers will share."""
+def _parse_tcp(port: str) -> tuple[int, int, str, int]:
+    """(family, number, interface, backlog) of a ``tcp:PORT[:interface=...][:backlog=...]``
+    endpoint."""
     parts = port.split(":")
     if parts[0] != "tcp" or len(parts) < 2:
         raise ValueError(f"--workers above 1 needs a tcp: endpoint, not {port!r}")
     number = int(parts[1])
     options = dict(part.split("=", 1) for part in parts[2:] if "=" in part)
-    interface = options.get("interface", "0.0.0.0")  # noqa: S104 - Twisted's own default
+    # Twisted's own default; a backslash escapes a colon in an endpoint string.
+    interface = options.get("interface", "0.0.0.0").replace("\\", "")  # noqa: S104
     family = socket.AF_INET6 if ":" in interface else socket.AF_INET
+    return family, number, interface, int(options.get("backlog", 4096))
+
+
+def _listen(
+    family: int, interface: str, number: int, backlog: int, *, shared: bool
+) -> socket.socket:
     listener = socket.socket(family, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((interface.replace("\\", ""), number))
-    listener.listen(int(options.get("backlog", 4096)))
-    listener.setblocking(False)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if shared:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        listener.bind((interface, number))
+        listener.listen(backlog)
+        listener.setblocking(False)
+    except BaseException:
+        listener.close()
+        raise
     return listener
+
+
+def bind_listening_socket(port: str) -> socket.socket:
+    """Bind and listen on the ``tcp:`` endpoint ``port`` alone (no ``SO_REUSEPORT``): fails
+    when anything already listens there."""
+    family, number, interface, backlog = _parse_tcp(port)
+    return _listen(family, interface, number, backlog, shared=False)
+
+
+def bind_listening_sockets(port: str, count: int) -> list[socket.socket]:
+    """``count`` listening sockets on the ``tcp:`` endpoint ``port``, one per worker, sharing
+    it with ``SO_REUSEPORT``; port 0 picks one free port for all of them."""
+    # A plain bind first, so a port held by anything else, another squad's SO_REUSEPORT
+    # group included, is refused instead of silently shared with it.
+    with bind_listening_socket(port) as probe:
+        number = probe.getsockname()[1]
+    family, _, interface, backlog = _parse_tcp(port)
+    listeners: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            listeners.append(_listen(family, interface, number, backlog, shared=True))
+    except BaseException:
+        for listener in listeners:
+            listener.close()
+        raise
+    return listeners
 
 
 class _WorkerProtocol(ProcessProtocol):
@@ -99,15 +151,15 @@ class WorkerSupervisor(Service):
         self._clock: IReactorTime = reactor
         self._config = config
         self.count = count
-        self.listener: socket.socket | None = None
+        self.listeners: list[socket.socket] = []
         self.workers: dict[int, _WorkerProtocol] = {}
         self.restarts = 0
 
     def startService(self) -> None:
         super().startService()
-        if self.listener is None:
-            self.listener = bind_listening_socket(self._config["port"])
-        host, port = self.listener.getsockname()[:2]
+        if not self.listeners:
+            self.listeners = bind_listening_sockets(self._config["port"], self.count)
+        host, port = self.listeners[0].getsockname()[:2]
         log.info(
             "squad listening on {host}:{port} with {count} worker processes",
             host=host,
@@ -118,8 +170,7 @@ class WorkerSupervisor(Service):
             self._spawn(index)
 
     def _spawn(self, index: int) -> None:
-        assert self.listener is not None
-        fd = self.listener.fileno()
+        fd = self.listeners[index].fileno()
         protocol = _WorkerProtocol(self, index)
         environment = dict(os.environ)
         environment["SQUAD_WORKER_CONFIG"] = worker_config(self._config, index)
@@ -170,9 +221,9 @@ class WorkerSupervisor(Service):
         def done(_: object) -> None:
             if straggler_call.active():
                 straggler_call.cancel()
-            if self.listener is not None:
-                self.listener.close()
-                self.listener = None
+            for listener in self.listeners:
+                listener.close()
+            self.listeners = []
 
         return all_ended.addCallback(done)
 

@@ -15,7 +15,7 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from squad.metrics import route_of
+from squad.metrics import method_label, route_of
 from tests.support import database_uri, drop_database
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,6 +52,14 @@ class RouteLabelTests(TestCase):
         self.assertEqual(route_of(b"/users/65f1c0ffee0123456789abcd"), "/users/{id}")
         self.assertEqual(route_of(b"/users?x=1"), "/users")
         self.assertEqual(route_of(b"/wp-admin/../../etc"), "other")
+
+    def test_methods_are_a_short_list(self) -> None:
+        """Known methods keep their name; any token a client makes up is "other", so random
+        methods cannot multiply the request counter's series."""
+        self.assertEqual(method_label(b"POST"), "POST")
+        self.assertEqual(method_label(b"DELETE"), "DELETE")
+        self.assertEqual(method_label(b"post"), "other")
+        self.assertEqual(method_label(b"X-RANDOM-1234"), "other")
 
 
 class MetricsAcrossWorkersTests(TestCase):
