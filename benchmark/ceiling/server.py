@@ -4,8 +4,10 @@ REFERENCE CEILING, NOT SQUAD: the fastest this stack can answer ``POST /users`` 
 A bare Klein app on Twisted: it parses the JSON body, checks that the five fields are strings,
 and answers 201 with a user shaped like squad's (an id, the fields without the password,
 ``processed: false``, dates), with no database, no slow step, no other I/O. It runs the same
-number of processes as squad (``--workers``, default: the CPU count) serving one listening
-socket, which a parent binds and passes to each worker (``adoptStreamPort``). No access log.
+number of processes as squad (``--workers``, default: the CPU count) on one port the way squad
+shares it: a parent binds one ``SO_REUSEPORT`` socket per worker (``squad.workers``) and each
+worker adopts its own (``adoptStreamPort``), so connections spread over the workers alike in
+both. No access log.
 
 Whatever squad adds on top (validation, hashing, the database, the slow step) costs throughput;
 the sweep shows by how much. ``GET /health`` and ``DELETE /collections`` answer 204.
@@ -99,11 +101,9 @@ def _worker(fd: int) -> None:
 
 
 def _supervise(port: int, workers: int) -> None:
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", port))
-    listener.listen(4096)
-    listener.setblocking(False)
+    from squad.workers import bind_listening_sockets
+
+    listeners = bind_listening_sockets(f"tcp:{port}:interface=127.0.0.1", workers)
     root = str(Path(__file__).resolve().parents[2])
     env = {
         **os.environ,
@@ -121,7 +121,7 @@ def _supervise(port: int, workers: int) -> None:
             pass_fds=[listener.fileno()],
             env=env,
         )
-        for _ in range(workers)
+        for listener in listeners
     ]
     print(f"ceiling listening on 127.0.0.1:{port} with {workers} workers", flush=True)
 
