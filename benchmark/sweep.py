@@ -124,7 +124,7 @@ def _ceiling(context: TargetContext) -> Target:
         label="ceiling",
         description=(
             f"REFERENCE CEILING: bare Klein, parses the JSON and answers 201 with no I/O; "
-            f"{workers} process{'' if workers == '1' else 'es'} on one socket "
+            f"{workers} process{'' if workers == '1' else 'es'} on one port, as squad shares it "
             "(`benchmark/ceiling/`)"
         ),
         url=f"http://127.0.0.1:{port}",
