@@ -17,7 +17,8 @@ import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC
+from datetime import UTC, datetime
+from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, ensureDeferred
@@ -31,6 +32,9 @@ from squad.store import UNOWNED, Store
 __all__ = ["ProcessLease", "new_owner_id"]
 
 log = Logger()
+
+# Without any sign of unowned work, look for it anyway this many lease periods apart.
+UNOWNED_SAFETY_LEASES = 10
 
 
 def new_owner_id() -> str:
@@ -58,11 +62,19 @@ class ProcessLease(Service):
         self._refilling: Deferred[None] | None = None
         self._announced: set[str] = set()
         self._last_look = float("-inf")
+        # Whether the last look for unowned work ran out of room before seeing all of it.
+        self._unowned_left = False
+        self._unowned_written_at: Callable[[], float | None] = lambda: None
         self._flushes: int | None = None
         self._droppers: list[Callable[[float], None]] = []
         self._loop = LoopingCall(self._guarded_tick)
         self._loop.clock = clock
         self._looping: Deferred[LoopingCall] | None = None
+
+    def watch_unowned(self, written_at: Callable[[], float | None]) -> None:
+        """``written_at`` says when this process last stored unowned work (None: never); the
+        heartbeat carries it, so that other processes know to look for it."""
+        self._unowned_written_at = written_at
 
     def add_dropper(self, drop: Callable[[float], None]) -> None:
         """Called when another process ran DELETE /collections."""
@@ -95,7 +107,7 @@ class ProcessLease(Service):
             # The slow work stopped first, so its adoption ends after the current round.
             await self._refilling
         try:
-            await self._store.mark_stopped(self.owner)
+            await self._store.mark_stopped(self.owner, self._unowned_mark())
         except Exception as error:
             log.warn(
                 "Could not hand pending work over at shutdown ({error}); other processes take"
@@ -111,13 +123,17 @@ class ProcessLease(Service):
         )
         return d
 
+    def _unowned_mark(self) -> datetime | None:
+        written_at = self._unowned_written_at()
+        return None if written_at is None else bson_now(written_at)
+
     async def tick(self) -> None:
         now = self._clock.seconds()
-        await self._store.heartbeat(
-            self.owner,
-            bson_now(now + self.lease_seconds),
-            {"pid": os.getpid(), "host": socket.gethostname()},
-        )
+        about: dict[str, Any] = {"pid": os.getpid(), "host": socket.gethostname()}
+        mark = self._unowned_mark()
+        if mark is not None:
+            about["unowned_at"] = mark
+        await self._store.heartbeat(self.owner, bson_now(now + self.lease_seconds), about)
         generation, flushed_at = await self._store.last_flush()
         if self._flushes is not None and generation != self._flushes:
             # DELETE /collections ran (maybe in another process): drop the work held in memory
@@ -126,7 +142,7 @@ class ProcessLease(Service):
             for drop in self._droppers:
                 drop(moment)
         self._flushes = generation
-        lapsed = await self._store.dead_owners(bson_now(now))
+        lapsed, unowned_mark = await self._store.lease_view(bson_now(now))
         dead = [owner for owner in lapsed if owner != self.owner]
         for owner in dead:
             if owner not in self._announced:
@@ -137,9 +153,7 @@ class ProcessLease(Service):
         if self._refilling is not None:
             return  # the last round's adoption is still going; it carries on by itself
         owners = list(dead)
-        # Looking for pool work means reading the pending collection on FerretDB (only _id
-        # filters reach its SQL): once per lease period, for other processes' overflow.
-        if now - self._last_look >= self.lease_seconds:
+        if self._should_look_for_unowned(now, unowned_mark):
             self._last_look = now
             owners.append(UNOWNED)
         # Not awaited: the next renewal must not wait for a long take-over.
@@ -151,11 +165,36 @@ class ProcessLease(Service):
     def _refilled(self, result: object) -> None:
         self._refilling = None
 
+    def _should_look_for_unowned(self, now: float, mark: datetime | None) -> bool:
+        """Whether this round looks for unowned work (other processes' overflow).
+
+        On FerretDB that look reads the whole ``pending`` collection (only ``_id`` filters
+        reach its SQL), which holds every user still waiting for its password hash: measured
+        6.5-17.6 s per look at 60,000-300,000 documents, during which SQLite's write-ahead log
+        grew from 17 to 361 MB. So at most once per lease period, and only at start-up (work
+        left from before), when some process said it stored unowned work since our last look,
+        when the last look ran out of room, or as a safety net every UNOWNED_SAFETY_LEASES
+        lease periods (a process that overflowed and died before its next heartbeat).
+        """
+        since = now - self._last_look
+        if since < self.lease_seconds:
+            return False
+        if self._last_look == float("-inf") or self._unowned_left:
+            return True
+        if since >= UNOWNED_SAFETY_LEASES * self.lease_seconds:
+            return True
+        if mark is None:
+            return False
+        # Marks come from other machines' clocks: a few heartbeats of slack.
+        return mark.replace(tzinfo=UTC).timestamp() >= self._last_look - 2 * self.interval
+
     async def _refill(self, owners: list[str], dead: list[str]) -> None:
         try:
             seen_all = True
             for refill in self._refillers:
                 seen_all = await refill(owners) and seen_all
+            if UNOWNED in owners:
+                self._unowned_left = not seen_all
             if seen_all and self._refillers:
                 for owner in dead:
                     await self._store.forget_process(owner)

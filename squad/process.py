@@ -223,6 +223,7 @@ def build_process_service(
     )
     slow_work.setServiceParent(root)
     lease.add_refiller(slow_work.refill)
+    lease.watch_unowned(lambda: slow_work.unowned_written_at)
     lease.add_dropper(slow_work.drop_accepted_before)
 
     hasher = PasswordHasher(reactor, PasswordSealer(config["seal-key"]), slow_work, busy=busy)

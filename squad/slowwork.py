@@ -88,6 +88,9 @@ class SlowWork(Service):
         self._steps: dict[ObjectId, Deferred[None]] = {}
         self._reserved = 0
         self._overflowed = False
+        # When this process last stored a sign-up as unowned (None: never): the lease tells the
+        # other processes, which look for unowned work only when there may be some.
+        self.unowned_written_at: float | None = None
         self.completed = 0
         self.failed_attempts = 0
 
@@ -106,6 +109,7 @@ class SlowWork(Service):
             self._reserved += 1
             return self.owner
         self._overflowed = True
+        self.unowned_written_at = self._clock.seconds()
         return UNOWNED
 
     def signup_failed(self, owner: str) -> None:

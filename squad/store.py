@@ -214,19 +214,35 @@ class Store:
 
     async def dead_owners(self, now: datetime) -> list[str]:
         """Processes whose heartbeat lapsed (a small collection: one document per process)."""
-        found = await self.processes.find({}, timeout=self.timeout)
-        return [
-            str(process["_id"])
-            for process in found
-            if process["_id"] != FLUSH_MARK and _as_naive(process["alive_until"]) < _as_naive(now)
-        ]
+        dead, _ = await self.lease_view(now)
+        return dead
 
-    async def mark_stopped(self, owner: str) -> None:
+    async def lease_view(self, now: datetime) -> tuple[list[str], datetime | None]:
+        """In one read of the small ``processes`` collection: the processes whose heartbeat
+        lapsed, and the latest time any process said it stored unowned work (None if none
+        did), so that the expensive look for unowned work happens only when there may be some.
+        """
+        found = await self.processes.find({}, timeout=self.timeout)
+        dead: list[str] = []
+        latest: datetime | None = None
+        for process in found:
+            if process["_id"] == FLUSH_MARK:
+                continue
+            if _as_naive(process["alive_until"]) < _as_naive(now):
+                dead.append(str(process["_id"]))
+            mark = process.get("unowned_at")
+            if mark is not None and (latest is None or _as_naive(mark) > latest):
+                latest = _as_naive(mark)
+        return dead, latest
+
+    async def mark_stopped(self, owner: str, unowned_at: datetime | None = None) -> None:
         """Hand this stopping process's work over in one write: its heartbeat lapses now, so the
-        next lease round of any live process takes the work over (no update per document)."""
-        await self.processes.update_one(
-            {"_id": owner}, {"$set": {"alive_until": _EPOCH}}, timeout=self.timeout
-        )
+        next lease round of any live process takes the work over (no update per document).
+        ``unowned_at``: when this process last stored unowned work, if it did."""
+        fields: dict[str, Any] = {"alive_until": _EPOCH}
+        if unowned_at is not None:
+            fields["unowned_at"] = unowned_at
+        await self.processes.update_one({"_id": owner}, {"$set": fields}, timeout=self.timeout)
 
     async def forget_process(self, owner: str) -> None:
         """Delete a dead process's heartbeat once none of its work is left to take over."""

@@ -62,6 +62,7 @@ STORE_METHODS = (
     "apply_finishes",
     "heartbeat",
     "dead_owners",
+    "lease_view",
     "mark_stopped",
     "forget_process",
     "adopt",
@@ -240,10 +241,18 @@ class FakeStore(Store):
         await self._gate("dead_owners", now)
         return [owner for owner, doc in self.process_docs.items() if doc["alive_until"] < now]
 
-    async def mark_stopped(self, owner: str) -> None:
+    async def lease_view(self, now: datetime) -> tuple[list[str], datetime | None]:
+        await self._gate("lease_view", now)
+        dead = [owner for owner, doc in self.process_docs.items() if doc["alive_until"] < now]
+        marks = [doc["unowned_at"] for doc in self.process_docs.values() if "unowned_at" in doc]
+        return dead, max(marks) if marks else None
+
+    async def mark_stopped(self, owner: str, unowned_at: datetime | None = None) -> None:
         await self._gate("mark_stopped", owner)
         if owner in self.process_docs:
             self.process_docs[owner]["alive_until"] = datetime(1970, 1, 1, tzinfo=UTC)
+            if unowned_at is not None:
+                self.process_docs[owner]["unowned_at"] = unowned_at
 
     async def forget_process(self, owner: str) -> None:
         await self._gate("forget_process", owner)

@@ -124,14 +124,84 @@ class ProcessLeaseTests(SynchronousTestCase):
         self.successResultOf(stopped)
         self.assertEqual(self.store.calls[-1], ("mark_stopped", ("me",)))
 
-    def test_unowned_work_is_looked_for_once_per_lease(self) -> None:
-        """Without a take-over, the expensive look for unowned work happens once per lease."""
+    def test_unowned_work_is_looked_for_at_start_then_only_when_signalled(self) -> None:
+        """The expensive look for unowned work happens in the first round (work left from
+        before), then not again while no process says it stored any."""
         self.tick()
+        for _ in range(6):
+            self.clock.advance(5)
+            self.tick()
+        self.assertEqual(self.looks, [[UNOWNED], [], [], [], [], [], []])
+
+    def mark_unowned(self, owner: str, at: float) -> None:
+        self.store.process_docs[owner] = {
+            "_id": owner,
+            "alive_until": datetime.fromtimestamp(self.clock.seconds() + 60, tz=UTC),
+            "unowned_at": datetime.fromtimestamp(at, tz=UTC),
+        }
+
+    def test_a_process_that_stored_unowned_work_makes_the_others_look(self) -> None:
+        """When another process's heartbeat says it stored unowned work after our last look,
+        we look at the next round a lease period after it, and once only for that mark (a mark
+        a few heartbeats before a look, within the clock slack, would make it look twice)."""
+        self.tick()
+        self.clock.advance(1)
+        self.mark_unowned("other", self.clock.seconds())
+        self.clock.advance(4)
+        self.tick()  # a lease period has not passed since the first look
         self.clock.advance(5)
         self.tick()
-        self.clock.advance(5)
+        self.clock.advance(10)
         self.tick()
-        self.assertEqual(self.looks, [[UNOWNED], [], [UNOWNED]])
+        self.assertEqual(self.looks, [[UNOWNED], [], [UNOWNED], []])
+
+    def test_an_old_mark_does_not_make_anyone_look(self) -> None:
+        """A mark from before our last look (that look saw its work) starts no new look."""
+        self.mark_unowned("other", self.clock.seconds() - 100)
+        self.tick()
+        for _ in range(4):
+            self.clock.advance(10)
+            self.tick()
+        self.assertEqual(self.looks, [[UNOWNED], [], [], [], []])
+
+    def test_a_look_that_ran_out_of_room_is_repeated(self) -> None:
+        """When the refillers could not take all unowned work, the next lease period looks
+        again, with no new mark."""
+        self.seen_all = False
+        self.tick()
+        self.seen_all = True
+        self.clock.advance(10)
+        self.tick()
+        self.clock.advance(10)
+        self.tick()
+        self.assertEqual(self.looks, [[UNOWNED], [UNOWNED], []])
+
+    def test_a_safety_look_every_ten_lease_periods(self) -> None:
+        """Without any mark, unowned work is still looked for every ten lease periods (a
+        process may have stored some and died before its next heartbeat said so)."""
+        self.tick()
+        for _ in range(10):
+            self.clock.advance(10)
+            self.tick()
+        self.assertEqual(self.looks.count([UNOWNED]), 2)
+        self.assertEqual(self.looks[-1], [UNOWNED])
+
+    def test_the_heartbeat_says_when_this_process_stored_unowned_work(self) -> None:
+        """The heartbeat carries the time this process last stored unowned work, and so does
+        the hand-over at stop; without any, the field is absent."""
+        self.tick()
+        self.assertNotIn("unowned_at", self.store.process_docs["me"])
+        written = [self.clock.seconds()]
+        self.lease.watch_unowned(lambda: written[0])
+        self.tick()
+        mark = self.store.process_docs["me"]["unowned_at"]
+        self.assertEqual(mark.replace(tzinfo=UTC).timestamp(), written[0])
+        self.clock.advance(3)
+        written[0] = self.clock.seconds()
+        self.lease.startService()
+        self.successResultOf(self.lease.stopService())
+        mark = self.store.process_docs["me"]["unowned_at"]
+        self.assertEqual(mark.replace(tzinfo=UTC).timestamp(), written[0])
 
     def test_a_flush_elsewhere_drops_work_held_here(self) -> None:
         """When DELETE /collections ran in another process, this one drops its older work."""

@@ -304,6 +304,16 @@ class CapacityTests(SlowWorkTestCase):
         self.assertEqual(self.work.owner_for_new_signup(), UNOWNED)
         self.assertEqual(UNOWNED, "")
 
+    def test_storing_unowned_work_is_remembered_for_the_lease(self) -> None:
+        """Reserving slots leaves no mark; the first sign-up stored unowned records when, so
+        the lease's heartbeat can tell the other processes to look for it."""
+        self.work.owner_for_new_signup()
+        self.work.owner_for_new_signup()
+        self.assertIsNone(self.work.unowned_written_at)
+        self.clock.advance(7)
+        self.work.owner_for_new_signup()
+        self.assertEqual(self.work.unowned_written_at, self.clock.seconds())
+
     def test_a_failed_signup_frees_its_slot(self) -> None:
         """A reservation whose write failed is given back; an unowned one changes nothing."""
         first = self.work.owner_for_new_signup()
