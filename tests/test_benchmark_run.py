@@ -210,10 +210,10 @@ class RealRunTests(SynchronousTestCase):
         self.assertTrue(0 <= in_flight <= CONNECTIONS, report)
         self.assertGreater(figures["requests/s"], 0, report)
         self.assertLess(abs(figures["requests/s"] * 3 - ok) / ok, 0.5, report)
-        self.assertTrue(
-            0 < figures["p50 ms"] <= figures["p90 ms"] <= figures["p99 ms"] <= figures["max ms"],
-            report,
-        )
+        self.assertTrue(0 < figures["p50 ms"] <= figures["p90 ms"] <= figures["p99 ms"], report)
+        # autocannon's percentiles come from an HDR histogram (a bucket's upper edge), its max
+        # is exact: a p99 of 204 ms beside a max of 203 ms was seen in CI.
+        self.assertLessEqual(figures["p99 ms"], figures["max ms"] * 1.01 + 1, report)
         self.assertIn("nothing lost: PASS", done.stdout, report)
         self.assertRegex(done.stdout, r"drain: every stored user processed [\d.]+ s", report)
         # The live display printed at least one progress line while the load ran.
