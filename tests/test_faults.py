@@ -35,6 +35,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
 from squad.process import DrainService
+from squad.workers import RESTART_DELAY
 from tests.support import database_uri, drop_database, mongo, start_squad
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -368,6 +369,31 @@ class FaultTests(TestCase):
 
         await eventually(all_processed, 20, "the killed worker's users processed")
         self.assertIsNone(squad.process.poll())
+
+    async def test_connections_to_a_killed_workers_socket_wait_for_its_replacement(
+        self,
+    ) -> None:
+        """With --workers 2 each worker has its own SO_REUSEPORT socket, so the kernel keeps
+        giving about half of new connections to a SIGKILLed worker's socket. The parent holds
+        that socket open: those connections wait for the replacement and are answered 201,
+        none refused or reset."""
+        uri = database_uri()
+        database = self.database(uri)
+        squad = SquadProcess(self, uri, database, self.key_file(), "--workers", "2")
+        await squad.ready()
+        victim = sorted(children(squad.pid))[0]
+        os.kill(victim, signal.SIGKILL)
+        # Each request on a new connection, all at once, right after the kill.
+        results = await DeferredList(
+            [ensureDeferred(squad.post(n)) for n in range(16)], consumeErrors=True
+        )
+        failures = [result for ok, result in results if not ok]
+        self.assertEqual(failures, [], squad.log_tail())
+        self.assertEqual({answer.code for _, answer in results}, {201})
+        # Some of them did wait: the live worker alone answers in milliseconds, a replacement
+        # starts no sooner than RESTART_DELAY after the death.
+        self.assertGreater(max(answer.took for _, answer in results), RESTART_DELAY)
+        self.assertNotIn(victim, children(squad.pid))
 
     async def test_sigterm_with_work_in_flight_hands_it_back(self) -> None:
         """SIGTERM to squad (--workers 2) while sign-ups are arriving and slow steps run: every
