@@ -212,11 +212,6 @@ class Store:
             timeout=self.timeout,
         )
 
-    async def dead_owners(self, now: datetime) -> list[str]:
-        """Processes whose heartbeat lapsed (a small collection: one document per process)."""
-        dead, _ = await self.lease_view(now)
-        return dead
-
     async def lease_view(self, now: datetime) -> tuple[list[str], datetime | None]:
         """In one read of the small ``processes`` collection: the processes whose heartbeat
         lapsed, and the latest time any process said it stored unowned work (None if none

@@ -378,9 +378,7 @@ class SquadSite(Site):
         key = (method_label(request.method), route, request.code)
         counted = self._request_counters.get(key)
         if counted is None:
-            counted = self.metrics.requests.labels(
-                method_label(request.method), route, str(request.code)
-            )
+            counted = self.metrics.requests.labels(key[0], route, str(request.code))
             self._request_counters[key] = counted
         counted.inc()
         started = getattr(request, "received_at", 0.0)

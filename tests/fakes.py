@@ -61,7 +61,6 @@ STORE_METHODS = (
     "replace_idempotency_record",
     "apply_finishes",
     "heartbeat",
-    "dead_owners",
     "lease_view",
     "mark_stopped",
     "forget_process",
@@ -236,10 +235,6 @@ class FakeStore(Store):
     async def last_flush(self) -> tuple[int, datetime]:
         await self._gate("last_flush")
         return self.flushes, datetime(1970, 1, 1)
-
-    async def dead_owners(self, now: datetime) -> list[str]:
-        await self._gate("dead_owners", now)
-        return [owner for owner, doc in self.process_docs.items() if doc["alive_until"] < now]
 
     async def lease_view(self, now: datetime) -> tuple[list[str], datetime | None]:
         await self._gate("lease_view", now)
