@@ -1,21 +1,32 @@
 """The database's own cost per operation by collection size (docs/database.md's table).
 
     .venv/bin/python -m benchmark.db_ops [mongodb://127.0.0.1:27017] [sizes...]
+    .venv/bin/python -m benchmark.db_ops [uri] --ids 100,200 [sizes...]
 
 Fills a scratch collection, then times finds, updates and deletes by ``_id`` (one client,
-sequential, newest documents first), and drops the scratch database. Synchronous pymongo: this is
-a measuring tool, not the service.
+sequential, newest documents first), and drops the scratch database. With ``--ids N,...`` it
+times operations on a list of N ids instead: ``find``, ``update_many`` and ``delete_many`` with
+``{_id: {$in: ids}}``, and one ``bulk_write`` of N ``UpdateOne`` by ``_id``, with the database
+server's CPU per document (from /proc, when it listens on this machine). Synchronous pymongo:
+this is a measuring tool, not the service.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
+from urllib.parse import urlparse
 
 import pymongo
 from bson import ObjectId
+from pymongo import UpdateOne
+from pymongo.collection import Collection
+
+from benchmark.procs import cpu_seconds, listening_pids
 
 OPERATIONS = 50
+ROUNDS = 3  # of each list operation, on fresh ids each time
 
 
 def measure(uri: str, sizes: list[int]) -> None:
@@ -52,11 +63,85 @@ def measure(uri: str, sizes: list[int]) -> None:
         client.close()
 
 
+Scratch = Collection[dict[str, object]]
+
+
+def _fill(collection: Scratch, size: int) -> list[ObjectId]:
+    ids = [ObjectId() for _ in range(size)]
+    for start in range(0, size, 1000):
+        collection.insert_many([{"_id": i, "processed": False} for i in ids[start : start + 1000]])
+    return ids
+
+
+def _list_operations(
+    collection: Scratch, n: int
+) -> list[tuple[str, Callable[[list[ObjectId]], object]]]:
+    return [
+        ("find $in", lambda b: list(collection.find({"_id": {"$in": b}}))),
+        (
+            "update_many $in",
+            lambda b: collection.update_many({"_id": {"$in": b}}, {"$set": {"processed": True}}),
+        ),
+        (
+            f"bulk_write of {n} UpdateOne",
+            lambda b: collection.bulk_write(
+                [UpdateOne({"_id": i}, {"$set": {"processed": True}}) for i in b], ordered=False
+            ),
+        ),
+        ("delete_many $in", lambda b: collection.delete_many({"_id": {"$in": b}})),
+    ]
+
+
+def measure_lists(uri: str, sizes: list[int], lists: list[int]) -> None:
+    """Time operations on lists of ids, ROUNDS of each, in collections of ``sizes`` documents."""
+    client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
+        uri, serverSelectionTimeoutMS=3000
+    )
+    server = listening_pids(urlparse(uri).port or 27017)
+    database = client["squad_db_ops"]
+    try:
+        print("documents | ids | operation | ms per call | server CPU us per listed id")
+        for size in sizes:
+            collection = database[f"c{size}"]
+            collection.drop()
+            ids = _fill(collection, size)
+            ids.reverse()
+            for n in lists:
+                for name, operation in _list_operations(collection, n):
+                    # Half of each list is ids that are not there: both cases are in the figure.
+                    absent = [ObjectId() for _ in range(n // 2)]
+                    took = 0.0
+                    before = cpu_seconds(server) if server else None
+                    for _ in range(ROUNDS):
+                        batch, ids = ids[: n - len(absent)], ids[n - len(absent) :]
+                        started = time.perf_counter()
+                        operation(batch + absent)
+                        took += time.perf_counter() - started
+                    after = cpu_seconds(server) if server else None
+                    cpu = (
+                        f"{(after - before) / (ROUNDS * n) * 1e6:,.0f}"
+                        if before is not None and after is not None
+                        else "-"
+                    )
+                    print(f"{size} | {n} | {name} | {took / ROUNDS * 1000:.1f} | {cpu}", flush=True)
+    finally:
+        client.drop_database("squad_db_ops")
+        client.close()
+
+
 if __name__ == "__main__":
     arguments = sys.argv[1:]
+    id_lists: list[int] = []
+    if "--ids" in arguments:
+        at = arguments.index("--ids")
+        id_lists = [int(n) for n in arguments[at + 1].split(",")]
+        del arguments[at : at + 2]
     target = (
         arguments.pop(0)
         if arguments and arguments[0].startswith("mongodb://")
         else ("mongodb://127.0.0.1:27017")
     )
-    measure(target, [int(a) for a in arguments] or [1000, 50000])
+    if id_lists:
+        measure_lists(target, [int(a) for a in arguments] or [100000], id_lists)
+    else:
+        measure(target, [int(a) for a in arguments] or [1000, 50000])

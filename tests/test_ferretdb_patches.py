@@ -1,0 +1,94 @@
+"""What our patches to the embedded FerretDB (bin/patches/, docs/database.md) must keep true.
+
+Each test runs against the real test database (``./bin/test`` starts one) in a database of its
+own, so the patched code paths are the ones a squad process uses. Where a test reads something
+only FerretDB reports (``explain``'s ``filterPushdown``), it is skipped on a real mongod.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from bson import ObjectId
+from twisted.trial.unittest import SkipTest, TestCase
+
+from tests.support import database_uri, drop_database, mongo
+
+
+class IdListTests(TestCase):
+    """``{_id: {$in: [...]}}`` filters, which the id-in patch answers from the _id index."""
+
+    timeout = 30
+
+    async def collection(self) -> Any:
+        uri = database_uri()
+        name = f"squad_patches_{uuid.uuid4().hex[:12]}"
+        pool, db = await mongo(uri, name)
+        self.addCleanup(drop_database, uri, name)
+        self.addCleanup(pool.disconnect)
+        return db.things
+
+    async def filled(self) -> tuple[Any, list[Any], list[Any], list[Any]]:
+        """A collection of ObjectId and string ids; a list naming some of them and some absent
+        ids of both kinds; and the ids the list does not name."""
+        things = await self.collection()
+        object_ids: list[Any] = [ObjectId() for _ in range(6)]
+        string_ids: list[Any] = [f"user-{n}" for n in range(6)]
+        await things.insert_many([{"_id": i, "flag": False} for i in object_ids + string_ids])
+        listed = object_ids[:3] + string_ids[:2]
+        unlisted = object_ids[3:] + string_ids[2:]
+        absent: list[Any] = [ObjectId(), ObjectId(), "user-absent"]
+        return things, listed, listed + absent, unlisted
+
+    async def flagged(self, things: Any) -> set[Any]:
+        return {d["_id"] for d in await things.find({"flag": True})}
+
+    async def test_update_many_by_id_list_updates_exactly_the_listed_documents(self) -> None:
+        """update_many with _id $in (present and absent ids of both kinds) matches and modifies
+        exactly the listed documents that exist, and no other."""
+        things, listed, query, _ = await self.filled()
+        result = await things.update_many({"_id": {"$in": query}}, {"$set": {"flag": True}})
+        self.assertEqual((result.matched_count, result.modified_count), (5, 5))
+        self.assertEqual(await self.flagged(things), set(listed))
+
+    async def test_find_and_count_by_id_list_return_exactly_the_listed_documents(self) -> None:
+        """find and count with _id $in return the listed documents that exist, once each, even
+        when an id is listed twice."""
+        things, listed, query, _ = await self.filled()
+        found = await things.find({"_id": {"$in": query + listed[:1]}})
+        self.assertEqual(sorted(map(str, (d["_id"] for d in found))), sorted(map(str, listed)))
+        self.assertEqual(await things.count_documents({"_id": {"$in": query}}), 5)
+
+    async def test_delete_many_by_id_list_deletes_exactly_the_listed_documents(self) -> None:
+        """delete_many with _id $in deletes the listed documents that exist and leaves every
+        other one."""
+        things, _, query, unlisted = await self.filled()
+        result = await things.delete_many({"_id": {"$in": query}})
+        self.assertEqual(result.deleted_count, 5)
+        left = {d["_id"] for d in await things.find({})}
+        self.assertEqual(left, set(unlisted))
+
+    async def test_lists_not_pushed_down_are_still_filtered_correctly(self) -> None:
+        """An $in with a value that is not a string or ObjectId, an empty $in and an $in beside
+        another condition are answered by FerretDB's own filter: still exactly right."""
+        things, listed, _, _ = await self.filled()
+        self.assertEqual(
+            [d["_id"] for d in await things.find({"_id": {"$in": [listed[0], 42]}})], [listed[0]]
+        )
+        self.assertEqual(await things.find({"_id": {"$in": []}}), [])
+        await things.update_one({"_id": listed[1]}, {"$set": {"flag": True}})
+        found = await things.find({"_id": {"$in": listed[:3]}, "flag": True})
+        self.assertEqual([d["_id"] for d in found], [listed[1]])
+
+    async def test_an_id_list_is_answered_by_sql(self) -> None:
+        """FerretDB's explain reports the _id $in filter as pushed down to SQLite (the query
+        plan then searches the _id index instead of reading every document)."""
+        things, _, query, _ = await self.filled()
+        plan = await things.database.command(
+            {"explain": {"find": things.name, "filter": {"_id": {"$in": query}}}}
+        )
+        if "filterPushdown" not in plan:
+            raise SkipTest("only FerretDB reports filterPushdown")
+        self.assertTrue(plan["filterPushdown"])
+        self.assertIn("USING INDEX", " ".join(plan["queryPlanner"]["Plan"]))
