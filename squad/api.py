@@ -28,7 +28,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from squad.batching import GroupCommit
 from squad.deadlines import Deadlines
 from squad.documents import bson_now, new_user_document, user_json
-from squad.errors import write_error
+from squad.errors import count_error, write_error
 from squad.idempotency import (
     IDEMPOTENCY_WINDOW_SECONDS,
     InvalidIdempotencyKey,
@@ -144,6 +144,7 @@ class SquadAPI:
             signup = parse_signup(request.content.read())
             key = check_key(request.getHeader(b"idempotency-key"))
         except InvalidRequest as refused:
+            count_error(refused.code)
             request.setResponseCode(refused.status)
             request.setHeader(b"content-type", JSON)
             return json.dumps(refused.body()).encode("utf-8")

@@ -104,6 +104,9 @@ class SquadMetrics:
             ["route"],
             buckets=_LATENCY_BUCKETS,
         )
+        self.errors: Any = Counter(
+            "squad_http_errors_total", "Error answers written, by their machine code", ["code"]
+        )
         self.shed: Any = Counter("squad_shed_requests_total", "Sign-ups refused to shed load")
         self.batch_size: Any = Histogram(
             "squad_group_commit_batch_size",
