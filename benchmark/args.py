@@ -56,6 +56,8 @@ class Settings:
     mongo_uri: str
     database: str
     help: bool = False
+    # --original-tool: the original challenge's client (benchmark/original_tool.py).
+    original_tool: bool = False
 
 
 def parse_duration(text: str) -> float:
@@ -177,6 +179,7 @@ def _parser() -> _Parser:
             "  bin/benchmark 1000 30s        1000 connections for 30s\n"
             "  bin/benchmark 50 5s --drain   and wait until every user is processed\n"
             "  SWEEP_LEVELS=25,50 bin/benchmark --sweep 5s\n"
+            "  bin/benchmark --original-tool 25 10s   the original tool, its non-2xx explained\n"
         ),
     )
     parser.add_argument(
@@ -208,6 +211,16 @@ def _parser() -> _Parser:
         action="store_true",
         help="after the load, wait (10 minutes at most) until no stored user is unprocessed",
     )
+    parser.add_argument(
+        "--original-tool",
+        action="store_true",
+        help=(
+            "run the original challenge's client instead (autocannon 4.6.0, faker 4.1.0, the "
+            "body set after each response, so each connection's first request has none) and "
+            "explain its non-2xx from squad's /metrics; with --sweep, one more squad row per "
+            "level"
+        ),
+    )
     parser.add_argument("-h", "--help", action="store_true", help="show this help and exit")
     return parser
 
@@ -233,6 +246,10 @@ def parse_arguments(argv: Sequence[str], environ: Mapping[str, str]) -> Settings
     mongo_uri = environ.get("SQUAD_MONGO_URI") or DEFAULT_MONGO_URI
     database = environ.get("SQUAD_DATABASE") or DEFAULT_DATABASE
     sweep = options.sweep is not None
+    if options.original_tool and options.drain and not sweep:
+        raise UsageError(
+            "--original-tool runs the original's procedure, which has no drain: drop --drain"
+        )
     if sweep:
         if options.connections is not None:
             raise UsageError(
@@ -262,4 +279,5 @@ def parse_arguments(argv: Sequence[str], environ: Mapping[str, str]) -> Settings
         mongo_uri=mongo_uri,
         database=database,
         help=bool(options.help),
+        original_tool=bool(options.original_tool),
     )

@@ -50,6 +50,14 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             folder = run_sweep(settings, environ, out=lambda text: print(text, flush=True))
             print(folder, flush=True)
             return 0
+        if settings.original_tool:
+            from benchmark import original_tool
+
+            run = original_tool.measure_original(
+                settings.url, settings.connections, settings.duration, tell=say
+            )
+            print(original_tool.console_report(settings.url, run), flush=True)
+            return 0
         pid = environ.get("SQUAD_PID")
         result = measure(
             settings.url,

@@ -46,6 +46,9 @@ class LoadFigures:
     status_codes: dict[str, int] = field(default_factory=dict)
     loadgen_cpu_seconds: float = 0.0
     elapsed: float = 0.0
+    # Only for runs of the original tool (--original-tool): how many non-2xx answered a request
+    # sent without a body (each connection's first), which the verdicts set apart.
+    bodyless_non2xx: int | None = None
 
     @property
     def failures(self) -> int:

@@ -296,6 +296,36 @@ def _sweep_target(
     return TargetResult(target.label, target.description, target.url, levels)
 
 
+def _sweep_original_tool(
+    squad: Target,
+    settings: Settings,
+    out: Callable[[str], None],
+    tell: Callable[[str], None],
+) -> TargetResult:
+    """With --original-tool: the original challenge's client at every level against squad."""
+    from benchmark import original_tool
+
+    label = original_tool.SWEEP_LABEL
+    levels: list[LevelResult] = []
+    try:
+        for connections in settings.levels:
+            tell(f"-- {label}: {connections} connections for {format_duration(settings.duration)}")
+            run = original_tool.measure_original(
+                squad.url, connections, settings.duration, progress=tell is say, tell=tell
+            )
+            levels.append(original_tool.as_level(run))
+            out(original_tool.console_report(squad.url, run))
+            if connections != settings.levels[-1]:
+                time.sleep(PAUSE_BETWEEN_RUNS)
+        warning = flush(squad.url)
+        if warning:
+            tell(f"warning: {warning}")
+    except (ServiceDown, LoadFailed) as error:
+        tell(f"!! {label} stopped: {error}")
+        return TargetResult(label, original_tool.SWEEP_DESCRIPTION, squad.url, levels, str(error))
+    return TargetResult(label, original_tool.SWEEP_DESCRIPTION, squad.url, levels)
+
+
 def run_sweep(
     settings: Settings,
     environ: Mapping[str, str],
@@ -323,6 +353,8 @@ def run_sweep(
     folder = root / "var" / "benchmark" / started.strftime("%Y%m%dT%H%M%SZ")
     folder.mkdir(parents=True, exist_ok=True)
     runs = len(targets) * len(settings.levels)
+    if settings.original_tool and any(target.label == "squad" for target in targets):
+        runs += len(settings.levels)
     tell(
         f"sweep: {', '.join(t.label for t in targets)} at "
         f"{', '.join(str(level) for level in settings.levels)} connections, "
@@ -334,9 +366,13 @@ def run_sweep(
     for target in targets:
         tell(f"== {target.label}: {target.description}")
         results.append(_sweep_target(target, settings, folder, out, tell))
+        if settings.original_tool and target.label == "squad":
+            results.append(_sweep_original_tool(target, settings, out, tell))
     command = "./bin/benchmark --sweep " + format_duration(settings.duration)
     if settings.drain:
         command += " --drain"
+    if settings.original_tool:
+        command += " --original-tool"
     if settings.targets is not None:
         command = f"SWEEP_TARGETS={','.join(settings.targets)} " + command
     if environ.get("SWEEP_LEVELS"):

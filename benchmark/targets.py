@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from benchmark.figures import LevelResult, SweepResults
+from benchmark.original_tool import SWEEP_LABEL as ORIGINAL_TOOL_LABEL
 
 __all__ = ["Verdict", "verdicts"]
 
@@ -60,6 +61,26 @@ def verdicts(results: SweepResults) -> list[Verdict]:
             not any(failures),
         )
     )
+
+    # The original tool's bodyless first requests are refused by design (an empty sign-up is not
+    # a user): only what it got besides them counts.
+    original = _by_level(results, ORIGINAL_TOOL_LABEL)
+    judged = [connections for connections in results.levels if connections in original]
+    if judged:
+        loads = [original[connections].load for connections in judged]
+        bodyless = [load.bodyless_non2xx or 0 for load in loads]
+        others = [load.failures - b for load, b in zip(loads, bodyless, strict=True)]
+        out.append(
+            Verdict(
+                "original tool: 0 non-2xx, errors and timeouts at every level besides the"
+                " bodyless first requests",
+                ", ".join(
+                    f"{o:,} at {c} (besides {b:,} bodyless)"
+                    for o, b, c in zip(others, bodyless, judged, strict=True)
+                ),
+                not any(others),
+            )
+        )
 
     shared = [connections for connections in levels if connections in ceiling]
     if shared:
