@@ -23,6 +23,7 @@ __all__ = [
     "parse_duration",
     "parse_levels",
     "parse_names",
+    "parse_rate",
 ]
 
 DEFAULT_CONNECTIONS = 25
@@ -58,6 +59,8 @@ class Settings:
     help: bool = False
     # --original-tool: the original challenge's client (benchmark/original_tool.py).
     original_tool: bool = False
+    # --rate: sign-ups per second offered in total (None: as many as the connections allow).
+    rate: int | None = None
 
 
 def parse_duration(text: str) -> float:
@@ -101,6 +104,20 @@ def parse_connections(text: str) -> int:
     value = int(text)
     if value < 1:
         raise UsageError("the number of connections must be at least 1")
+    return value
+
+
+def parse_rate(text: str) -> int:
+    """
+    ``--rate``: sign-ups per second in total, a whole number of at least 1 (autocannon hands
+    each connection a whole number of requests per second).
+    """
+    cleaned = text.strip().lower().removesuffix("/s")
+    if not re.fullmatch(r"\d+", cleaned):
+        raise UsageError(f"--rate takes a whole number of sign-ups per second, not '{text}'")
+    value = int(cleaned)
+    if value < 1:
+        raise UsageError("--rate must be at least 1 sign-up per second")
     return value
 
 
@@ -170,6 +187,8 @@ def _parser() -> _Parser:
             f"  SQUAD_MONGO_URI   the database the check reads (default {DEFAULT_MONGO_URI})\n"
             f"  SQUAD_DATABASE    its name (default {DEFAULT_DATABASE})\n"
             "  SQUAD_PID         the service's process id, for its memory (else: found by port)\n"
+            "  SQUAD_DB_DATA     --rate: the database's data folder, for its WAL (default var/db)\n"
+            "  SQUAD_SLOW_MAX    --rate: the slow step's longest, for the lag target (default 15)\n"
             "  SWEEP_LEVELS      restrict a sweep's levels, e.g. 25,50\n"
             "  SWEEP_TARGETS     restrict a sweep's targets, e.g. squad,baseline\n"
             "                    (squad, baseline, ceiling, reference-node)\n"
@@ -178,6 +197,7 @@ def _parser() -> _Parser:
             "  bin/benchmark                 25 connections for 45s\n"
             "  bin/benchmark 1000 30s        1000 connections for 30s\n"
             "  bin/benchmark 50 5s --drain   and wait until every user is processed\n"
+            "  bin/benchmark --rate 500 50 30s   offer 500 sign-ups/s for 30s, then the lag\n"
             "  SWEEP_LEVELS=25,50 bin/benchmark --sweep 5s\n"
             "  bin/benchmark --original-tool 25 10s   the original tool, its non-2xx explained\n"
         ),
@@ -210,6 +230,16 @@ def _parser() -> _Parser:
         "--drain",
         action="store_true",
         help="after the load, wait (10 minutes at most) until no stored user is unprocessed",
+    )
+    parser.add_argument(
+        "--rate",
+        metavar="R",
+        default=None,
+        help=(
+            "offer R sign-ups/s in total (autocannon's overallRate) instead of as many as the "
+            "connections allow; sample squad's backlogs and the database's WAL, then report the "
+            "slow-step lag in var/benchmark/<UTC time>/ (benchmark/rate.py)"
+        ),
     )
     parser.add_argument(
         "--original-tool",
@@ -250,6 +280,9 @@ def parse_arguments(argv: Sequence[str], environ: Mapping[str, str]) -> Settings
         raise UsageError(
             "--original-tool runs the original's procedure, which has no drain: drop --drain"
         )
+    rate = None if options.rate is None else parse_rate(options.rate)
+    if rate is not None and sweep:
+        raise UsageError("--rate is one run at one offered rate: it does not combine with --sweep")
     if sweep:
         if options.connections is not None:
             raise UsageError(
@@ -280,4 +313,5 @@ def parse_arguments(argv: Sequence[str], environ: Mapping[str, str]) -> Settings
         database=database,
         help=bool(options.help),
         original_tool=bool(options.original_tool),
+        rate=rate,
     )

@@ -50,6 +50,11 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             folder = run_sweep(settings, environ, out=lambda text: print(text, flush=True))
             print(folder, flush=True)
             return 0
+        if settings.rate is not None:
+            from benchmark.rate import exit_status, run_rate
+
+            rate_run, _ = run_rate(settings, environ, out=lambda text: print(text, flush=True))
+            return exit_status(rate_run)
         if settings.original_tool:
             from benchmark import original_tool
 

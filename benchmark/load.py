@@ -30,24 +30,40 @@ def node_binary() -> str:
 
 
 def runner_command(
-    url: str, connections: int, duration: float, timeout: float = REQUEST_TIMEOUT
+    url: str,
+    connections: int,
+    duration: float,
+    timeout: float = REQUEST_TIMEOUT,
+    rate: int | None = None,
 ) -> list[str]:
-    """The command that loads C{url} with C{connections} connections for C{duration} seconds."""
+    """
+    The command that loads C{url} with C{connections} connections for C{duration} seconds, at
+    C{rate} requests/s in total when given (autocannon's overallRate).
+    """
     if not (BENCHMARK_DIR / "node_modules" / "autocannon").is_dir():
         raise LoadFailed(
             "autocannon is not installed: run ./bin/setup (it runs npm ci in benchmark/)"
         )
-    config = {"url": url, "connections": connections, "duration": duration, "timeout": timeout}
+    config: dict[str, object] = {
+        "url": url,
+        "connections": connections,
+        "duration": duration,
+        "timeout": timeout,
+    }
+    if rate is not None:
+        config["rate"] = rate
     return [node_binary(), str(BENCHMARK_DIR / "runner.js"), json.dumps(config)]
 
 
-def run_load(url: str, connections: int, duration: float, progress: bool = True) -> LoadFigures:
+def run_load(
+    url: str, connections: int, duration: float, progress: bool = True, rate: int | None = None
+) -> LoadFigures:
     """
     Load C{url} and return the figures. The runner's progress line goes to our stderr (the
     live display) unless C{progress} is false. Ctrl-C ends the run early: the runner stops
     autocannon and still reports what it measured.
     """
-    command = runner_command(url, connections, duration)
+    command = runner_command(url, connections, duration, rate=rate)
     process = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,

@@ -61,10 +61,14 @@ def measure(
     progress: bool = True,
     drain_limit: float = DRAIN_LIMIT,
     tell: Callable[[str], None] = say,
+    rate: int | None = None,
+    watch: Callable[[str], None] | None = None,
 ) -> LevelResult:
     """
     Run the seed's procedure against C{url} and measure around it. C{database} is where the
-    service stores its users (None: it stores nothing, the check does not apply). Raises
+    service stores its users (None: it stores nothing, the check does not apply). C{rate}
+    offers that many requests/s in total (None: as many as the connections allow); C{watch}
+    hears ``"load"`` right before the load starts and ``"loaded"`` right after it ends. Raises
     L{benchmark.service.ServiceDown} when the service does not answer GET /health, and
     L{benchmark.load.LoadFailed} when the load generator cannot run.
     """
@@ -102,7 +106,11 @@ def measure(
     db_cpu_before = cpu_seconds(db_pids)
     busy_before = machine_busy_seconds()
 
-    load = run_load(url, connections, duration, progress=progress)
+    if watch is not None:
+        watch("load")
+    load = run_load(url, connections, duration, progress=progress, rate=rate)
+    if watch is not None:
+        watch("loaded")
 
     busy_after = machine_busy_seconds()
     service_cpu_after = cpu_seconds(pids)

@@ -3,6 +3,11 @@
 //
 //   node runner.js '{"url": "http://127.0.0.1:9000", "connections": 25, "duration": 45}'
 //
+// With "rate": R, autocannon's overallRate offers R requests/s in total instead of as many as the
+// connections allow: each connection gets its share of R per second (autocannon sends a
+// connection's share back to back, then pauses it until its next second), and fewer connections
+// than R are used when R is smaller.
+//
 // POST /users with a new sign-up body on every request, pipelining 1, a 10 s request timeout. A
 // progress line goes to stderr every second; when the run ends, one JSON object with the figures
 // goes to stdout. The Python side (benchmark/load.py) owns everything else: the health check, the
@@ -30,6 +35,7 @@ function main () {
   const connections = config.connections
   const duration = config.duration
   const timeout = config.timeout || 10
+  const rate = config.rate || 0
 
   const latencyUs = hdr.build({
     lowestDiscernibleValue: 1,
@@ -51,7 +57,8 @@ function main () {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify(makeUser()),
-    setupClient: freshBodies(new URL(url))
+    setupClient: freshBodies(new URL(url)),
+    ...(rate ? { overallRate: rate } : {})
   }, (error, result) => {
     clearInterval(progress)
     showProgress(true)
@@ -64,6 +71,7 @@ function main () {
     const pct = (p) => latencyUs.totalCount ? latencyUs.getValueAtPercentile(p) / 1000 : null
     process.stdout.write(JSON.stringify({
       connections,
+      rate: rate || null,
       duration: result.duration,
       sent: result.requests.sent,
       ok: result['2xx'],
