@@ -24,6 +24,7 @@ _STYLES = {
     "squad": ("#1f77b4", "o"),
     "baseline": ("#d62728", "s"),
     "ceiling": ("#7f7f7f", "^"),
+    "stored": ("#ff7f0e", "P"),
     "reference-node": ("#2ca02c", "D"),
 }
 _EXTRA_COLOURS = ["#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf"]

@@ -141,6 +141,39 @@ def _ceiling(context: TargetContext) -> Target:
     )
 
 
+def _stored(context: TargetContext) -> Target:
+    port = context.port()
+    workers = (
+        context.environ.get("SWEEP_STORED_WORKERS")
+        or context.environ.get("SQUAD_WORKERS")
+        or str(os.cpu_count() or 1)
+    )
+    return Target(
+        label="stored",
+        description=(
+            "REFERENCE: the thinnest stored service, Klein + txmongo: parses the JSON, one "
+            "insert_many per reactor turn, 201 after the acknowledgement; no validation, slow "
+            f"step or password; {workers} process{'' if workers == '1' else 'es'} on one port, "
+            "as squad shares it (`benchmark/stored/`)"
+        ),
+        url=f"http://127.0.0.1:{port}",
+        database="squad_stored",
+        command=(
+            sys.executable,
+            "-m",
+            "benchmark.stored.server",
+            "--port",
+            str(port),
+            "--workers",
+            workers,
+            "--mongo-uri",
+            context.settings.mongo_uri,
+            "--database",
+            "squad_stored",
+        ),
+    )
+
+
 def _reference_node(context: TargetContext) -> Target:
     port = context.port()
     slow_min, slow_max = _slow_env(context.environ)
@@ -170,6 +203,7 @@ TARGETS: dict[str, Callable[[TargetContext], Target]] = {
     "squad": _squad,
     "baseline": _baseline,
     "ceiling": _ceiling,
+    "stored": _stored,
     "reference-node": _reference_node,
 }
 

@@ -21,6 +21,13 @@ HIGH_LEVEL = 1000
 MAX_P99_RATIO_AT_HIGH = 1.5
 MIN_NODE_RATIO_AT_HIGH = 1.5
 MAX_RSS_MB = 400.0
+# Against the stored reference (benchmark/stored/: parse, insert, answer) at every level.
+MIN_STORED_RATIO = 0.85
+MAX_P99_RATIO_TO_STORED = 1.5
+P99_ALLOWANCE_OVER_STORED_MS = 5.0
+# Against the Node reference at every level from NODE_FROM_LEVEL connections up.
+MIN_NODE_RATIO_FROM = 2.5
+NODE_FROM_LEVEL = 100
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,7 @@ def verdicts(results: SweepResults) -> list[Verdict]:
         return []
     ceiling = _by_level(results, "ceiling")
     node = _by_level(results, "reference-node")
+    stored = _by_level(results, "stored")
     levels = [connections for connections in results.levels if connections in squad]
     out: list[Verdict] = []
 
@@ -111,6 +119,37 @@ def verdicts(results: SweepResults) -> list[Verdict]:
             )
         )
 
+    beside_stored = [connections for connections in levels if connections in stored]
+    if beside_stored:
+        ratios = [
+            _ratio(squad[c].load.requests_per_second, stored[c].load.requests_per_second)
+            for c in beside_stored
+        ]
+        out.append(
+            Verdict(
+                f"requests/s at least {MIN_STORED_RATIO}x the stored reference at every level",
+                ", ".join(f"{r:.2f}x at {c}" for r, c in zip(ratios, beside_stored, strict=True)),
+                min(ratios) >= MIN_STORED_RATIO,
+            )
+        )
+        bounds = [
+            (c, mine, MAX_P99_RATIO_TO_STORED * theirs + P99_ALLOWANCE_OVER_STORED_MS)
+            for c in beside_stored
+            if (mine := squad[c].load.p99_ms) is not None
+            and (theirs := stored[c].load.p99_ms) is not None
+        ]
+        if bounds:
+            out.append(
+                Verdict(
+                    f"p99 at most {MAX_P99_RATIO_TO_STORED}x the stored reference's"
+                    f" + {P99_ALLOWANCE_OVER_STORED_MS:.0f} ms at every level",
+                    ", ".join(
+                        f"{mine:,.1f} ms (at most {bound:,.1f}) at {c}" for c, mine, bound in bounds
+                    ),
+                    all(mine <= bound for _, mine, bound in bounds),
+                )
+            )
+
     low = squad.get(LOW_LEVEL)
     if low and low.load.p99_ms is not None:
         low_ceiling = ceiling.get(LOW_LEVEL)
@@ -137,6 +176,21 @@ def verdicts(results: SweepResults) -> list[Verdict]:
                 f"{high.load.requests_per_second:,.0f} vs"
                 f" {high_node.load.requests_per_second:,.0f}: {ratio:.2f}x",
                 ratio >= MIN_NODE_RATIO_AT_HIGH,
+            )
+        )
+
+    upper = [c for c in levels if c >= NODE_FROM_LEVEL and c in node]
+    if upper:
+        ratios = [
+            _ratio(squad[c].load.requests_per_second, node[c].load.requests_per_second)
+            for c in upper
+        ]
+        out.append(
+            Verdict(
+                f"requests/s at least {MIN_NODE_RATIO_FROM}x the Node reference's"
+                f" from {NODE_FROM_LEVEL} connections up",
+                ", ".join(f"{r:.2f}x at {c}" for r, c in zip(ratios, upper, strict=True)),
+                min(ratios) >= MIN_NODE_RATIO_FROM,
             )
         )
 

@@ -161,11 +161,13 @@ class ArgumentTests(SynchronousTestCase):
         self.assertEqual(chosen[0].url, "http://127.0.0.1:9999")
 
     def test_all_targets_by_default(self) -> None:
-        """Without SWEEP_TARGETS a sweep measures squad, the baseline, the ceiling and Node."""
+        """Without SWEEP_TARGETS a sweep measures squad, the baseline, the ceiling, the stored
+        reference and Node."""
         settings = parse_arguments(["--sweep"], {})
         chosen = select_targets(None, TargetContext(settings, {}, port=lambda: 9999))
         self.assertEqual(
-            [target.label for target in chosen], ["squad", "baseline", "ceiling", "reference-node"]
+            [target.label for target in chosen],
+            ["squad", "baseline", "ceiling", "stored", "reference-node"],
         )
         self.assertIsNone(chosen[2].database)
 

@@ -33,22 +33,22 @@ def target(
 
 class VerdictTests(SynchronousTestCase):
     def test_every_target_met(self) -> None:
-        """A squad at 0.8x the ceiling, with low latency, no failures and 2x Node meets every
+        """A squad at 0.8x the ceiling, with low latency, no failures and 2.67x Node meets every
         target, and each verdict states the measured figure it rests on."""
         judged = verdicts(
             sweep(
                 target("squad", 2400, 12.0, 2400, 900),
                 target("ceiling", 3000, 10.0, 3000, 700),
-                target("reference-node", 600, 200, 1200, 3000),
+                target("reference-node", 600, 200, 900, 3000),
             )
         )
-        self.assertEqual(len(judged), 7)
+        self.assertEqual(len(judged), 8)
         self.assertTrue(all(verdict.met for verdict in judged), judged)
         measured = [verdict.measured for verdict in judged]
         self.assertIn("0.80x at 25, 0.80x at 1000", measured)
         self.assertIn("900 ms vs 700 ms: 1.29x", measured)
         self.assertIn("12.0 ms (the ceiling's: 10.0 ms)", measured)
-        self.assertIn("2,400 vs 1,200: 2.00x", measured)
+        self.assertIn("2,400 vs 900: 2.67x", measured)
         self.assertIn("350 MiB (3 processes)", measured)
 
     def test_shortfalls_are_named_with_their_size(self) -> None:
