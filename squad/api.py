@@ -1,4 +1,4 @@
-"""The HTTP API (Klein routes), exactly as ``CONTRACT.md`` describes it.
+"""The HTTP API (Klein routes): health, sign-ups, users, metrics, the OpenAPI document.
 
 The request path of ``POST /users`` does only what the answer needs: validate, seal the
 password, hand the documents to the group commit, answer 201 once the database acknowledged
@@ -12,7 +12,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from bson import ObjectId
@@ -20,6 +20,7 @@ from bson.errors import InvalidId
 from klein import Klein
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
@@ -50,6 +51,10 @@ __all__ = ["SquadAPI"]
 log = Logger()
 
 JSON = b"application/json"
+# A duplicate of an Idempotency-Key in flight looks this often whether the first one's user is
+# stored, and gives up (409) this long before its own deadline.
+FIRST_OUTCOME_POLL_SECONDS = 0.05
+FIRST_OUTCOME_SLACK = 0.25
 
 
 def _relay(source: Deferred[None]) -> Deferred[None]:
@@ -85,6 +90,7 @@ class SquadAPI:
         max_waiting: int = 4096,
         idempotency_secret: bytes = b"",
         on_shed: Callable[[], None] = lambda: None,
+        on_flush: Callable[[], None] = lambda: None,
     ) -> None:
         self._clock = clock
         self._store = store
@@ -95,6 +101,7 @@ class SquadAPI:
         self.write_deadline = write_deadline
         self.max_waiting = max_waiting
         self._on_shed = on_shed
+        self._on_flush = on_flush
         self.waiting = 0
         self.last_signup_at = float("-inf")
         self._deadlines = Deadlines(clock)
@@ -184,6 +191,7 @@ class SquadAPI:
             user=user,
             sealed_password=self._sealer.seal(signup.password, associated=user_id.binary),
             owner=self._slow_work.owner_for_new_signup(),
+            hasher=self._slow_work.owner,
         )
         stored = self._commit.submit(item, deadline=now + self.write_deadline)
         stored.addCallbacks(
@@ -200,8 +208,19 @@ class SquadAPI:
         under which to write this sign-up."""
         try:
             claim = await self._claim_key(key, signup, user_id, created)
-            if isinstance(claim, Recorded) and await self._user_exists(claim.user_id):
-                return self._created(request, claim.user_id, claim.response)
+            if isinstance(claim, Recorded):
+                first = await self._first_outcome(claim)
+                if first == "stored":
+                    return self._created(request, claim.user_id, claim.response)
+                if first == "in_flight":
+                    return write_error(
+                        request,
+                        409,
+                        "request_in_progress",
+                        "A sign-up with this Idempotency-Key is still being stored; retry in a"
+                        " moment to get its answer.",
+                        field="Idempotency-Key",
+                    )
         except CancelledError:
             raise
         except Exception as error:
@@ -221,6 +240,27 @@ class SquadAPI:
             # it now, under the recorded id and date, and give the recorded answer.
             return claim.user_id, claim.created
         return user_id, created
+
+    async def _first_outcome(self, first: Recorded) -> str:
+        """What became of the first request with a key this request reuses: ``"stored"``,
+        ``"failed"`` (its deadline passed with no user: this request writes it), or
+        ``"in_flight"`` when that is still unknown as this request's own deadline nears.
+
+        A concurrent duplicate waits for the first one's outcome rather than racing it: racing
+        would write the same user twice and answer one of them 503.
+        """
+        started = self._clock.seconds()
+        first_known_by = _timestamp(first.created) + self.write_deadline + FIRST_OUTCOME_SLACK
+        give_up_at = started + self.write_deadline - FIRST_OUTCOME_SLACK
+        while True:
+            if await self._user_exists(first.user_id):
+                return "stored"
+            now = self._clock.seconds()
+            if now >= first_known_by:
+                return "failed"
+            if now >= give_up_at:
+                return "in_flight"
+            await deferLater(self._clock, FIRST_OUTCOME_POLL_SECONDS)
 
     def _unavailable(self, request: IRequest) -> bytes:
         return write_error(
@@ -269,7 +309,7 @@ class SquadAPI:
 
     def _after_stored(self, result: None, request: IRequest, item: PendingSignup) -> None:
         def start(_: object = None) -> None:
-            self._slow_work.accept(item.user_id, item.sealed_password, item.owner)
+            self._slow_work.accept(item.user_id)
 
         # The answer is written right after this callback; start once it is out. A client that
         # already left gets no answer, but its stored user is processed all the same.
@@ -331,6 +371,7 @@ class SquadAPI:
                 request, 503, "database_unavailable", "The database is not answering right now."
             )
         self._slow_work.drop_all()
+        self._on_flush()
         request.setResponseCode(204)
         return b""
 
@@ -353,6 +394,11 @@ class SquadAPI:
             "method_not_allowed",
             f"This address does not accept {request.method.decode('ascii', 'replace')}.",
         )
+
+
+def _timestamp(moment: datetime) -> float:
+    # Stored dates come back naive (UTC); ours carry tzinfo.
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _naive(moment: datetime) -> datetime:

@@ -1,15 +1,19 @@
 """Batched writes of finished background work, on their own database connection.
 
-Each finished slow step or password hash is one small update of a user, and each user whose
-work is all done is one delete from ``pending``. One at a time they would cost a database round
-trip each and compete with sign-ups; here they are gathered for ``interval`` seconds and sent as
-two bulk writes on a separate connection, so sign-ups (on the main pool) never queue behind
-them. When the database is down the work simply waits in memory and goes out later.
+Each finished slow step is a user to mark ``processed``, each hashed password a field to set,
+and each batch whose work is all done a document to delete. One at a time they would cost a
+database round trip each and compete with sign-ups; here they are gathered for ``interval``
+seconds and sent together on a separate connection, so sign-ups (on the main pool) never queue
+behind them. The users verified in one round share one update (``_id: {$in: ...}``), so a round
+costs the database about what a batch of sign-ups does. Every round sends everything queued: no
+throttle, so finishing can never fall behind what is accepted while the database keeps up.
+When the database is down the work simply waits in memory and goes out later.
+One process writes a user's updates one round at a time, in order, so its slow step's result and
+its password hash never overwrite each other.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from bson import ObjectId
@@ -18,7 +22,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from squad.store import Store
+from squad.documents import bson_now
+from squad.store import FinishRound, Store
 
 __all__ = ["FinishWriter"]
 
@@ -26,25 +31,15 @@ log = Logger()
 
 
 class FinishWriter:
-    """Gathers user updates and pending deletions; writes them in order, in batches."""
+    """Gathers user updates and the work documents they finish; writes them in order."""
 
-    def __init__(
-        self,
-        clock: IReactorTime,
-        store: Store,
-        interval: float = 0.2,
-        max_batch: int = 1000,
-        busy: Callable[[], bool] = lambda: False,
-        max_batch_when_busy: int = 32,
-    ) -> None:
+    def __init__(self, clock: IReactorTime, store: Store, interval: float = 0.2) -> None:
+        self._clock = clock
         self._store = store
-        self._max_batch = max_batch
-        # While sign-ups are flowing, background writes take a trickle of the database (whose
-        # SQLite backend has a single writer) and catch up once the burst is over.
-        self._busy = busy
-        self._max_batch_when_busy = max_batch_when_busy
-        self._updates: dict[ObjectId, dict[str, Any]] = {}
-        self._finished: dict[ObjectId, None] = {}
+        self._processed: dict[ObjectId, int] = {}
+        self._fields: dict[ObjectId, dict[str, Any]] = {}
+        self._pending_done: dict[ObjectId, None] = {}
+        self._sealed_done: dict[ObjectId, None] = {}
         self._loop = LoopingCall(self._guarded_flush)
         self._loop.clock = clock
         self.interval = interval
@@ -53,18 +48,33 @@ class FinishWriter:
 
     @property
     def backlog(self) -> int:
-        return len(self._updates) + len(self._finished)
+        return (
+            len(self._processed)
+            + len(self._fields)
+            + len(self._pending_done)
+            + len(self._sealed_done)
+        )
+
+    def processed(self, user_id: ObjectId, attempts: int) -> None:
+        """Mark the user ``processed`` (its slow step succeeded after ``attempts`` tries)."""
+        self._processed[user_id] = attempts
 
     def set_fields(self, user_id: ObjectId, fields: dict[str, Any]) -> None:
-        self._updates.setdefault(user_id, {}).update(fields)
+        self._fields.setdefault(user_id, {}).update(fields)
 
-    def finished(self, user_id: ObjectId) -> None:
-        """Delete the user's pending document once its updates so far are acknowledged."""
-        self._finished[user_id] = None
+    def pending_done(self, batch_id: ObjectId) -> None:
+        """Delete a ``pending`` batch once the updates queued so far are acknowledged."""
+        self._pending_done[batch_id] = None
+
+    def sealed_done(self, batch_id: ObjectId) -> None:
+        """Delete a ``sealed_passwords`` batch once the updates queued so far are acknowledged."""
+        self._sealed_done[batch_id] = None
 
     def clear(self) -> None:
-        self._updates.clear()
-        self._finished.clear()
+        self._processed.clear()
+        self._fields.clear()
+        self._pending_done.clear()
+        self._sealed_done.clear()
 
     def start(self) -> None:
         # Fires once the loop is stopped and the flush it started, if any, has ended.
@@ -78,9 +88,9 @@ class FinishWriter:
         return ensureDeferred(self._last_flush())
 
     async def _last_flush(self) -> None:
-        # Not beside a write in flight: two flushes at once could delete a user's pending
-        # document while the update before it is still unsent, and a write left behind would
-        # outlive the service (its txmongo timeout still armed).
+        # Not beside a write in flight: two flushes at once could delete a work document while
+        # the update before it is still unsent, and a write left behind would outlive the
+        # service (its txmongo timeout still armed).
         if self._looping is not None:
             looping, self._looping = self._looping, None
             await looping
@@ -96,27 +106,48 @@ class FinishWriter:
         )
         return d
 
+    def _take_round(self) -> FinishRound:
+        round = FinishRound(
+            fields=self._fields,
+            pending_done=list(self._pending_done),
+            sealed_done=list(self._sealed_done),
+        )
+        for user_id, attempts in self._processed.items():
+            if user_id in round.fields:
+                # Hashed in the same round: one update of that user carries both.
+                round.fields[user_id] = {**round.fields[user_id], **_verified(attempts)}
+            else:
+                round.processed.setdefault(attempts, []).append(user_id)
+        self._processed, self._fields = {}, {}
+        self._pending_done.clear()
+        self._sealed_done.clear()
+        return round
+
+    def _put_back(self, round: FinishRound) -> None:
+        for attempts, user_ids in round.processed.items():
+            for user_id in user_ids:
+                self._processed.setdefault(user_id, attempts)
+        for user_id, fields in round.fields.items():
+            # Fields queued since the round was taken are newer: they win.
+            self._fields[user_id] = {**fields, **self._fields.get(user_id, {})}
+        for batch_id in round.pending_done:
+            self._pending_done[batch_id] = None
+        for batch_id in round.sealed_done:
+            self._sealed_done[batch_id] = None
+
     async def flush(self) -> None:
-        if not self._updates and not self._finished:
+        if not self.backlog:
             return
-        limit = self._max_batch_when_busy if self._busy() else self._max_batch
-        updates: dict[ObjectId, dict[str, Any]] = {}
-        while self._updates and len(updates) < limit:
-            user_id, fields = next(iter(self._updates.items()))
-            del self._updates[user_id]
-            updates[user_id] = fields
-        # A pending document goes only after every update of its user is acknowledged.
-        finished = [
-            user_id for user_id in list(self._finished)[:limit] if user_id not in self._updates
-        ]
-        for user_id in finished:
-            del self._finished[user_id]
+        round = self._take_round()
         try:
-            await self._store.apply_finishes(updates, finished)
+            await self._store.apply_finishes(round, bson_now(self._clock.seconds()))
         except BaseException:
-            for user_id, fields in updates.items():
-                self._updates[user_id] = {**fields, **self._updates.get(user_id, {})}
-            for user_id in finished:
-                self._finished[user_id] = None
+            self._put_back(round)
             raise
-        self.written += len(updates)
+        self.written += len(round.fields) + sum(len(ids) for ids in round.processed.values())
+
+
+def _verified(attempts: int) -> dict[str, Any]:
+    # What the bulk update of verified users sets, for a user written on its own (date_updated
+    # is stamped by the store, in both cases, with the time of the round).
+    return {"processed": True, "verification": {"state": "verified", "attempts": attempts}}

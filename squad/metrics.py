@@ -141,6 +141,11 @@ class SquadMetrics:
             "Sealed passwords waiting to be hashed",
             multiprocess_mode="livesum",
         )
+        self.hash_oldest: Any = Gauge(
+            "squad_password_hash_oldest_age_seconds",
+            "Age of the oldest batch of sealed passwords waiting to be hashed",
+            multiprocess_mode="max",
+        )
         self.finish_backlog: Any = Gauge(
             "squad_finish_writes_backlog",
             "Finished work not yet written",
@@ -168,6 +173,6 @@ class SquadMetrics:
         )
         self.oldest_pending: Any = Gauge(
             "squad_slow_step_oldest_age_seconds",
-            "Age of the oldest slow step held in memory",
+            "Age of the oldest batch of slow steps held in memory",
             multiprocess_mode="max",
         )

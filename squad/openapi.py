@@ -69,6 +69,7 @@ ERROR_CODES: Final[dict[str, int]] = {
     # POST /users, the Idempotency-Key header.
     "invalid_idempotency_key": 400,
     "idempotency_key_reused": 422,
+    "request_in_progress": 409,
     # GET /users/{id}.
     "invalid_id": 400,
     "user_not_found": 404,
@@ -346,6 +347,11 @@ OPENAPI: Final[dict[str, object]] = {
                         "(unsupported_media_type), or names a charset other than UTF-8 "
                         "(unsupported_charset)."
                     ),
+                    "409": _error_answer(
+                        "A request with the same Idempotency-Key is still being stored "
+                        "(request_in_progress): retry in a moment to get its answer. Nothing "
+                        "was stored by this request."
+                    ),
                     "422": _error_answer(
                         "The Idempotency-Key was already used, within 24 hours, with a "
                         "different body (idempotency_key_reused). Nothing was stored."
@@ -433,7 +439,9 @@ OPENAPI: Final[dict[str, object]] = {
                 "description": (
                     "Makes retries safe: within 24 hours, a request with the same key and the "
                     "same body answers the first request's status and body again and creates "
-                    "nothing; the same key with a different body answers 422. A key longer "
+                    "nothing; the same key with a different body answers 422. A request whose "
+                    "key's first request is still in flight waits for its answer (409 if it is "
+                    "still unknown near the deadline). A key longer "
                     f"than {IDEMPOTENCY_KEY_MAX_LENGTH} characters or with characters other than "
                     "printable ASCII is refused with 400 (invalid_idempotency_key). Use a new "
                     "random key (a UUID) per sign-up, and the same key for its retries."

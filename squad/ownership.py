@@ -70,6 +70,8 @@ class ProcessLease(Service):
         self._loop = LoopingCall(self._guarded_tick)
         self._loop.clock = clock
         self._looping: Deferred[LoopingCall] | None = None
+        #: The processes alive at the last renewal (this one included), sorted.
+        self.live_owners: list[str] = [owner]
 
     def watch_unowned(self, written_at: Callable[[], float | None]) -> None:
         """``written_at`` says when this process last stored unowned work (None: never); the
@@ -142,8 +144,10 @@ class ProcessLease(Service):
             for drop in self._droppers:
                 drop(moment)
         self._flushes = generation
-        lapsed, unowned_mark = await self._store.lease_view(bson_now(now))
-        dead = [owner for owner in lapsed if owner != self.owner]
+        view = await self._store.lease_view(bson_now(now))
+        self.live_owners = sorted({*view.live, self.owner})
+        unowned_mark = view.unowned_at
+        dead = [owner for owner in view.dead if owner != self.owner]
         for owner in dead:
             if owner not in self._announced:
                 self._announced.add(owner)

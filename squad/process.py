@@ -7,6 +7,7 @@ import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bson import ObjectId
 from treq.client import HTTPClient
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
@@ -47,6 +48,47 @@ def listen_description(port: str) -> str:
     if port.startswith("tcp:") and "backlog=" not in port:
         return port + ":backlog=4096"
     return port
+
+
+def recording_work(
+    write: Callable[[list[PendingSignup]], Awaitable[None]],
+    slow_work: SlowWork,
+    hasher: PasswordHasher,
+) -> Callable[[list[PendingSignup]], Awaitable[None]]:
+    """``write``, then hand the work documents it wrote to the slow work and the hasher
+    (before any answer goes out, so each answered user's work is already held)."""
+
+    async def write_and_record(batch: list[PendingSignup]) -> None:
+        try:
+            await write(batch)
+        except BaseException:
+            # A timeout does not undo a write: what may have landed is looked for later.
+            for item in batch:
+                if item.work_batch is not None:
+                    slow_work.batch_uncertain(item.work_batch, item.owner)
+            _enqueue_sealed(batch, hasher)
+            raise
+        stored: dict[ObjectId, tuple[str, list[ObjectId]]] = {}
+        for item in batch:
+            if item.work_batch is None:
+                continue
+            owner, user_ids = stored.setdefault(item.work_batch, (item.owner, []))
+            if item.error is None:
+                user_ids.append(item.user_id)
+        for batch_id, (owner, user_ids) in stored.items():
+            slow_work.batch_stored(batch_id, owner, user_ids)
+        _enqueue_sealed(batch, hasher)
+
+    return write_and_record
+
+
+def _enqueue_sealed(batch: list[PendingSignup], hasher: PasswordHasher) -> None:
+    sizes: dict[ObjectId, int] = {}
+    for item in batch:
+        if item.sealed_batch is not None and item.hasher == hasher.owner:
+            sizes[item.sealed_batch] = sizes.get(item.sealed_batch, 0) + 1
+    for batch_id, size in sizes.items():
+        hasher.enqueue(batch_id, size)
 
 
 def timed_write(
@@ -98,7 +140,9 @@ class MetricsSampler(Service):
             self._seen[name] = total
         metrics.slow_pending.set(work.held)
         metrics.slow_running.set(work.running_steps)
+        metrics.oldest_pending.set(work.oldest_age())
         metrics.hash_backlog.set(self._hasher.backlog)
+        metrics.hash_oldest.set(self._hasher.oldest_age())
         metrics.finish_backlog.set(work.writer.backlog)
 
 
@@ -212,36 +256,44 @@ def build_process_service(
         )
     else:
         verification = StandInVerification(reactor, config["slow-min"], config["slow-max"])
-    # Background work holds back while sign-ups flow; the API (built below) says when they do.
+    # The hasher holds back while sign-ups flow; the API (built below) says when they do.
     serving: list[SquadAPI] = []
 
     def busy() -> bool:
         return bool(serving) and serving[0].busy()
 
-    slow_work = SlowWork(
-        reactor, store, verification, FinishWriter(reactor, store, busy=busy), owner
-    )
+    writer = FinishWriter(reactor, store)
+    slow_work = SlowWork(reactor, store, verification, writer, owner)
     slow_work.setServiceParent(root)
     lease.add_refiller(slow_work.refill)
     lease.watch_unowned(lambda: slow_work.unowned_written_at)
     lease.add_dropper(slow_work.drop_accepted_before)
 
-    hasher = PasswordHasher(reactor, PasswordSealer(config["seal-key"]), slow_work, busy=busy)
+    hasher = PasswordHasher(
+        reactor, PasswordSealer(config["seal-key"]), store, writer, owner, busy=busy
+    )
+    hasher.live = lambda: lease.live_owners
     hasher.setServiceParent(root)
+    lease.add_refiller(hasher.refill)
+    lease.add_dropper(hasher.drop_accepted_before)
 
     metrics = SquadMetrics.get()
     metrics.instance_info.labels(config["instance-name"]).set(1)
     commit: GroupCommit[PendingSignup] = GroupCommit(
         reactor,
-        timed_write(
-            reactor,
-            retry_once_on_failover(
-                store.insert_signups,
-                lambda: store.users,
-                store.timeout,
-                on_retry=metrics.db_errors.labels("insert_signups_failover").inc,
+        recording_work(
+            timed_write(
+                reactor,
+                retry_once_on_failover(
+                    store.insert_signups,
+                    lambda: store.users,
+                    store.timeout,
+                    on_retry=metrics.db_errors.labels("insert_signups_failover").inc,
+                ),
+                metrics,
             ),
-            metrics,
+            slow_work,
+            hasher,
         ),
         max_batch=200,
         concurrency=POOL_SIZE - 2,
@@ -255,6 +307,7 @@ def build_process_service(
         hasher.sealer,
         allow_flush=config["allow-flush"],
         on_shed=metrics.shed.inc,
+        on_flush=hasher.drop_all,
         # Derived, not the seal key itself: a fingerprint must never help unseal anything.
         idempotency_secret=hmac.new(
             config["seal-key"], b"squad idempotency fingerprints", hashlib.sha256

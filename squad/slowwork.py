@@ -1,19 +1,20 @@
-"""The background work of every stored user, at least once, surviving crashes.
+"""The slow step of every stored user, at least once, surviving crashes.
 
-After a sign-up is acknowledged two things remain: the slow step (then ``processed: true``) and
-hashing the sealed password. The process that accepted the sign-up does both, after the response
-has been written. At most ``capacity`` users' work is held in memory per process; a sign-up
-beyond that is stored as unowned work and adopted from the database when room frees up. Work
-of a process that died is adopted the same way, straight from it, when ``squad.ownership``
-finds its heartbeat lapsed.
+After a sign-up is acknowledged its slow step runs (then ``processed: true``), in the process
+that accepted it, once the response has been written. The password hash is not part of it: it
+has its own queue (``squad.hashing``), so the slow step never waits for CPU-bound hashing.
+Work is recorded per group-commit batch (one ``pending`` document for all its users), and held
+in memory per user: at most ``capacity`` users per process. A sign-up beyond that is stored as
+unowned work and adopted from the database when room frees up. Work of a process that died is
+adopted the same way, straight from it, when ``squad.ownership`` finds its heartbeat lapsed.
 Finishing is idempotent, so doing an item twice (a take-over race on FerretDB) is harmless.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Coroutine, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from dataclasses import dataclass
+from typing import Any, cast
 
 from bson import ObjectId
 from twisted.application.service import Service
@@ -34,20 +35,30 @@ __all__ = ["SlowWork", "Work"]
 # Below 101: a single-batch find (negative limit) answers at most 101 documents on MongoDB and
 # FerretDB alike, and a round must come back short to mean "nothing more to adopt".
 ADOPT_PER_ROUND = 100
+# The most users one batch document holds (the group commit's largest batch): adoption asks
+# for no more batches than its room can take.
+USERS_PER_BATCH = 200
+# How long a batch whose write failed as a whole is looked for, in case it landed after all.
+UNCERTAIN_SECONDS = 30.0
 
 log = Logger()
 
 
 @dataclass(eq=False)
 class Work:
-    """What is left to do for one user."""
+    """What is left to do for one user: its slow step."""
 
     user_id: ObjectId
-    sealed_password: bytes | None = field(repr=False)
-    processed: bool = False
-    hashed: bool = False
+    batch_id: ObjectId
     attempts: int = 0
     accepted_at: float = 0.0
+    started: bool = False
+
+
+@dataclass(eq=False)
+class _Batch:
+    remaining: int
+    held_since: float
 
 
 def _as_deferred(step: Awaitable[None]) -> Deferred[None]:
@@ -57,14 +68,8 @@ def _as_deferred(step: Awaitable[None]) -> Deferred[None]:
     return ensureDeferred(cast(Coroutine[Any, Any, None], step))
 
 
-class Hasher(Protocol):
-    def submit(self, work: Work) -> None: ...
-
-    def drop_all(self) -> None: ...
-
-
 class SlowWork(Service):
-    """The background pipeline of one process: slow steps, hashing, finishing writes."""
+    """The slow steps of one process, and the finishing writes they lead to."""
 
     def __init__(
         self,
@@ -80,12 +85,13 @@ class SlowWork(Service):
         self._store = store
         self._verification = verification
         self.writer = writer
-        self.hasher: Hasher | None = None
         self.owner = owner
         self.capacity = capacity
         self._backoff = backoff or Backoff()
         self._works: dict[ObjectId, Work] = {}
+        self._batches: dict[ObjectId, _Batch] = {}
         self._steps: dict[ObjectId, Deferred[None]] = {}
+        self._uncertain: dict[ObjectId, float] = {}
         self._reserved = 0
         self._overflowed = False
         # When this process last stored a sign-up as unowned (None: never): the lease tells the
@@ -103,6 +109,12 @@ class SlowWork(Service):
     def running_steps(self) -> int:
         return len(self._steps)
 
+    def oldest_age(self) -> float:
+        """Seconds since the oldest batch held here was taken on (0 when none)."""
+        for batch in self._batches.values():  # insertion order: the oldest first
+            return max(0.0, self._clock.seconds() - batch.held_since)
+        return 0.0
+
     def owner_for_new_signup(self) -> str:
         """Reserve a slot for a sign-up about to be written, or leave it to the pool."""
         if self.running and self.held < self.capacity:
@@ -117,38 +129,57 @@ class SlowWork(Service):
         if owner == self.owner:
             self._reserved -= 1
 
-    def accept(self, user_id: ObjectId, sealed_password: bytes, owner: str) -> None:
-        """Start the work of a stored user (called after its response was written)."""
+    def batch_stored(self, batch_id: ObjectId, owner: str, user_ids: Sequence[ObjectId]) -> None:
+        """A ``pending`` batch and these of its users were written (before their answers):
+        their slots become work, started by ``accept`` once each answer is out."""
         if owner != self.owner:
-            return  # stored as unowned: some process adopts it when it has room
-        self._reserved -= 1
-        self._start(Work(user_id, sealed_password, accepted_at=self._clock.seconds()))
-
-    def _start(self, work: Work) -> None:
-        if not self.running or work.user_id in self._works:
             return
-        self._works[work.user_id] = work
-        if not work.processed:
+        self._reserved -= len(user_ids)
+        if not self.running:
+            return  # stopping: the batch is handed over with the rest
+        if not user_ids:
+            self.writer.pending_done(batch_id)  # none of its users was stored
+            return
+        now = self._clock.seconds()
+        self._batches[batch_id] = _Batch(len(user_ids), now)
+        for user_id in user_ids:
+            self._works[user_id] = Work(user_id, batch_id, accepted_at=now)
+
+    def batch_uncertain(self, batch_id: ObjectId, owner: str) -> None:
+        """The write of this batch failed as a whole, yet may have landed (a timeout does not
+        undo a write): look for it at the next rounds, so a stored user is never stranded."""
+        if owner == self.owner:
+            self._uncertain[batch_id] = self._clock.seconds()
+
+    def accept(self, user_id: ObjectId) -> None:
+        """Start the slow step of a stored user (called after its response was written)."""
+        work = self._works.get(user_id)
+        if work is not None and not work.started and self.running:
+            work.started = True
             self._attempt(work)
-        if not work.hashed and self.hasher is not None and work.sealed_password is not None:
-            self.hasher.submit(work)
-        else:
-            work.hashed = True
-        self._maybe_done(work)
 
-    def password_hashed(self, work: Work, password_hash: str) -> None:
-        """Called by the hasher; the sealed password is dropped with the pending document."""
-        if self._works.get(work.user_id) is not work:
-            return  # dropped meanwhile (DELETE /collections)
-        self.writer.set_fields(work.user_id, {"password_hash": password_hash})
-        work.hashed = True
-        work.sealed_password = None
-        self._maybe_done(work)
+    def _take_on(self, batch_id: ObjectId, unprocessed: Sequence[ObjectId]) -> None:
+        """Hold and start an adopted batch."""
+        if batch_id in self._batches:
+            return  # ours already (a late look for an uncertain batch)
+        if not unprocessed:
+            self.writer.pending_done(batch_id)
+            return
+        now = self._clock.seconds()
+        self._batches[batch_id] = _Batch(len(unprocessed), now)
+        for user_id in unprocessed:
+            work = self._works[user_id] = Work(user_id, batch_id, accepted_at=now, started=True)
+            self._attempt(work)
 
-    def _maybe_done(self, work: Work) -> None:
-        if work.processed and work.hashed:
-            self.writer.finished(work.user_id)
-            self._works.pop(work.user_id, None)
+    def _finish(self, work: Work) -> None:
+        self._works.pop(work.user_id, None)
+        batch = self._batches.get(work.batch_id)
+        if batch is None:
+            return
+        batch.remaining -= 1
+        if batch.remaining <= 0:
+            del self._batches[work.batch_id]
+            self.writer.pending_done(work.batch_id)
 
     # The slow step is a chain of callbacks rather than a coroutine: thousands of users are in
     # it at once, and a suspended coroutine with its Deferreds and closures is some thirty
@@ -171,17 +202,9 @@ class SlowWork(Service):
         self._steps.pop(work.user_id, None)
         if self._works.get(work.user_id) is not work:
             return  # dropped meanwhile (DELETE /collections, shutdown)
-        self.writer.set_fields(
-            work.user_id,
-            {
-                "processed": True,
-                "date_updated": bson_now(self._clock.seconds()),
-                "verification": {"state": "verified", "attempts": work.attempts},
-            },
-        )
-        work.processed = True
+        self.writer.processed(work.user_id, work.attempts)
         self.completed += 1
-        self._maybe_done(work)
+        self._finish(work)
 
     def _attempt_failed(self, failure: Failure, work: Work) -> None:
         self._steps.pop(work.user_id, None)
@@ -218,11 +241,13 @@ class SlowWork(Service):
 
     async def refill(self, owners: Sequence[str] = (UNOWNED,)) -> bool:
         """Adopt the work of ``owners`` (dead processes, or the pool ``UNOWNED``) while there is
-        room, round after round; our own overflow is always looked for.
+        room, round after round; our own overflow is always looked for, and so are our batches
+        whose write failed but may have landed.
 
         True when everything of theirs was seen (the last round came back short), so a dead
         owner can be forgotten; False when room ran out or the process stopped first.
         """
+        await self._look_for_uncertain()
         if not owners and self._overflowed:
             owners = (UNOWNED,)
         if not owners:
@@ -232,46 +257,48 @@ class SlowWork(Service):
             if room <= 0:
                 return False
             # Small rounds: each must finish within the store's timeouts on a busy FerretDB.
-            wanted = min(room, ADOPT_PER_ROUND)
+            wanted = max(1, min(ADOPT_PER_ROUND, room // USERS_PER_BATCH))
             adopted_now = await self._store.adopt(self.owner, wanted, owners)
             for adopted in adopted_now:
-                self._start(
-                    Work(
-                        adopted.user_id,
-                        adopted.sealed_password,
-                        processed=adopted.processed,
-                        hashed=adopted.hashed,
-                        accepted_at=self._clock.seconds(),
-                    )
-                )
+                self._take_on(adopted.batch_id, adopted.unprocessed)
             if len(adopted_now) < wanted:
                 if UNOWNED in owners:
                     self._overflowed = False
                 return True
         return False
 
+    async def _look_for_uncertain(self) -> None:
+        now = self._clock.seconds()
+        for batch_id, since in list(self._uncertain.items()):
+            if not self.running:
+                return
+            found = await self._store.find_pending(batch_id)
+            if found is not None:
+                self._take_on(found.batch_id, found.unprocessed)
+            if found is not None or now - since > UNCERTAIN_SECONDS:
+                del self._uncertain[batch_id]
+
+    def _drop(self, works: Sequence[Work]) -> None:
+        for work in works:
+            del self._works[work.user_id]
+            self._batches.pop(work.batch_id, None)
+            step = self._steps.get(work.user_id)
+            if step is not None:
+                step.cancel()
+
     def drop_accepted_before(self, moment: float) -> None:
         """Another process ran DELETE /collections at ``moment``: forget the work of users
         accepted before it (their documents are gone); later ones carry on."""
-        for user_id, work in list(self._works.items()):
-            if work.accepted_at < moment:
-                del self._works[user_id]
-                step = self._steps.get(user_id)
-                if step is not None:
-                    step.cancel()
-
-    def holds(self, work: Work) -> bool:
-        """Whether ``work`` is still wanted (not dropped by a flush or a shutdown)."""
-        return self._works.get(work.user_id) is work
+        self._drop([work for work in self._works.values() if work.accepted_at < moment])
 
     def drop_all(self) -> None:
         """Forget all in-memory work (``DELETE /collections`` removed its users)."""
         self._works.clear()  # first, so a cancelled step sees it was dropped and does not retry
+        self._batches.clear()
+        self._uncertain.clear()
         for step in list(self._steps.values()):
             step.cancel()
         self.writer.clear()
-        if self.hasher is not None:
-            self.hasher.drop_all()
 
     def startService(self) -> None:
         super().startService()
@@ -282,6 +309,7 @@ class SlowWork(Service):
         # Cancel what is in memory; squad.ownership then hands it all back to the pool. What
         # already finished is written first, so a successor does not repeat it.
         self._works.clear()
+        self._batches.clear()
         for step in list(self._steps.values()):
             step.cancel()
         return self.writer.stop()

@@ -3,18 +3,24 @@
 Collections (one database, ``squad`` by default):
 
 - ``users``: the sign-ups, as the contract describes them.
-- ``pending``: one small document per user whose background work (the slow step, the password
-  hash) is not finished: its owner process and the sealed password. The database is the queue:
-  the work survives the process that accepted it. The collection shrinks as work finishes.
+- ``pending``: the slow steps not yet finished, one small document per group-commit batch: its
+  owner process and the ids of its users. The database is the queue: the work survives the
+  process that accepted it. The document goes once every one of its users is ``processed``, so
+  the collection holds only the last slow-step period's batches, however long the load lasts.
+- ``sealed_passwords``: the passwords not yet hashed, one document per batch: the owner process
+  and each user's sealed password. A queue of its own, drained at the CPU's pace: it may grow
+  under load, and nothing periodic reads it (a process reads a batch by ``_id`` when it hashes
+  it; a full read happens only when a process died and its batches are taken over).
 - ``processes``: a heartbeat per running squad process. A process whose heartbeat is older than
   the lease is dead; live processes adopt its work straight from it, then forget it. Work no
   process could hold in memory is stored unowned (owner ``""``) and adopted the same way.
 - ``idempotency_keys``: the first answer to each ``Idempotency-Key``.
 
-Only ``_id`` lookups are cheap on FerretDB (its SQLite backend pushes nothing else down to SQL),
-so the hot paths only ever touch documents by ``_id``; the rare ownership sweeps filter the
-small ``pending`` collection. Every call passes a timeout: txmongo has none by default and
-would wait forever on a dead database (txmongo issue 237).
+Only ``_id`` lookups (equality, and ``$in`` with squad's FerretDB patch) are cheap on FerretDB:
+its SQLite backend pushes nothing else down to SQL. So the hot paths only ever touch documents by
+``_id``, and the ownership sweeps filter only the small ``pending`` and ``processes``. Every
+call passes a timeout: txmongo has none by default and would wait forever on a dead database
+(https://github.com/twisted/txmongo/issues/237).
 """
 
 from __future__ import annotations
@@ -22,22 +28,33 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from bson import ObjectId
-from pymongo import DeleteOne, UpdateOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError
-from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
+from pymongo import UpdateOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteError
+from twisted.internet.defer import Deferred, FirstError, ensureDeferred, gatherResults
+from twisted.python.failure import Failure
 from txmongo.collection import Collection
 from txmongo.database import Database
 
-__all__ = ["UNOWNED", "AdoptedWork", "PendingSignup", "Store", "WriteRefused"]
+__all__ = [
+    "UNOWNED",
+    "AdoptedBatch",
+    "FinishRound",
+    "LeaseView",
+    "PendingSignup",
+    "SealedBatch",
+    "Store",
+    "WriteRefused",
+]
 
 # Released work and overflow work nobody holds in memory yet: any process may adopt it.
 UNOWNED = ""
 
 USERS = "users"
 PENDING = "pending"
+SEALED_PASSWORDS = "sealed_passwords"
 PROCESSES = "processes"
 IDEMPOTENCY_KEYS = "idempotency_keys"
 # A document in ``processes`` (never a dead owner: it lives forever) counting flushes.
@@ -50,6 +67,9 @@ _EPOCH = datetime(1970, 1, 1)
 # 100 or more updates deadlocks its SQLite backend for every client. So bulk writes go in
 # messages of a few operations: the round trips are still shared, the pool never runs dry.
 BULK_OPERATIONS_PER_MESSAGE = 16
+# Ids per `_id: {$in: ...}` filter: one SQL statement each on FerretDB, well under SQLite's limit
+# of bound parameters.
+IDS_PER_FILTER = 500
 
 
 @dataclass
@@ -58,9 +78,16 @@ class PendingSignup:
 
     user: dict[str, Any]
     sealed_password: bytes = field(repr=False)
+    #: Who runs the slow step: this process, or ``UNOWNED`` when it had no room.
     owner: str
+    #: The process that hashes the password (always the one that accepted the sign-up).
+    hasher: str = UNOWNED
     #: Set by the group commit when this item's documents could not all be written.
     error: BaseException | None = field(default=None, repr=False)
+    #: The ``pending`` and ``sealed_passwords`` documents holding this item's work, named
+    #: before the first write so that a retry writes the same documents again.
+    work_batch: ObjectId | None = None
+    sealed_batch: ObjectId | None = None
 
     @property
     def user_id(self) -> ObjectId:
@@ -70,13 +97,46 @@ class PendingSignup:
 
 
 @dataclass(frozen=True)
-class AdoptedWork:
-    """Pending work taken from the pool, with what is already done (a take-over may be late)."""
+class AdoptedBatch:
+    """A batch of slow steps taken over, with the users whose step is still to run (a
+    take-over may be late: some may be processed already)."""
 
-    user_id: ObjectId
-    sealed_password: bytes | None = field(repr=False)
-    processed: bool
-    hashed: bool
+    batch_id: ObjectId
+    unprocessed: tuple[ObjectId, ...]
+
+
+@dataclass(frozen=True)
+class SealedBatch:
+    """One batch of sealed passwords, as the hasher reads it."""
+
+    batch_id: ObjectId
+    passwords: tuple[tuple[ObjectId, bytes], ...] = field(repr=False)
+
+
+@dataclass
+class LeaseView:
+    """What the heartbeats in ``processes`` say, read in one go."""
+
+    dead: list[str] = field(default_factory=list)
+    live: list[str] = field(default_factory=list)
+    #: The latest time a process said it stored unowned work (None: none did).
+    unowned_at: datetime | None = None
+
+
+@dataclass
+class FinishRound:
+    """What one round of the finish writer sends, in this order: the users' updates, then the
+    deletion of the work documents whose every update is acknowledged."""
+
+    #: Users whose slow step succeeded, by the number of attempts it took (one bulk update each).
+    processed: dict[int, list[ObjectId]] = field(default_factory=dict)
+    #: Other fields to set, user by user (a password hash, a retry's state).
+    fields: dict[ObjectId, dict[str, Any]] = field(default_factory=dict)
+    pending_done: list[ObjectId] = field(default_factory=list)
+    sealed_done: list[ObjectId] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.processed or self.fields or self.pending_done or self.sealed_done)
 
 
 class WriteRefused(Exception):
@@ -105,11 +165,13 @@ class Store:
         self.database = database
         self.users: Collection = database[USERS]
         self.pending: Collection = database[PENDING]
+        self.sealed_passwords: Collection = database[SEALED_PASSWORDS]
         self.processes: Collection = database[PROCESSES]
         self.idempotency_keys: Collection = database[IDEMPOTENCY_KEYS]
         quiet = background if background is not None else database
         self.background_users: Collection = quiet[USERS]
         self.background_pending: Collection = quiet[PENDING]
+        self.background_sealed: Collection = quiet[SEALED_PASSWORDS]
 
     async def ping(self) -> None:
         await self.database.command("ping", timeout=self.timeout)
@@ -117,24 +179,66 @@ class Store:
     # -- sign-ups ---------------------------------------------------------------------------
 
     async def insert_signups(self, batch: list[PendingSignup]) -> None:
-        """Write a batch of sign-ups in two bulk writes, marking each item that failed.
+        """Write a batch of sign-ups, marking each item that failed.
 
-        The work document goes first: a user is only ever visible with its pending work already
-        recorded, so an acknowledged user can never be left without its slow step. Work for a
-        user whose own insert then fails is harmless: finishing it updates nothing.
+        The work documents go first: one in ``pending`` per slow-step owner and one in
+        ``sealed_passwords`` for the whole batch, side by side; then the users in one bulk
+        insert. A user is only ever visible with its work already recorded, so an acknowledged
+        user can never be left without its slow step or its hash. Work for a user whose own
+        insert then fails is harmless: finishing it updates nothing.
+        A work document that already exists was written by an earlier attempt of this same
+        batch (the ids are squad's own): that is success, not a failure.
         Raises only when the whole batch failed (timeout, lost connection).
         """
         work = [item for item in batch if item.error is None]
-        await self._insert_marking(
-            self.pending,
-            [
-                {"_id": item.user_id, "owner": item.owner, "sealed": item.sealed_password}
-                for item in work
-            ],
-            work,
-        )
+        by_owner: dict[str, list[PendingSignup]] = {}
+        for item in work:
+            by_owner.setdefault(item.owner, []).append(item)
+        writes = []
+        for owner, items in by_owner.items():
+            batch_id = _batch_id(items, "work_batch")
+            writes.append(
+                self._insert_work(
+                    self.pending,
+                    {"_id": batch_id, "owner": owner, "users": [i.user_id for i in items]},
+                    items,
+                )
+            )
+        by_hasher: dict[str, list[PendingSignup]] = {}
+        for item in work:
+            by_hasher.setdefault(item.hasher, []).append(item)
+        for hasher, items in by_hasher.items():
+            batch_id = _batch_id(items, "sealed_batch")
+            writes.append(
+                self._insert_work(
+                    self.sealed_passwords,
+                    {
+                        "_id": batch_id,
+                        "owner": hasher,
+                        "users": [i.user_id for i in items],
+                        "sealed": [i.sealed_password for i in items],
+                    },
+                    items,
+                )
+            )
+        if writes:
+            await gatherResults(writes, consumeErrors=True).addErrback(_first_error)
         work = [item for item in work if item.error is None]
         await self._insert_marking(self.users, [item.user for item in work], work)
+
+    def _insert_work(
+        self, collection: Collection, document: dict[str, Any], items: list[PendingSignup]
+    ) -> Deferred[None]:
+        async def insert() -> None:
+            try:
+                await collection.insert_one(document, timeout=self.timeout)
+            except DuplicateKeyError:
+                pass  # an earlier attempt of this batch wrote it
+            except WriteError as error:
+                for item in items:
+                    item.error = WriteRefused(str(error))
+
+        return ensureDeferred(insert())
 
     def _insert_marking(
         self, collection: Collection, documents: list[dict[str, Any]], items: list[PendingSignup]
@@ -178,29 +282,73 @@ class Store:
 
     # -- finishing background work ----------------------------------------------------------
 
-    async def apply_finishes(
-        self, updates: dict[ObjectId, dict[str, Any]], finished: list[ObjectId]
-    ) -> None:
-        """Apply users' finished work in two bulk writes on the background connection.
+    async def apply_finishes(self, round: FinishRound, now: datetime) -> None:
+        """One finish round on the background connection: the users' updates, then the work
+        documents whose updates are all acknowledged (so a crash in between repeats work but
+        never loses it).
 
-        ``updates`` sets fields (``processed``/``date_updated``, ``password_hash``) per user;
-        ``finished`` lists users whose pending document can go: called only after their last
-        update was acknowledged, so a crash in between repeats work but never loses it.
+        The users verified with the same number of attempts share one update by ``_id: {$in}``
+        (one SQL statement and one transaction on patched FerretDB), stamped with ``now``.
         """
-        operations = [
-            UpdateOne({"_id": user_id}, {"$set": fields}) for user_id, fields in updates.items()
-        ]
-        deletions = [DeleteOne({"_id": user_id}) for user_id in finished]
-        for collection, requests in (
-            (self.background_users, operations),
-            (self.background_pending, deletions),
-        ):
-            for start in range(0, len(requests), BULK_OPERATIONS_PER_MESSAGE):
-                await collection.bulk_write(
-                    requests[start : start + BULK_OPERATIONS_PER_MESSAGE],
-                    ordered=False,
-                    timeout=self.timeout * 4,
+        timeout = self.timeout * 4
+        for attempts, user_ids in round.processed.items():
+            verified = {
+                "processed": True,
+                "date_updated": now,
+                "verification": {"state": "verified", "attempts": attempts},
+            }
+            for chunk in _chunks(user_ids, IDS_PER_FILTER):
+                await self.background_users.update_many(
+                    {"_id": {"$in": chunk}}, {"$set": verified}, timeout=timeout
                 )
+        operations = [
+            UpdateOne(
+                {"_id": user_id},
+                {"$set": {**fields, "date_updated": now} if "processed" in fields else fields},
+            )
+            for user_id, fields in round.fields.items()
+        ]
+        for operations_chunk in _chunks(operations, BULK_OPERATIONS_PER_MESSAGE):
+            await self.background_users.bulk_write(operations_chunk, ordered=False, timeout=timeout)
+        for collection, done in (
+            (self.background_pending, round.pending_done),
+            (self.background_sealed, round.sealed_done),
+        ):
+            for chunk in _chunks(done, IDS_PER_FILTER):
+                await collection.delete_many({"_id": {"$in": chunk}}, timeout=timeout)
+
+    # -- the password-hash queue ------------------------------------------------------------
+
+    async def find_sealed(self, batch_id: ObjectId) -> SealedBatch | None:
+        """A batch of sealed passwords by its id; None once it was hashed (or flushed)."""
+        found = await self.background_sealed.find(
+            {"_id": batch_id}, limit=-1, timeout=self.timeout * 4
+        )
+        if not found:
+            return None
+        doc = found[0]
+        return SealedBatch(
+            batch_id,
+            tuple(
+                (user_id, bytes(sealed))
+                for user_id, sealed in zip(doc["users"], doc["sealed"], strict=True)
+            ),
+        )
+
+    async def sealed_batches_of(self, owners: Sequence[str]) -> list[tuple[ObjectId, int]]:
+        """The batches of sealed passwords that ``owners`` (dead processes) left, with their
+        sizes. On FerretDB this reads the whole collection: it is only asked when a process
+        died, never periodically."""
+        found = await self.background_sealed.find(
+            {"owner": {"$in": list(owners)}}, {"users": 1}, timeout=self.timeout * 20
+        )
+        return [(doc["_id"], len(doc.get("users", []))) for doc in found]
+
+    async def claim_sealed(self, owner: str, batch_ids: Sequence[ObjectId]) -> None:
+        for chunk in _chunks(list(batch_ids), IDS_PER_FILTER):
+            await self.background_sealed.update_many(
+                {"_id": {"$in": chunk}}, {"$set": {"owner": owner}}, timeout=self.timeout * 4
+            )
 
     # -- ownership of pending work ----------------------------------------------------------
 
@@ -212,23 +360,23 @@ class Store:
             timeout=self.timeout,
         )
 
-    async def lease_view(self, now: datetime) -> tuple[list[str], datetime | None]:
+    async def lease_view(self, now: datetime) -> LeaseView:
         """In one read of the small ``processes`` collection: the processes whose heartbeat
-        lapsed, and the latest time any process said it stored unowned work (None if none
-        did), so that the expensive look for unowned work happens only when there may be some.
-        """
+        lapsed, those alive, and the latest time any process said it stored unowned work, so
+        that the expensive look for unowned work happens only when there may be some."""
         found = await self.processes.find({}, timeout=self.timeout)
-        dead: list[str] = []
-        latest: datetime | None = None
+        view = LeaseView()
         for process in found:
             if process["_id"] == FLUSH_MARK:
                 continue
             if _as_naive(process["alive_until"]) < _as_naive(now):
-                dead.append(str(process["_id"]))
+                view.dead.append(str(process["_id"]))
+            else:
+                view.live.append(str(process["_id"]))
             mark = process.get("unowned_at")
-            if mark is not None and (latest is None or _as_naive(mark) > latest):
-                latest = _as_naive(mark)
-        return dead, latest
+            if mark is not None and (view.unowned_at is None or _as_naive(mark) > view.unowned_at):
+                view.unowned_at = _as_naive(mark)
+        return view
 
     async def mark_stopped(self, owner: str, unowned_at: datetime | None = None) -> None:
         """Hand this stopping process's work over in one write: its heartbeat lapses now, so the
@@ -243,15 +391,15 @@ class Store:
         """Delete a dead process's heartbeat once none of its work is left to take over."""
         await self.processes.delete_one({"_id": owner}, timeout=self.timeout)
 
-    async def adopt(self, owner: str, limit: int, from_owners: Sequence[str]) -> list[AdoptedWork]:
-        """Take up to ``limit`` items owned by ``from_owners`` (dead processes, or the pool
-        ``UNOWNED``), and learn what of each is already done (a take-over may be late).
+    async def adopt(self, owner: str, limit: int, from_owners: Sequence[str]) -> list[AdoptedBatch]:
+        """Take up to ``limit`` batches of slow steps owned by ``from_owners`` (dead processes,
+        or the pool ``UNOWNED``), and learn which of their users are still unprocessed (a
+        take-over may be late).
 
-        Claimed straight from the dead owner: handing work back to the pool first meant an
-        update of every one of its documents in one statement, which on FerretDB (every write
-        a document at a time) ran for seconds into its timeout with a large take-over.
-        On FerretDB two processes may adopt the same item (its updates are not atomic, FerretDB
-        issue 3040); finishing is idempotent, so that costs a repeat, never a loss.
+        Claimed straight from the dead owner, batch by batch. On FerretDB two processes may
+        adopt the same batch (its updates are not atomic,
+        https://github.com/FerretDB/FerretDB/issues/3040); finishing is idempotent, so that
+        costs a repeat, never a loss.
         """
         if limit <= 0 or not from_owners:
             return []
@@ -260,11 +408,10 @@ class Store:
         )
         if not candidates:
             return []
-        # Claimed in bulk. On MongoDB each claim holds only if the item is still owned by whom
-        # we found it with, so two processes never both take it. On FerretDB that condition
-        # turns the update into a scan of `pending` (86 ms a claim instead of 5 ms, measured:
-        # 100 claims overran the timeout, and a take-over never finished), and its updates are
-        # not atomic anyway: there the claim is by _id alone and a race costs a repeat.
+        # On MongoDB each claim holds only if the batch is still owned by whom we found it
+        # with, so two processes never both take it. On FerretDB that condition turns the
+        # update into a scan of `pending`, and its updates are not atomic anyway: there the
+        # claim is by _id alone and a race costs a repeat.
         exclusive = await self._filters_beyond_id_are_cheap()
         claims = [
             UpdateOne(
@@ -273,41 +420,39 @@ class Store:
             )
             for doc in candidates
         ]
-        for start in range(0, len(claims), BULK_OPERATIONS_PER_MESSAGE):
-            await self.pending.bulk_write(
-                claims[start : start + BULK_OPERATIONS_PER_MESSAGE],
-                ordered=False,
+        for chunk in _chunks(claims, BULK_OPERATIONS_PER_MESSAGE):
+            await self.pending.bulk_write(chunk, ordered=False, timeout=self.timeout * 4)
+        user_ids = [user_id for doc in candidates for user_id in doc.get("users", [])]
+        processed: set[ObjectId] = set()
+        for chunk in _chunks(user_ids, IDS_PER_FILTER):
+            found = await self.users.find(
+                {"_id": {"$in": chunk}, "processed": True},
+                {"_id": 1},
                 timeout=self.timeout * 4,
             )
-        # One lookup by _id per user, side by side: on FerretDB `{"_id": {"$in": ids}}` reads
-        # the whole users collection (3.7 s for 100 ids among 30,000 users, measured), a
-        # lookup by _id uses the index (about 1 ms).
-        found = await gatherResults(
-            [
-                self.users.find(
-                    {"_id": doc["_id"]},
-                    {"processed": 1, "password_hash": 1},
-                    limit=-1,
-                    timeout=self.timeout * 4,
-                )
-                for doc in candidates
-            ],
-            consumeErrors=True,
-        )
-        adopted = []
-        for doc, users in zip(candidates, found, strict=True):
-            user = users[0] if users else None
-            sealed = doc.get("sealed")
-            adopted.append(
-                AdoptedWork(
-                    user_id=doc["_id"],
-                    sealed_password=bytes(sealed) if sealed is not None else None,
-                    processed=bool(user and user.get("processed")),
-                    # A user whose insert failed after its work was written: nothing to hash.
-                    hashed=user is None or "password_hash" in user,
-                )
+            processed.update(user["_id"] for user in found)
+        return [
+            AdoptedBatch(
+                doc["_id"],
+                tuple(user_id for user_id in doc.get("users", []) if user_id not in processed),
             )
-        return adopted
+            for doc in candidates
+        ]
+
+    async def find_pending(self, batch_id: ObjectId) -> AdoptedBatch | None:
+        """A batch of slow steps by its id, with its unprocessed users; None if it is not in
+        the database (a write that timed out before it landed)."""
+        found = await self.pending.find({"_id": batch_id}, limit=-1, timeout=self.timeout)
+        if not found:
+            return None
+        user_ids = list(found[0].get("users", []))
+        processed: set[ObjectId] = set()
+        for chunk in _chunks(user_ids, IDS_PER_FILTER):
+            users = await self.users.find(
+                {"_id": {"$in": chunk}, "processed": True}, {"_id": 1}, timeout=self.timeout
+            )
+            processed.update(user["_id"] for user in users)
+        return AdoptedBatch(batch_id, tuple(u for u in user_ids if u not in processed))
 
     async def _filters_beyond_id_are_cheap(self) -> bool:
         """False on FerretDB (its SQL sees only _id filters), True on MongoDB; asked once."""
@@ -324,7 +469,7 @@ class Store:
         Dropped, not emptied: FerretDB deletes document by document (minutes for the hundred
         thousand users a benchmark sweep leaves), a drop is one statement on any server.
         """
-        for collection in (self.users, self.pending, self.idempotency_keys):
+        for collection in (self.users, self.pending, self.sealed_passwords, self.idempotency_keys):
             await collection.drop(timeout=self.timeout * 10)
         # Tell the other processes, which hold work for the users just deleted in memory.
         await self.processes.update_one(
@@ -340,6 +485,34 @@ class Store:
         if not found:
             return 0, _EPOCH
         return int(found[0].get("generation", 0)), found[0].get("at", _EPOCH)
+
+
+def _batch_id(items: list[PendingSignup], attribute: str) -> ObjectId:
+    """The id of the work document of ``items``: the one named by an earlier attempt, or new."""
+    named = getattr(items[0], attribute)
+    batch_id = (
+        named
+        if named is not None and all(getattr(item, attribute) == named for item in items)
+        else ObjectId()
+    )
+    for item in items:
+        setattr(item, attribute, batch_id)
+    return batch_id
+
+
+def _first_error(failure: Failure) -> Failure:
+    """``gatherResults`` wraps the first failure; re-raise the error itself."""
+    failure.trap(FirstError)
+    error = failure.value
+    assert isinstance(error, FirstError)
+    return error.subFailure
+
+
+Chunked = TypeVar("Chunked")
+
+
+def _chunks(items: list[Chunked], size: int) -> list[list[Chunked]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 def _as_naive(moment: datetime) -> datetime:

@@ -28,16 +28,26 @@ from twisted.web.resource import IResource
 from squad.api import SquadAPI
 from squad.batching import GroupCommit
 from squad.finishing import FinishWriter
+from squad.hashing import PasswordHasher
 from squad.passwords import PasswordSealer
+from squad.process import recording_work
 from squad.resilience import Backoff
-from squad.slowwork import SlowWork, Work
-from squad.store import UNOWNED, AdoptedWork, PendingSignup, Store, WriteRefused
+from squad.slowwork import SlowWork
+from squad.store import (
+    UNOWNED,
+    AdoptedBatch,
+    FinishRound,
+    LeaseView,
+    PendingSignup,
+    SealedBatch,
+    Store,
+    WriteRefused,
+)
 from squad.web import LimitedRequest, SquadSite
 
 __all__ = [
     "OWNER",
     "START",
-    "FakeHasher",
     "FakeStore",
     "ManualVerification",
     "Squad",
@@ -60,6 +70,10 @@ STORE_METHODS = (
     "insert_idempotency_record",
     "replace_idempotency_record",
     "apply_finishes",
+    "find_sealed",
+    "sealed_batches_of",
+    "claim_sealed",
+    "find_pending",
     "heartbeat",
     "lease_view",
     "mark_stopped",
@@ -83,7 +97,10 @@ class FakeStore(Store):
     def __init__(self) -> None:
         super().__init__(timeout=1.0)  # no database: nothing here ever reaches txmongo
         self.user_docs: dict[ObjectId, dict[str, Any]] = {}
+        #: ``pending``: one document per batch of slow steps, by batch id.
         self.pending_docs: dict[ObjectId, dict[str, Any]] = {}
+        #: ``sealed_passwords``: one document per batch of passwords to hash, by batch id.
+        self.sealed_docs: dict[ObjectId, dict[str, Any]] = {}
         self.process_docs: dict[str, dict[str, Any]] = {}
         self.flushes = 0
         self.idempotency_docs: dict[str, dict[str, Any]] = {}
@@ -148,7 +165,9 @@ class FakeStore(Store):
         password_hash: str | None = None,
         created: datetime | None = None,
     ) -> ObjectId:
-        """Store a user (and its pending work unless ``owner`` is None), bypassing the gates."""
+        """Store a user, bypassing the gates, with its slow step in a ``pending`` batch of its
+        own owned by ``owner`` (none when ``owner`` is None) and its sealed password in a batch
+        of its own owned by ``owner`` (none when ``sealed`` or ``owner`` is None)."""
         user_id = user_id or ObjectId()
         moment = created or datetime(2024, 1, 1)
         user: dict[str, Any] = {
@@ -165,8 +184,33 @@ class FakeStore(Store):
             user["password_hash"] = password_hash
         self.user_docs[user_id] = user
         if owner is not None:
-            self.pending_docs[user_id] = {"_id": user_id, "owner": owner, "sealed": sealed}
+            self.seed_pending([user_id], owner)
+            if sealed is not None:
+                self.seed_sealed([(user_id, sealed)], owner)
         return user_id
+
+    def seed_pending(self, user_ids: list[ObjectId], owner: str) -> ObjectId:
+        batch_id = ObjectId()
+        self.pending_docs[batch_id] = {"_id": batch_id, "owner": owner, "users": list(user_ids)}
+        return batch_id
+
+    def seed_sealed(self, passwords: list[tuple[ObjectId, bytes]], owner: str) -> ObjectId:
+        batch_id = ObjectId()
+        self.sealed_docs[batch_id] = {
+            "_id": batch_id,
+            "owner": owner,
+            "users": [user_id for user_id, _ in passwords],
+            "sealed": [sealed for _, sealed in passwords],
+        }
+        return batch_id
+
+    def pending_users(self) -> set[ObjectId]:
+        """Every user some ``pending`` batch still lists."""
+        return {user_id for doc in self.pending_docs.values() for user_id in doc["users"]}
+
+    def sealed_users(self) -> set[ObjectId]:
+        """Every user whose sealed password some batch still holds."""
+        return {user_id for doc in self.sealed_docs.values() for user_id in doc["users"]}
 
     # -- Store --------------------------------------------------------------------------------
 
@@ -175,19 +219,29 @@ class FakeStore(Store):
 
     async def insert_signups(self, batch: list[PendingSignup]) -> None:
         await self._gate("insert_signups", list(batch))
-        for item in batch:
-            if item.error is not None:
-                continue
-            if self.refuse(item.user) or item.user_id in self.pending_docs:
-                item.error = WriteRefused(f"E11000 duplicate key: {item.user_id}")
-                continue
-            # Like the real store: the pending work first, then the user (which may collide).
-            self.pending_docs[item.user_id] = {
-                "_id": item.user_id,
-                "owner": item.owner,
-                "sealed": item.sealed_password,
-            }
-            if item.user_id in self.user_docs:
+        work = [item for item in batch if item.error is None]
+        # Like the real store: the work documents first, then the users (which may collide).
+        for attribute, docs, group in (
+            ("work_batch", self.pending_docs, "owner"),
+            ("sealed_batch", self.sealed_docs, "hasher"),
+        ):
+            groups: dict[str, list[PendingSignup]] = {}
+            for item in work:
+                groups.setdefault(getattr(item, group), []).append(item)
+            for owner, items in groups.items():
+                batch_id = getattr(items[0], attribute) or ObjectId()
+                for item in items:
+                    setattr(item, attribute, batch_id)
+                doc: dict[str, Any] = {
+                    "_id": batch_id,
+                    "owner": owner,
+                    "users": [i.user_id for i in items],
+                }
+                if attribute == "sealed_batch":
+                    doc["sealed"] = [i.sealed_password for i in items]
+                docs.setdefault(batch_id, doc)
+        for item in work:
+            if self.refuse(item.user) or item.user_id in self.user_docs:
                 item.error = WriteRefused(f"E11000 duplicate key: {item.user_id}")
                 continue
             self.user_docs[item.user_id] = copy.deepcopy(item.user)
@@ -214,19 +268,55 @@ class FakeStore(Store):
         await self._gate("replace_idempotency_record", copy.deepcopy(record))
         self.idempotency_docs[record["_id"]] = copy.deepcopy(record)
 
-    async def apply_finishes(
-        self, updates: dict[ObjectId, dict[str, Any]], finished: list[ObjectId]
-    ) -> None:
-        await self._gate("apply_finishes", copy.deepcopy(updates), list(finished))
-        # Like the real store: the users' updates first, then the pending deletions.
-        for user_id, fields in updates.items():
-            user = self.user_docs.get(user_id)
-            if user is not None:  # $set without upsert
-                user.update(copy.deepcopy(fields))
-            self.events.append(("update", user_id))
-        for user_id in finished:
-            self.pending_docs.pop(user_id, None)
-            self.events.append(("delete_pending", user_id))
+    async def apply_finishes(self, round: FinishRound, now: datetime) -> None:
+        await self._gate("apply_finishes", copy.deepcopy(round), now)
+        # Like the real store: the users' updates first, then the work documents' deletions.
+        for attempts, user_ids in round.processed.items():
+            for user_id in user_ids:
+                self._set(
+                    user_id,
+                    {
+                        "processed": True,
+                        "date_updated": now,
+                        "verification": {"state": "verified", "attempts": attempts},
+                    },
+                )
+        for user_id, fields in round.fields.items():
+            extra = {"date_updated": now} if "processed" in fields else {}
+            self._set(user_id, {**fields, **extra})
+        for batch_id in round.pending_done:
+            self.pending_docs.pop(batch_id, None)
+            self.events.append(("delete_pending", batch_id))
+        for batch_id in round.sealed_done:
+            self.sealed_docs.pop(batch_id, None)
+            self.events.append(("delete_sealed", batch_id))
+
+    def _set(self, user_id: ObjectId, fields: dict[str, Any]) -> None:
+        user = self.user_docs.get(user_id)
+        if user is not None:  # $set without upsert
+            user.update(copy.deepcopy(fields))
+        self.events.append(("update", user_id))
+
+    async def find_sealed(self, batch_id: ObjectId) -> SealedBatch | None:
+        await self._gate("find_sealed", batch_id)
+        doc = self.sealed_docs.get(batch_id)
+        if doc is None:
+            return None
+        return SealedBatch(batch_id, tuple(zip(doc["users"], doc["sealed"], strict=True)))
+
+    async def sealed_batches_of(self, owners: Sequence[str]) -> list[tuple[ObjectId, int]]:
+        await self._gate("sealed_batches_of", tuple(owners))
+        return [
+            (batch_id, len(doc["users"]))
+            for batch_id, doc in self.sealed_docs.items()
+            if doc["owner"] in owners
+        ]
+
+    async def claim_sealed(self, owner: str, batch_ids: Sequence[ObjectId]) -> None:
+        await self._gate("claim_sealed", owner, tuple(batch_ids))
+        for batch_id in batch_ids:
+            if batch_id in self.sealed_docs:
+                self.sealed_docs[batch_id]["owner"] = owner
 
     async def heartbeat(self, owner: str, alive_until: datetime, about: dict[str, Any]) -> None:
         await self._gate("heartbeat", owner, alive_until, about)
@@ -236,11 +326,14 @@ class FakeStore(Store):
         await self._gate("last_flush")
         return self.flushes, datetime(1970, 1, 1)
 
-    async def lease_view(self, now: datetime) -> tuple[list[str], datetime | None]:
+    async def lease_view(self, now: datetime) -> LeaseView:
         await self._gate("lease_view", now)
-        dead = [owner for owner, doc in self.process_docs.items() if doc["alive_until"] < now]
+        view = LeaseView()
+        for owner, doc in self.process_docs.items():
+            (view.dead if doc["alive_until"] < now else view.live).append(owner)
         marks = [doc["unowned_at"] for doc in self.process_docs.values() if "unowned_at" in doc]
-        return dead, max(marks) if marks else None
+        view.unowned_at = max(marks) if marks else None
+        return view
 
     async def mark_stopped(self, owner: str, unowned_at: datetime | None = None) -> None:
         await self._gate("mark_stopped", owner)
@@ -253,30 +346,40 @@ class FakeStore(Store):
         await self._gate("forget_process", owner)
         self.process_docs.pop(owner, None)
 
-    async def adopt(self, owner: str, limit: int, from_owners: Sequence[str]) -> list[AdoptedWork]:
+    async def adopt(self, owner: str, limit: int, from_owners: Sequence[str]) -> list[AdoptedBatch]:
         await self._gate("adopt", owner, limit, tuple(from_owners))
-        adopted: list[AdoptedWork] = []
-        for user_id, pending in self.pending_docs.items():
+        adopted: list[AdoptedBatch] = []
+        for batch_id, pending in self.pending_docs.items():
             if len(adopted) >= limit:
                 break
             if pending["owner"] not in from_owners:
                 continue
             pending["owner"] = owner
-            user = self.user_docs.get(user_id)
-            adopted.append(
-                AdoptedWork(
-                    user_id=user_id,
-                    sealed_password=pending.get("sealed"),
-                    processed=bool(user and user.get("processed")),
-                    hashed=user is None or "password_hash" in user,
-                )
-            )
+            adopted.append(self._with_unprocessed(batch_id))
         return adopted
+
+    def _with_unprocessed(self, batch_id: ObjectId) -> AdoptedBatch:
+        users = self.pending_docs[batch_id]["users"]
+        return AdoptedBatch(
+            batch_id,
+            tuple(
+                user_id
+                for user_id in users
+                if not self.user_docs.get(user_id, {}).get("processed", False)
+            ),
+        )
+
+    async def find_pending(self, batch_id: ObjectId) -> AdoptedBatch | None:
+        await self._gate("find_pending", batch_id)
+        if batch_id not in self.pending_docs:
+            return None
+        return self._with_unprocessed(batch_id)
 
     async def delete_everything(self, now: Any = None) -> None:
         await self._gate("delete_everything")
         self.user_docs.clear()
         self.pending_docs.clear()
+        self.sealed_docs.clear()
         self.idempotency_docs.clear()
 
 
@@ -301,21 +404,6 @@ class ManualVerification:
 
     def fail(self, error: Exception, index: int = -1) -> None:
         self.waiting[index].errback(Failure(error))
-
-
-class FakeHasher:
-    """Records the work handed to the password hasher; the test calls ``password_hashed``."""
-
-    def __init__(self) -> None:
-        self.submitted: list[Work] = []
-        self.dropped = 0
-
-    def submit(self, work: Work) -> None:
-        self.submitted.append(work)
-
-    def drop_all(self) -> None:
-        self.dropped += 1
-        self.submitted.clear()
 
 
 def stub_over_site(resource: IResource, site: SquadSite | None = None) -> Any:
@@ -360,10 +448,21 @@ class Squad:
             backoff=Backoff(base=1.0, cap=10.0),
         )
         self.slow_work.startService()
-        self.commit: GroupCommit[PendingSignup] = GroupCommit(
-            self.clock, self.store.insert_signups, concurrency=commit_concurrency
-        )
         self.sealer = PasswordSealer(bytes(range(32)))
+        # Not started: it only queues what it is handed, unless a test starts it.
+        self.hasher = PasswordHasher(
+            self.clock,
+            self.sealer,
+            self.store,
+            self.writer,
+            OWNER,
+            hash_off_thread=lambda password: succeed(f"hash of {len(password)} characters"),
+        )
+        self.commit: GroupCommit[PendingSignup] = GroupCommit(
+            self.clock,
+            recording_work(self.store.insert_signups, self.slow_work, self.hasher),
+            concurrency=commit_concurrency,
+        )
         self.shed = 0
         self.api = SquadAPI(
             self.clock,
@@ -376,6 +475,7 @@ class Squad:
             max_waiting=max_waiting,
             idempotency_secret=b"idempotency secret for tests",
             on_shed=self._count_shed,
+            on_flush=self.hasher.drop_all,
         )
         self.requests: list[LimitedRequest] = []
         requests = self.requests

@@ -111,19 +111,22 @@ class CreateUserTests(APITestCase):
             self.assertNotIn(word, content.lower())
 
     def test_stored_user_matches_the_answer_and_its_work_is_pending(self) -> None:
-        """The store receives the answered user (with BSON dates) and its pending work,
-        owned by this process, with the password only in sealed form."""
+        """The store receives the answered user (with BSON dates), its slow step in a pending
+        batch and its password, only in sealed form, in a batch to hash, both owned by this
+        process."""
         user = self.sign_up()
         oid = ObjectId(user["_id"])
         stored = self.squad.store.user_docs[oid]
         self.assertEqual(stored["email"], VALID_SIGNUP["email"])
         self.assertEqual(stored["date_created"], bson_now(START))
         self.assertNotIn("password", stored)
-        pending = self.squad.store.pending_docs[oid]
-        self.assertEqual(pending["owner"], OWNER)
-        self.assertNotIn(VALID_PASSWORD.encode(), pending["sealed"])
+        (pending,) = self.squad.store.pending_docs.values()
+        self.assertEqual((pending["owner"], pending["users"]), (OWNER, [oid]))
+        (sealed,) = self.squad.store.sealed_docs.values()
+        self.assertEqual((sealed["owner"], sealed["users"]), (OWNER, [oid]))
+        self.assertNotIn(VALID_PASSWORD.encode(), sealed["sealed"][0])
         self.assertEqual(
-            self.squad.sealer.unseal(pending["sealed"], associated=oid.binary), VALID_PASSWORD
+            self.squad.sealer.unseal(sealed["sealed"][0], associated=oid.binary), VALID_PASSWORD
         )
 
     def test_email_domain_is_answered_lowercased(self) -> None:
@@ -166,7 +169,8 @@ class CreateUserTests(APITestCase):
         self.assertEqual(squad.slow_work.running_steps, 1)
 
     def test_slow_step_then_marks_the_user_processed(self) -> None:
-        """Once the slow step succeeds the user becomes processed, with a later date_updated."""
+        """Once the slow step succeeds the user becomes processed, with date_updated the
+        moment that result was written (the finish writer's next round)."""
         user = self.sign_up()
         self.squad.clock.advance(7)
         self.squad.verification.succeed()
@@ -174,7 +178,7 @@ class CreateUserTests(APITestCase):
         fetched = self.json(self.answer(self.squad.request("GET", f"/users/{user['_id']}")))
         self.assertIs(fetched["processed"], True)
         self.assertEqual(fetched["date_created"], user["date_created"])
-        self.assertEqual(fetched["date_updated"], "2023-11-14T22:13:27.000Z")
+        self.assertEqual(fetched["date_updated"], "2023-11-14T22:13:27.200Z")
 
     def test_client_gone_before_the_answer_still_gets_its_user_processed(self) -> None:
         """A client that disconnects while its write is in flight gets no answer, but the
@@ -309,9 +313,18 @@ class CreateUserTests(APITestCase):
         self.squad = squad
         first = self.sign_up()
         second = self.sign_up({**VALID_SIGNUP, "username": "overflow"})
-        pending = squad.store.pending_docs
-        self.assertEqual(pending[ObjectId(first["_id"])]["owner"], OWNER)
-        self.assertEqual(pending[ObjectId(second["_id"])]["owner"], UNOWNED)
+        owners = {
+            user_id: doc["owner"]
+            for doc in squad.store.pending_docs.values()
+            for user_id in doc["users"]
+        }
+        self.assertEqual(owners[ObjectId(first["_id"])], OWNER)
+        self.assertEqual(owners[ObjectId(second["_id"])], UNOWNED)
+        # Its password is still hashed here: hashing has no capacity to run out of.
+        self.assertEqual(
+            squad.store.sealed_users(), {ObjectId(first["_id"]), ObjectId(second["_id"])}
+        )
+        self.assertEqual(squad.hasher.backlog, 2)
         self.assertEqual(squad.verification.calls, [ObjectId(first["_id"])])
 
     def test_invalid_body_answers_400_and_stores_nothing(self) -> None:
@@ -376,10 +389,9 @@ class IdempotencyKeyTests(APITestCase):
         self.assertEqual(list(squad.store.user_docs), [record["user_id"]])
         self.assertEqual(squad.store.user_docs[record["user_id"]]["date_created"], bson_now(START))
 
-    def test_retry_racing_the_first_write_creates_one_user(self) -> None:
-        """A retry that arrives while the first try's write is still in flight creates no
-        second user: one of the two answers 201 with the recorded body, one user is stored
-        and one slow step runs."""
+    def test_retry_racing_the_first_write_waits_for_its_answer(self) -> None:
+        """A retry that arrives while the first try's write is still in flight waits for it
+        and gets the same 201: one user is stored and one slow step runs, never a 503."""
         squad = self.squad
         squad.store.make_hang("insert_signups")
         first = squad.post_users(VALID_SIGNUP, headers=KEY)
@@ -387,20 +399,52 @@ class IdempotencyKeyTests(APITestCase):
         squad.store.heal()
         retry = squad.post_users(VALID_SIGNUP, headers=KEY)
         squad.settle()
+        squad.clock.advance(0.5)
+        squad.http.flush()
+        self.assertNoResult(retry)
         squad.store.hung("insert_signups")[0].callback(None)
         squad.settle()
+        squad.clock.advance(0.05)
+        squad.settle()
         (record,) = squad.store.idempotency_docs.values()
-        answers = [self.successResultOf(first), self.successResultOf(retry)]
-        created = [response for response in answers if response.code == 201]
-        self.assertTrue(created)
-        for response in created:
+        for response in (self.successResultOf(first), self.successResultOf(retry)):
+            self.assertEqual(response.code, 201)
             self.assertEqual(self.body(response), record["response"])
-        for response in answers:
-            if response.code != 201:
-                self.assert_error(response, 503, "database_unavailable")
         self.assertEqual(list(squad.store.user_docs), [record["user_id"]])
         self.assertEqual(squad.verification.calls, [record["user_id"]])
         self.assertEqual(squad.slow_work.held, 1)
+
+    def test_concurrent_duplicates_store_one_user_and_all_get_its_answer(self) -> None:
+        """Thirty requests with one Idempotency-Key at once store one user, and every one of
+        them is answered that user's 201."""
+        squad = self.squad
+        requests = [squad.post_users(VALID_SIGNUP, headers=KEY) for _ in range(30)]
+        for _ in range(5):
+            squad.settle()
+            squad.clock.advance(0.05)
+        answers = [self.successResultOf(request) for request in requests]
+        self.assertEqual({response.code for response in answers}, {201})
+        self.assertEqual(len({self.body(response) for response in answers}), 1)
+        self.assertEqual(len(squad.store.user_docs), 1)
+        self.assertEqual(len(squad.verification.calls), 1)
+
+    def test_a_retry_gets_409_while_the_first_is_still_unknown_at_its_deadline(self) -> None:
+        """When the first request's write is still unanswered as the retry's own deadline
+        nears, the retry gets a 409 request_in_progress (no user stored by it), not a 503."""
+        squad = self.squad
+        squad.store.make_hang("insert_signups")
+        squad.post_users(VALID_SIGNUP, headers=KEY)
+        squad.settle()
+        squad.clock.advance(0.2)
+        squad.store.heal()
+        retry = squad.post_users(VALID_SIGNUP, headers=KEY)
+        squad.settle()
+        for _ in range(40):
+            squad.clock.advance(0.05)
+            squad.http.flush()
+        response = self.successResultOf(retry)
+        self.assert_error(response, 409, "request_in_progress", "Idempotency-Key")
+        self.assertEqual(squad.store.called("insert_signups"), 1)
 
     def test_keyed_signup_answers_503_within_the_write_deadline_on_a_hanging_store(
         self,

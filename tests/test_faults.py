@@ -461,7 +461,8 @@ class FaultTests(TestCase):
         users = await self.users(uri, database)
         stored = await users.users.count_documents({"_id": {"$in": ids}}, timeout=5)
         self.assertEqual(stored, len(ids), "an acknowledged user is missing")
-        pending = await users.pending.find({"_id": {"$in": ids}}, timeout=5)
+        # One pending document per batch, listing its users.
+        pending = await users.pending.find({"users": {"$in": ids}}, timeout=5)
         owners = {doc["owner"] for doc in pending}
         self.assertTrue(owners)
         heartbeats = {

@@ -26,9 +26,9 @@ from squad.slowstep import (
     StandInVerification,
     VerificationFailed,
 )
-from squad.slowwork import SlowWork, Work
-from squad.store import UNOWNED
-from tests.fakes import OWNER, START, FakeHasher, FakeStore, ManualVerification, StoreDown
+from squad.slowwork import SlowWork
+from squad.store import UNOWNED, FinishRound
+from tests.fakes import OWNER, START, FakeStore, ManualVerification, StoreDown
 
 INTERVAL = 0.2  # the FinishWriter's batching interval in these tests
 
@@ -141,13 +141,20 @@ class SlowWorkTestCase(SynchronousTestCase):
         self.work.startService()
         self.addCleanup(self.work.stopService)
 
+    def accept_batch(self, size: int = 1) -> tuple[ObjectId, list[ObjectId]]:
+        """Sign-ups as the API and the group commit make them: reserve, store one batch, then
+        accept each user after its answer."""
+        for _ in range(size):
+            self.assertEqual(self.work.owner_for_new_signup(), OWNER)
+        user_ids = [self.store.seed_user(owner=None) for _ in range(size)]
+        batch_id = self.store.seed_pending(user_ids, OWNER)
+        self.work.batch_stored(batch_id, OWNER, user_ids)
+        for user_id in user_ids:
+            self.work.accept(user_id)
+        return batch_id, user_ids
+
     def accept_new(self) -> ObjectId:
-        """A sign-up as the API makes it: reserve, store, then accept after the answer."""
-        owner = self.work.owner_for_new_signup()
-        self.assertEqual(owner, OWNER)
-        user_id = self.store.seed_user(owner=owner)
-        self.work.accept(user_id, b"sealed", owner)
-        return user_id
+        return self.accept_batch(1)[1][0]
 
     def flush(self) -> None:
         self.clock.advance(INTERVAL)
@@ -156,15 +163,18 @@ class SlowWorkTestCase(SynchronousTestCase):
 class SlowStepTests(SlowWorkTestCase):
     def test_processed_is_written_only_after_the_stand_in_wait(self) -> None:
         """With the stand-in, processed: true and a new date_updated reach the store only
-        after the wait, through the finishing writer."""
+        after the wait, through the finishing writer, and then the batch's pending document
+        goes."""
         self.successResultOf(self.work.stopService())
         verification = StandInVerification(self.clock, 5, 5)
         self.writer = FinishWriter(self.clock, self.store, interval=INTERVAL)
         work = SlowWork(self.clock, self.store, verification, self.writer, "other")
         work.startService()
         self.addCleanup(work.stopService)
-        user_id = self.store.seed_user(owner="other")
-        work.accept(user_id, b"sealed", work.owner_for_new_signup())
+        user_id = self.store.seed_user(owner=None)
+        batch_id = self.store.seed_pending([user_id], "other")
+        work.batch_stored(batch_id, work.owner_for_new_signup(), [user_id])
+        work.accept(user_id)
         self.clock.pump([INTERVAL] * 24)  # 4.8 s
         self.assertIs(self.store.user_docs[user_id]["processed"], False)
         self.assertEqual(self.store.called("apply_finishes"), 0)
@@ -174,16 +184,63 @@ class SlowStepTests(SlowWorkTestCase):
         self.assertIs(user["processed"], True)
         self.assertEqual(user["date_updated"], bson_now(START + 5))
         self.assertEqual(user["verification"], {"state": "verified", "attempts": 1})
-        self.assertNotIn(user_id, self.store.pending_docs)
+        self.assertEqual(self.store.pending_docs, {})
         self.assertEqual(work.completed, 1)
+
+    def test_nothing_starts_before_the_answer_is_out(self) -> None:
+        """A stored batch is held (its slots count) but no step starts until accept."""
+        user_id = self.store.seed_user(owner=None)
+        self.work.owner_for_new_signup()
+        self.work.batch_stored(self.store.seed_pending([user_id], OWNER), OWNER, [user_id])
+        self.assertEqual((self.work.held, self.verification.calls), (1, []))
+        self.work.accept(user_id)
+        self.work.accept(user_id)  # a second accept starts nothing more
+        self.assertEqual(self.verification.calls, [user_id])
 
     def test_nothing_is_written_while_the_step_runs(self) -> None:
         """While the verification has not answered, the store sees no write for the user."""
-        user_id = self.accept_new()
+        batch_id, _ = self.accept_batch()
         self.clock.pump([INTERVAL] * 50)
         self.assertEqual(self.store.called("apply_finishes"), 0)
-        self.assertIn(user_id, self.store.pending_docs)
+        self.assertIn(batch_id, self.store.pending_docs)
         self.assertEqual(self.work.running_steps, 1)
+
+    def test_the_batch_document_goes_after_its_last_user_is_written(self) -> None:
+        """A batch's pending document stays while any of its users' steps runs, and is
+        deleted in the round that writes its last user, after that user's update."""
+        batch_id, (first, second) = self.accept_batch(2)
+        self.verification.succeed(index=0)
+        self.flush()
+        self.assertIs(self.store.user_docs[first]["processed"], True)
+        self.assertIn(batch_id, self.store.pending_docs)
+        self.verification.succeed(index=1)
+        self.flush()
+        self.assertNotIn(batch_id, self.store.pending_docs)
+        events = self.store.events
+        self.assertLess(
+            events.index(("update", second)), events.index(("delete_pending", batch_id))
+        )
+
+    def test_users_verified_together_share_one_update(self) -> None:
+        """Users whose steps end in the same round go out as one update of all of them."""
+        _, user_ids = self.accept_batch(3)
+        for index in range(3):
+            self.verification.succeed(index=index)
+        self.flush()
+        (round, _) = next(args for name, args in self.store.calls if name == "apply_finishes")
+        self.assertEqual(round.processed, {1: user_ids})
+        self.assertEqual(round.fields, {})
+
+    def test_the_slow_step_never_waits_for_a_password_hash(self) -> None:
+        """Nothing about hashing holds the slow step back: with no hasher at all, every user
+        is processed and every pending batch deleted."""
+        batches = [self.accept_batch(2)[0] for _ in range(3)]
+        for index in range(6):
+            self.verification.succeed(index=index)
+        self.flush()
+        self.assertTrue(all(user["processed"] for user in self.store.user_docs.values()))
+        self.assertFalse(set(batches) & set(self.store.pending_docs))
+        self.assertEqual(self.work.held, 0)
 
     def test_failed_verification_is_retried_with_backoff_and_recorded(self) -> None:
         """A failed attempt records verification.state "retrying" in the store, then the step
@@ -214,9 +271,7 @@ class SlowStepTests(SlowWorkTestCase):
     def test_backoff_grows_between_attempts(self) -> None:
         """Successive failures wait longer and longer (within the backoff's bounds)."""
         self.accept_new()
-        started = []
         for attempt in range(1, 5):
-            started.append(self.clock.seconds())
             self.verification.fail(RuntimeError(f"failure {attempt}"))
             (timer,) = [
                 call
@@ -229,69 +284,75 @@ class SlowStepTests(SlowWorkTestCase):
             self.assertEqual(len(self.verification.calls), attempt + 1)
         self.assertEqual(self.work.failed_attempts, 4)
 
-    def test_pending_work_goes_only_after_the_step_and_the_hash(self) -> None:
-        """The pending document is deleted only once both the slow step and the password hash
-        are done, and only after (never before) the user's updates were applied."""
-        hasher = FakeHasher()
-        self.work.hasher = hasher
-        user_id = self.accept_new()
-        (submitted,) = hasher.submitted
-        self.verification.succeed()
+    def test_a_batch_whose_users_all_failed_to_store_is_deleted(self) -> None:
+        """A pending batch written for users whose own inserts all failed holds nothing to
+        do: its document is deleted and its slots freed."""
+        self.work.owner_for_new_signup()
+        batch_id = self.store.seed_pending([ObjectId()], OWNER)
+        self.work.signup_failed(OWNER)
+        self.work.batch_stored(batch_id, OWNER, [])
         self.flush()
-        self.assertIs(self.store.user_docs[user_id]["processed"], True)
-        self.assertIn(user_id, self.store.pending_docs)
-        self.work.password_hashed(submitted, "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA")
-        self.assertIsNone(submitted.sealed_password)
-        self.flush()
-        self.assertNotIn(user_id, self.store.pending_docs)
-        self.assertTrue(self.store.user_docs[user_id]["password_hash"].startswith("$argon2id$"))
-        events = [event for event in self.store.events if event[1] == user_id]
-        self.assertEqual(events[-2:], [("update", user_id), ("delete_pending", user_id)])
-
-    def test_hash_first_then_the_step(self) -> None:
-        """In the other order too: a hash alone does not finish the work, the step does."""
-        hasher = FakeHasher()
-        self.work.hasher = hasher
-        user_id = self.accept_new()
-        self.work.password_hashed(hasher.submitted[0], "$argon2id$hash")
-        self.flush()
-        self.assertIn(user_id, self.store.pending_docs)
-        self.assertEqual(self.store.user_docs[user_id]["password_hash"], "$argon2id$hash")
-        self.verification.succeed()
-        self.flush()
-        self.assertNotIn(user_id, self.store.pending_docs)
+        self.assertNotIn(batch_id, self.store.pending_docs)
         self.assertEqual(self.work.held, 0)
 
     def test_stopping_cancels_the_steps_and_writes_what_finished(self) -> None:
         """stopService cancels running steps (their work stays pending for a successor) and
         makes a last attempt to write what already finished."""
-        done = self.accept_new()
-        running = self.accept_new()
+        done_batch, (done,) = self.accept_batch()
+        running_batch, _ = self.accept_batch()
         self.verification.succeed(index=0)
-        stopped = self.work.stopService()
-        self.successResultOf(stopped)
+        self.successResultOf(self.work.stopService())
         self.assertIs(self.store.user_docs[done]["processed"], True)
-        self.assertNotIn(done, self.store.pending_docs)
-        self.assertIn(running, self.store.pending_docs)
+        self.assertNotIn(done_batch, self.store.pending_docs)
+        self.assertIn(running_batch, self.store.pending_docs)
         self.assertEqual(self.work.running_steps, 0)
         self.assertTrue(self.verification.waiting[1].called)
         self.assertEqual(self.work.owner_for_new_signup(), UNOWNED)
 
     def test_drop_all_forgets_the_work_and_its_writes(self) -> None:
-        """drop_all cancels every step, forgets queued writes and the hasher's queue."""
-        hasher = FakeHasher()
-        self.work.hasher = hasher
-        user_id = self.accept_new()
+        """drop_all cancels every step and forgets queued writes; nothing is retried."""
+        self.accept_new()
         self.verification.fail(RuntimeError("down"))
         self.work.drop_all()
         self.assertEqual((self.work.held, self.work.running_steps, self.writer.backlog), (0, 0, 0))
-        self.assertEqual(hasher.dropped, 1)
         self.clock.advance(600)
         self.assertEqual(len(self.verification.calls), 1)
         self.assertEqual(self.store.called("apply_finishes"), 0)
-        # A hash that arrives for dropped work is ignored.
-        self.work.password_hashed(Work(user_id, None), "$argon2id$late")
-        self.assertEqual(self.writer.backlog, 0)
+
+    def test_the_oldest_age_is_the_oldest_batch_held(self) -> None:
+        """oldest_age is the time since the oldest batch still held was taken on."""
+        self.assertEqual(self.work.oldest_age(), 0.0)
+        self.accept_batch()
+        self.clock.advance(3)
+        self.accept_batch()
+        self.clock.advance(2)
+        self.assertEqual(self.work.oldest_age(), 5.0)
+        self.verification.succeed(index=0)
+        self.assertEqual(self.work.oldest_age(), 2.0)
+
+
+class UncertainWriteTests(SlowWorkTestCase):
+    def test_a_batch_that_landed_despite_a_failed_write_is_taken_on(self) -> None:
+        """When a batch's write failed as a whole but its documents landed (a timeout does
+        not undo a write), the next refill finds it and runs its users' slow steps."""
+        user_id = self.store.seed_user(owner=None)
+        batch_id = self.store.seed_pending([user_id], OWNER)
+        self.work.batch_uncertain(batch_id, OWNER)
+        self.successResultOf(ensureDeferred(self.work.refill([])))
+        self.assertEqual(self.verification.calls, [user_id])
+        self.verification.succeed()
+        self.flush()
+        self.assertNotIn(batch_id, self.store.pending_docs)
+
+    def test_a_batch_that_never_landed_is_looked_for_a_while_then_forgotten(self) -> None:
+        """A failed batch not in the database is looked for at each refill for
+        UNCERTAIN_SECONDS (it may still land), then no more."""
+        self.work.batch_uncertain(ObjectId(), OWNER)
+        self.successResultOf(ensureDeferred(self.work.refill([])))
+        self.clock.advance(slowwork.UNCERTAIN_SECONDS + 1)
+        self.successResultOf(ensureDeferred(self.work.refill([])))
+        self.successResultOf(ensureDeferred(self.work.refill([])))
+        self.assertEqual(self.store.called("find_pending"), 2)
 
 
 class CapacityTests(SlowWorkTestCase):
@@ -324,9 +385,11 @@ class CapacityTests(SlowWorkTestCase):
         self.assertEqual(self.work.held, 1)
         self.assertEqual(self.work.owner_for_new_signup(), OWNER)
 
-    def test_unowned_signups_start_nothing_here(self) -> None:
-        """A sign-up stored as unowned is not started by accept: it waits for adoption."""
-        self.work.accept(self.store.seed_user(), b"sealed", UNOWNED)
+    def test_unowned_batches_are_not_held_here(self) -> None:
+        """A batch stored as unowned is not held or started: it waits for adoption."""
+        user_id = self.store.seed_user(owner=None)
+        self.work.batch_stored(self.store.seed_pending([user_id], UNOWNED), UNOWNED, [user_id])
+        self.work.accept(user_id)
         self.assertEqual(self.verification.calls, [])
         self.assertEqual(self.work.held, 0)
 
@@ -346,63 +409,66 @@ class CapacityTests(SlowWorkTestCase):
 
 
 class RefillTests(SlowWorkTestCase):
-    capacity = 3
+    capacity = 400
 
-    def test_refill_adopts_unowned_work_up_to_capacity(self) -> None:
-        """refill takes unowned pending work from the store while there is room, and starts
-        the slow step of each adopted user."""
-        ids = [self.store.seed_user() for _ in range(5)]
+    def owners(self) -> dict[ObjectId, str]:
+        return {batch_id: doc["owner"] for batch_id, doc in self.store.pending_docs.items()}
+
+    def test_refill_adopts_unowned_batches_as_room_allows(self) -> None:
+        """refill takes unowned batches from the store round after round, each asking for no
+        more batches than its room could hold at the largest batch size, and starts each
+        adopted user's step."""
+        batches = [self.store.seed_pending([ObjectId()], UNOWNED) for _ in range(4)]
         self.accept_new()
         self.successResultOf(ensureDeferred(self.work.refill()))
-        self.assertEqual(self.store.calls[-1], ("adopt", (OWNER, 2, (UNOWNED,))))
-        self.assertEqual(self.verification.calls[1:], ids[:2])
-        self.assertEqual([self.store.pending_docs[i]["owner"] for i in ids[:2]], [OWNER] * 2)
-        self.assertEqual([self.store.pending_docs[i]["owner"] for i in ids[2:]], [UNOWNED] * 3)
-        self.assertEqual(self.work.held, 3)
+        asked = [args[1] for name, args in self.store.calls if name == "adopt"]
+        self.assertEqual(asked[0], (self.capacity - 1) // slowwork.USERS_PER_BATCH)
+        self.assertEqual(set(self.owners().values()), {OWNER})
+        self.assertEqual(len(self.verification.calls), 1 + len(batches))
 
     def test_refill_does_not_ask_when_full(self) -> None:
         """A full process does not even query the store."""
         self.store.seed_user()
-        for _ in range(3):
-            self.accept_new()
+        self.accept_batch(self.capacity)
         self.successResultOf(ensureDeferred(self.work.refill()))
         self.assertEqual(self.store.called("adopt"), 0)
 
-    def test_adopted_work_resumes_where_it_stood(self) -> None:
-        """Work already processed is not verified again; once hashed too it just finishes."""
-        hasher = FakeHasher()
-        self.work.hasher = hasher
-        processed = self.store.seed_user(processed=True)
-        finished = self.store.seed_user(processed=True, password_hash="$argon2id$h")
-        hashed_only = self.store.seed_user(password_hash="$argon2id$h")
+    def test_adopted_batches_resume_where_they_stood(self) -> None:
+        """Users of an adopted batch already processed are not verified again; a batch whose
+        users are all processed is just deleted."""
+        done = self.store.seed_user(owner=None, processed=True)
+        waiting = self.store.seed_user(owner=None)
+        mixed = self.store.seed_pending([done, waiting], UNOWNED)
+        finished = self.store.seed_pending([done], UNOWNED)
         self.successResultOf(ensureDeferred(self.work.refill()))
-        self.assertEqual(self.verification.calls, [hashed_only])
-        self.assertEqual([work.user_id for work in hasher.submitted], [processed])
+        self.assertEqual(self.verification.calls, [waiting])
         self.flush()
         self.assertNotIn(finished, self.store.pending_docs)
-        self.assertIn(processed, self.store.pending_docs)
-        self.assertIn(hashed_only, self.store.pending_docs)
+        self.assertIn(mixed, self.store.pending_docs)
+        self.verification.succeed()
+        self.flush()
+        self.assertNotIn(mixed, self.store.pending_docs)
 
     def test_refill_adopts_round_after_round_until_room_runs_out(self) -> None:
-        """A dead owner's work is adopted in rounds of ADOPT_PER_ROUND without waiting for the
-        next lease round; when room runs out, refill says it did not see everything."""
-        self.patch(slowwork, "ADOPT_PER_ROUND", 2)
-        ids = [self.store.seed_user(owner="dead") for _ in range(5)]
+        """A dead owner's batches are adopted round after round without waiting for the next
+        lease round; when room runs out, refill says it did not see everything."""
+        self.patch(slowwork, "USERS_PER_BATCH", 1)
+        self.patch(slowwork, "ADOPT_PER_ROUND", 150)
+        batches = [self.store.seed_pending([ObjectId()] * 1, "dead") for _ in range(450)]
         seen_all = self.successResultOf(ensureDeferred(self.work.refill(["dead"])))
         self.assertFalse(seen_all)
-        self.assertEqual(self.store.called("adopt"), 2)
-        self.assertEqual(self.verification.calls, ids[:3])
-        self.assertEqual([self.store.pending_docs[i]["owner"] for i in ids[3:]], ["dead"] * 2)
+        self.assertEqual(self.store.called("adopt"), 3)
+        self.assertEqual(self.work.held, 400)
+        self.assertEqual(sum(self.owners()[b] == "dead" for b in batches), 50)
 
     def test_refill_reports_all_seen_after_a_short_round(self) -> None:
         """A round that comes back short means nothing more of those owners is waiting."""
-        self.patch(slowwork, "ADOPT_PER_ROUND", 2)
-        ids = [self.store.seed_user(owner="dead") for _ in range(2)]
-        other = self.store.seed_user(owner="alive")
+        dead = [self.store.seed_pending([ObjectId()], "dead") for _ in range(2)]
+        alive = self.store.seed_pending([ObjectId()], "alive")
         seen_all = self.successResultOf(ensureDeferred(self.work.refill(["dead"])))
         self.assertTrue(seen_all)
-        self.assertEqual(self.verification.calls, ids)
-        self.assertEqual(self.store.pending_docs[other]["owner"], "alive")
+        self.assertEqual([self.owners()[b] for b in dead], [OWNER, OWNER])
+        self.assertEqual(self.owners()[alive], "alive")
 
     def test_refill_without_owners_asks_nothing(self) -> None:
         """Between lease looks, a process without overflow of its own does not query."""
@@ -412,11 +478,12 @@ class RefillTests(SlowWorkTestCase):
 
     def test_a_failed_adoption_leaves_the_work_unowned(self) -> None:
         """When the store fails, refill fails and nothing is started or claimed."""
-        user_id = self.store.seed_user()
+        user_id = self.store.seed_user(owner=None)
+        batch_id = self.store.seed_pending([user_id], UNOWNED)
         self.store.make_fail("adopt", times=1)
         self.failureResultOf(ensureDeferred(self.work.refill()), StoreDown)
         self.assertEqual(self.work.held, 0)
-        self.assertEqual(self.store.pending_docs[user_id]["owner"], UNOWNED)
+        self.assertEqual(self.owners()[batch_id], UNOWNED)
         self.successResultOf(ensureDeferred(self.work.refill()))
         self.assertEqual(self.verification.calls, [user_id])
 
@@ -425,37 +492,58 @@ class FinishWriterTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.store = FakeStore()
-        self.writer = FinishWriter(self.clock, self.store, interval=INTERVAL, max_batch=2)
+        self.writer = FinishWriter(self.clock, self.store, interval=INTERVAL)
         self.writer.start()
         self.addCleanup(self.writer.stop)
 
-    def test_writes_in_batches_on_the_interval(self) -> None:
-        """Updates wait for the interval, then go out together in one call."""
-        ids = [self.store.seed_user() for _ in range(2)]
+    def rounds(self) -> list[FinishRound]:
+        return [args[0] for name, args in self.store.calls if name == "apply_finishes"]
+
+    def test_writes_everything_queued_on_the_interval_in_one_round(self) -> None:
+        """Updates wait for the interval, then all of them go out in one round: no throttle
+        can leave finished work behind while sign-ups flow."""
+        ids = [self.store.seed_user(owner=None) for _ in range(2000)]
         for user_id in ids:
-            self.writer.set_fields(user_id, {"processed": True})
+            self.writer.processed(user_id, 1)
         self.clock.advance(INTERVAL - 0.01)
         self.assertEqual(self.store.called("apply_finishes"), 0)
         self.clock.advance(0.01)
-        self.assertEqual(self.store.called("apply_finishes"), 1)
-        self.assertEqual(self.writer.written, 2)
-        self.assertEqual(self.writer.backlog, 0)
+        (round,) = self.rounds()
+        self.assertEqual(round.processed, {1: ids})
+        self.assertEqual((self.writer.written, self.writer.backlog), (2000, 0))
+
+    def test_a_user_hashed_and_verified_in_one_round_is_one_update(self) -> None:
+        """A user with a password hash and a verified step in the same round gets both in one
+        update, so neither overwrites the other."""
+        user_id = self.store.seed_user(owner=None)
+        self.writer.processed(user_id, 2)
+        self.writer.set_fields(user_id, {"password_hash": "$argon2id$h"})
+        self.clock.advance(INTERVAL)
+        (round,) = self.rounds()
+        self.assertEqual(round.processed, {})
+        user = self.store.user_docs[user_id]
+        self.assertEqual(user["password_hash"], "$argon2id$h")
+        self.assertIs(user["processed"], True)
+        self.assertEqual(user["verification"], {"state": "verified", "attempts": 2})
+        self.assertEqual(user["date_updated"], bson_now(INTERVAL))
 
     def test_requeues_on_failure_and_retries(self) -> None:
         """A failed write keeps its updates and deletions queued; the next round retries."""
-        user_id = self.store.seed_user()
-        self.writer.set_fields(user_id, {"processed": True})
-        self.writer.finished(user_id)
+        user_id = self.store.seed_user(owner=None)
+        batch_id = self.store.seed_pending([user_id], OWNER)
+        self.writer.processed(user_id, 1)
+        self.writer.pending_done(batch_id)
         self.store.make_fail("apply_finishes", times=2)
         self.clock.advance(INTERVAL)
         self.clock.advance(INTERVAL)
         self.assertEqual(self.store.called("apply_finishes"), 2)
         self.assertEqual(self.writer.backlog, 2)
-        self.assertIn(user_id, self.store.pending_docs)
+        self.assertIn(batch_id, self.store.pending_docs)
         self.clock.advance(INTERVAL)
         self.assertIs(self.store.user_docs[user_id]["processed"], True)
-        self.assertNotIn(user_id, self.store.pending_docs)
+        self.assertNotIn(batch_id, self.store.pending_docs)
         self.assertEqual(self.writer.backlog, 0)
+        self.flushLoggedErrors(StoreDown)
 
     def test_requeued_updates_never_overwrite_newer_ones(self) -> None:
         """Fields set while a failing write was in flight win over the re-queued old ones."""
@@ -463,67 +551,66 @@ class FinishWriterTests(SynchronousTestCase):
         self.writer.set_fields(user_id, {"verification": {"state": "retrying"}, "a": 1})
         self.store.make_hang("apply_finishes")
         self.clock.advance(INTERVAL)
-        self.writer.set_fields(user_id, {"verification": {"state": "verified"}})
+        self.writer.set_fields(user_id, {"verification": {"state": "later"}})
         self.store.heal()
         self.store.hung("apply_finishes")[0].errback(Failure(StoreDown("lost")))
         self.clock.advance(INTERVAL)
         user = self.store.user_docs[user_id]
-        self.assertEqual(user["verification"], {"state": "verified"})
+        self.assertEqual(user["verification"], {"state": "later"})
         self.assertEqual(user["a"], 1)
 
-    def test_pending_deletion_waits_for_the_users_own_updates(self) -> None:
-        """A user's pending document is never deleted in a batch that leaves some of its
-        updates queued (when the updates do not all fit in one batch)."""
-        first, second, third = (self.store.seed_user() for _ in range(3))
-        for user_id in (first, second, third):
-            self.writer.set_fields(user_id, {"processed": True})
-        for user_id in (third, first):
-            self.writer.finished(user_id)
+    def test_deletions_follow_the_updates_of_their_round(self) -> None:
+        """In a round, the users' updates are applied before any work document is deleted."""
+        user_id = self.store.seed_user(owner=None)
+        pending = self.store.seed_pending([user_id], OWNER)
+        sealed = self.store.seed_sealed([(user_id, b"s")], OWNER)
+        self.writer.set_fields(user_id, {"password_hash": "$argon2id$h"})
+        self.writer.sealed_done(sealed)
+        self.writer.processed(user_id, 1)
+        self.writer.pending_done(pending)
         self.clock.advance(INTERVAL)
-        (_, (updates, finished)) = self.store.calls[-1]
-        self.assertEqual(list(updates), [first, second])
-        self.assertEqual(finished, [first])
-        self.assertIn(third, self.store.pending_docs)
-        self.clock.advance(INTERVAL)
-        self.assertNotIn(third, self.store.pending_docs)
-        self.assertIs(self.store.user_docs[third]["processed"], True)
+        self.assertEqual(
+            self.store.events[-3:],
+            [("update", user_id), ("delete_pending", pending), ("delete_sealed", sealed)],
+        )
 
     def test_stop_makes_a_last_attempt(self) -> None:
         """stop writes what is queued at once, without waiting for the interval."""
         user_id = self.store.seed_user()
-        self.writer.set_fields(user_id, {"processed": True})
+        self.writer.processed(user_id, 1)
         self.successResultOf(self.writer.stop())
         self.assertIs(self.store.user_docs[user_id]["processed"], True)
 
     def test_stop_waits_for_the_write_in_flight_before_the_last_one(self) -> None:
         """A stop during a write does not start a second write beside it: it ends when the
         write in flight has ended and the last attempt has sent what was queued meanwhile,
-        and the user's pending document goes only after its update is acknowledged."""
-        first, second = self.store.seed_user(), self.store.seed_user()
-        self.writer.set_fields(first, {"processed": True})
+        and a batch's document goes only after its users' updates are acknowledged."""
+        first, second = self.store.seed_user(owner=None), self.store.seed_user(owner=None)
+        batch_id = self.store.seed_pending([first, second], OWNER)
+        self.writer.processed(first, 1)
         self.store.make_hang("apply_finishes")
         self.clock.advance(INTERVAL)
-        self.writer.set_fields(second, {"processed": True})
-        self.writer.finished(first)
+        self.writer.processed(second, 1)
+        self.writer.pending_done(batch_id)
         stopped = self.writer.stop()
         self.assertNoResult(stopped)
         self.assertEqual(self.store.called("apply_finishes"), 1)
-        self.assertIn(first, self.store.pending_docs)
+        self.assertIn(batch_id, self.store.pending_docs)
         self.store.heal()
         self.store.hung("apply_finishes")[0].callback(None)
         self.successResultOf(stopped)
-        self.assertEqual(self.store.called("apply_finishes"), 2)
-        (_, (updates, finished)) = self.store.calls[-1]
-        self.assertEqual((list(updates), finished), ([second], [first]))
-        self.assertNotIn(first, self.store.pending_docs)
+        last = self.rounds()[-1]
+        self.assertEqual((last.processed, last.pending_done), ({1: [second]}, [batch_id]))
+        self.assertNotIn(batch_id, self.store.pending_docs)
         self.assertIs(self.store.user_docs[second]["processed"], True)
 
     def test_a_failed_last_attempt_does_not_fail_the_stop(self) -> None:
         """When the database is down at stop, the stop still completes (work stays pending)."""
-        self.writer.set_fields(self.store.seed_user(), {"processed": True})
+        self.writer.processed(self.store.seed_user(), 1)
         self.store.make_fail("apply_finishes")
         self.successResultOf(self.writer.stop())
         self.assertEqual(self.writer.backlog, 1)
+        self.flushLoggedErrors(StoreDown)
 
 
 class Verifier(Resource):
@@ -657,8 +744,10 @@ class HttpSlowWorkTests(SynchronousTestCase):
         work = SlowWork(clock, store, http, writer, OWNER, backoff=Backoff(base=1.0, cap=4.0))
         work.startService()
         self.addCleanup(work.stopService)
-        user_id = store.seed_user(owner=OWNER)
-        work.accept(user_id, b"sealed", work.owner_for_new_signup())
+        user_id = store.seed_user(owner=None)
+        owner = work.owner_for_new_signup()
+        work.batch_stored(store.seed_pending([user_id], owner), owner, [user_id])
+        work.accept(user_id)
         self.assertEqual(len(verifier.received), 1)
         work.drop_all()
         verifier.status = 500
@@ -670,20 +759,16 @@ class HttpSlowWorkTests(SynchronousTestCase):
         self.assertEqual(breaker.state, "closed")
 
 
-class FlushDropTests(SynchronousTestCase):
+class FlushDropTests(SlowWorkTestCase):
     def test_only_work_accepted_before_the_flush_is_dropped(self) -> None:
         """A flush seen from another process drops older work; work accepted after it goes on."""
-        clock = Clock()
-        store = FakeStore()
-        work = SlowWork(
-            clock, store, ManualVerification(), FinishWriter(clock, store, interval=INTERVAL), OWNER
-        )
-        work.startService()
-        self.addCleanup(work.stopService)
-        old = Work(ObjectId(), b"sealed", accepted_at=10.0)
-        new = Work(ObjectId(), b"sealed", accepted_at=20.0)
-        work._start(old)
-        work._start(new)
-        work.drop_accepted_before(15.0)
-        self.assertFalse(work.holds(old))
-        self.assertTrue(work.holds(new))
+        _, (old,) = self.accept_batch()
+        self.clock.advance(10)
+        _, (new,) = self.accept_batch()
+        self.work.drop_accepted_before(START + 5)
+        self.assertEqual(self.work.held, 1)
+        self.verification.succeed(index=0)
+        self.verification.succeed(index=1)
+        self.flush()
+        self.assertIs(self.store.user_docs[old]["processed"], False)
+        self.assertIs(self.store.user_docs[new]["processed"], True)

@@ -161,6 +161,7 @@ class TakeOverTests(TestCase):
         )
         self.assertEqual((done, processed, hashed), (len(ids),) * 3)
         self.assertEqual(await db.pending.count_documents({}, timeout=5), 0)
+        self.assertEqual(await db.sealed_passwords.count_documents({}, timeout=5), 0)
 
     async def test_killed_instance_work_is_finished_by_the_other_instances(self) -> None:
         """Three separate instances on one database: the one that acknowledged the users is
@@ -218,10 +219,15 @@ class TakeOverTests(TestCase):
         for survivor in instances[1:]:
             self.assertIsNone(survivor.poll(), "a surviving instance stopped")
         for _ in range(50):  # the pending documents go once the finishing writes are done
-            if await db.pending.count_documents({}, timeout=5) == 0:
+            left = [
+                await db[name].count_documents({}, timeout=5)
+                for name in ("pending", "sealed_passwords")
+            ]
+            if left == [0, 0]:
                 break
             await deferLater(reactor, 0.2, lambda: None)
         self.assertEqual(await db.pending.count_documents({}, timeout=5), 0)
+        self.assertEqual(await db.sealed_passwords.count_documents({}, timeout=5), 0)
 
     # Start-up of three processes plus the 90 s the issue allows.
     test_killed_instance_work_is_finished_by_the_other_instances.timeout = 120  # type: ignore[attr-defined]

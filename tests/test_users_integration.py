@@ -94,7 +94,11 @@ class UsersIntegrationTests(TestCase):
         self.assertNotIn(SIGNUP["password"], everything)
 
         async def finished() -> bool:
-            return bool(await db.pending.count_documents({}, timeout=5) == 0)
+            left = [
+                await db[name].count_documents({}, timeout=5)
+                for name in ("pending", "sealed_passwords")
+            ]
+            return left == [0, 0]
 
         await wait_until(finished, timeout=10)
 
@@ -126,7 +130,7 @@ class UsersIntegrationTests(TestCase):
         self.assertEqual((await squad.delete("/collections")).code, 204)
         pool, db = await mongo(squad.uri, squad.database)
         self.addCleanup(pool.disconnect)
-        for name in ("users", "pending"):
+        for name in ("users", "pending", "sealed_passwords"):
             self.assertEqual(await db[name].count_documents({}, timeout=5), 0, name)
 
     async def test_delete_collections_is_absent_without_the_flag(self) -> None:
@@ -244,6 +248,6 @@ class UsersIntegrationTests(TestCase):
 
 
 async def _all_documents(db: Any) -> Any:
-    for name in ("users", "pending", "processes", "idempotency_keys"):
+    for name in ("users", "pending", "sealed_passwords", "processes", "idempotency_keys"):
         for doc in await db[name].find({}, timeout=5):
             yield doc
