@@ -4,12 +4,13 @@ drains.
 
 squad seals each password on the request path and hashes it later with argon2id, in the
 background, while the API is not busy (see ``squad.hashing``). After a burst of sign-ups the
-passwords waiting for their hash are that backlog: each waits sealed in the ``pending``
-collection until it is hashed. This tool reads squad's own figures from ``GET /metrics`` every
-``--interval`` seconds (``squad_password_hash_backlog``, the passwords queued for hashing in
-all workers, and ``squad_passwords_hashed_total``) until the backlog is empty or ``--limit``
-passes, and prints the backlog, the rate it drains at (users/s) and the time it took. At the
-end it counts the users without a ``password_hash`` in the database once, to confirm.
+passwords waiting for their hash are that backlog: each waits sealed in the
+``sealed_passwords`` collection until it is hashed. This tool reads squad's own figures from
+``GET /metrics`` every ``--interval`` seconds (``squad_password_hash_backlog``, the passwords
+queued for hashing in all workers, and ``squad_passwords_hashed_total``) until the backlog is
+empty or ``--limit`` passes, and prints the backlog, the rate it drains at (users/s) and the
+time it took. At the end it counts the users without a ``password_hash`` in the database once,
+to confirm.
 Run it right after ``./bin/benchmark``:
 
     ./bin/benchmark 100 20s && .venv/bin/python -m benchmark.hash_drain

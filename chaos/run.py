@@ -384,7 +384,10 @@ def final_counts(mongo: pymongo.MongoClient[dict[str, Any]], ids: list[ObjectId]
     counts["stored"] = sum(1 for user_id in ids if user_id in seen)
     counts["processed"] = sum(1 for user_id in ids if seen.get(user_id))
     counts["unacknowledged stored"] = len(seen) - len(set(ids) & seen.keys())
-    counts["pending"] = mongo[DATABASE].pending.count_documents({})
+    # Users whose slow step is still recorded as to do (one pending document per batch).
+    counts["pending"] = sum(
+        len(batch.get("users", [])) for batch in mongo[DATABASE].pending.find({}, {"users": 1})
+    )
     return counts
 
 

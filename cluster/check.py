@@ -111,8 +111,12 @@ async def load(reactor: Any, cluster: Cluster, mongo: pymongo.MongoClient[Any]) 
     def kill() -> None:
         doomed = cluster.squads[0]
         owner = f"{socket.gethostname()}:{doomed.process.pid}:"
-        tally.held_by_killed = mongo[DATABASE].pending.count_documents(
-            {"owner": {"$regex": "^" + owner.replace(".", "\\.")}}
+        # One pending document per batch of slow steps, listing its users.
+        tally.held_by_killed = sum(
+            len(batch.get("users", []))
+            for batch in mongo[DATABASE].pending.find(
+                {"owner": {"$regex": "^" + owner.replace(".", "\\.")}}, {"users": 1}
+            )
         )
         doomed.kill(signal.SIGKILL)
         tally.killed_at = reactor.seconds()
