@@ -9,7 +9,7 @@ from typing import Any
 
 from bson import ObjectId
 from treq.testing import StubTreq
-from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, succeed
 from twisted.internet.task import Clock, LoopingCall
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -19,6 +19,9 @@ from twisted.web.server import NOT_DONE_YET, Request
 from squad import slowwork
 from squad.documents import bson_now
 from squad.finishing import FinishWriter
+from squad.hashing import PasswordHasher
+from squad.passwords import PasswordSealer
+from squad.process import recording_work
 from squad.resilience import Backoff, CircuitBreaker, CircuitOpen
 from squad.slowstep import (
     TIMER_SLOT_SECONDS,
@@ -27,7 +30,7 @@ from squad.slowstep import (
     VerificationFailed,
 )
 from squad.slowwork import SlowWork
-from squad.store import UNOWNED, FinishRound
+from squad.store import UNOWNED, FinishRound, PendingSignup
 from tests.fakes import OWNER, START, FakeStore, ManualVerification, StoreDown
 
 INTERVAL = 0.2  # the FinishWriter's batching interval in these tests
@@ -772,3 +775,71 @@ class FlushDropTests(SlowWorkTestCase):
         self.flush()
         self.assertIs(self.store.user_docs[old]["processed"], False)
         self.assertIs(self.store.user_docs[new]["processed"], True)
+
+
+class RecordingWorkTests(SlowWorkTestCase):
+    """``recording_work``: what the group commit's write hands to the slow work and the
+    hasher, whether the write succeeded or failed as a whole."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.hasher = PasswordHasher(
+            self.clock,
+            PasswordSealer(bytes(range(32))),
+            self.store,
+            self.writer,
+            OWNER,
+            hash_off_thread=lambda password: succeed("hash"),
+        )
+        self.write = recording_work(self.store.insert_signups, self.work, self.hasher)
+
+    def signups(self, count: int) -> list[PendingSignup]:
+        return [
+            PendingSignup(
+                user={"_id": ObjectId(), "processed": False},
+                sealed_password=b"sealed",
+                owner=self.work.owner_for_new_signup(),
+                hasher=OWNER,
+            )
+            for _ in range(count)
+        ]
+
+    def test_a_written_batch_is_held_and_queued_for_hashing(self) -> None:
+        """After a write, the stored users' slow steps are held (started on accept) and the
+        batch's sealed passwords are queued for this process's hasher."""
+        batch = self.signups(3)
+        self.successResultOf(ensureDeferred(self.write(batch)))
+        self.assertEqual(self.work.held, 3)
+        self.assertEqual(self.hasher.backlog, 3)
+        for item in batch:
+            self.work.accept(item.user_id)
+        self.assertEqual(len(self.verification.calls), 3)
+
+    def test_a_user_refused_by_the_database_is_not_held(self) -> None:
+        """A user whose own insert was refused frees its slot; the others are held."""
+        batch = self.signups(2)
+        self.store.refuse = lambda user: user["_id"] == batch[0].user_id
+        self.successResultOf(ensureDeferred(self.write(batch)))
+        self.work.signup_failed(batch[0].owner)  # as the API does for the refused one
+        self.assertEqual(self.work.held, 1)
+
+    def test_a_write_that_failed_as_a_whole_is_looked_for_later(self) -> None:
+        """When the write fails as a whole, its batch is looked for at the next refill (it may
+        have landed) and its sealed passwords are queued anyway (a batch that never landed is
+        skipped when its turn comes)."""
+        batch = self.signups(2)
+        self.store.make_fail("insert_signups", times=1)
+        self.failureResultOf(ensureDeferred(self.write(batch)), StoreDown)
+        for item in batch:
+            self.work.signup_failed(item.owner)
+        self.assertEqual(self.work.held, 0)
+        self.assertEqual(self.hasher.backlog, 0)  # nothing was named: the write never began
+        batch = self.signups(2)
+        self.successResultOf(ensureDeferred(self.store.insert_signups(batch)))
+        self.store.make_fail("insert_signups", times=1)
+        self.failureResultOf(ensureDeferred(self.write(batch)), StoreDown)
+        for item in batch:
+            self.work.signup_failed(item.owner)
+        self.assertEqual(self.hasher.backlog, 2)
+        self.successResultOf(ensureDeferred(self.work.refill([])))
+        self.assertEqual(self.work.held, 2)
