@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from bson import ObjectId
@@ -54,7 +54,7 @@ def recording_work(
     write: Callable[[list[PendingSignup]], Awaitable[None]],
     slow_work: SlowWork,
     hasher: PasswordHasher,
-) -> Callable[[list[PendingSignup]], Awaitable[None]]:
+) -> Callable[[list[PendingSignup]], Coroutine[Any, Any, None]]:
     """``write``, then hand the work documents it wrote to the slow work and the hasher
     (before any answer goes out, so each answered user's work is already held)."""
 
