@@ -1,1 +1,1 @@
-"""``bin/chaos``: load plus faults against squad on the embedded database (issue 8)."""
+"""``bin/chaos``: load plus faults against squad on the embedded database."""

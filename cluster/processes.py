@@ -36,9 +36,10 @@ POSTGRES_DATABASE = "ferretdb"
 
 # FerretDB v1.24.2's PostgreSQL backend finds a document by _id with
 # ``_jsonb->'_id' @> '"<id>"'``, which its own unique btree index on ``_jsonb->'_id'`` cannot
-# serve (FerretDB issue 4646): every find, update and delete by _id scans the whole table. A GIN
-# index on the same expression does serve ``@>``. An event trigger adds one to every table
-# FerretDB creates (and the DO block to tables that already exist). Measured in docs/database.md.
+# serve (https://github.com/FerretDB/FerretDB/issues/4646): every find, update and delete by
+# _id scans the whole table. A GIN index on the same expression does serve ``@>``. An event
+# trigger adds one to every table FerretDB creates (and the DO block to tables that already
+# exist). Measured in docs/database.md.
 ID_INDEX_SQL = r"""
 CREATE OR REPLACE FUNCTION squad_add_id_gin_index() RETURNS event_trigger
 LANGUAGE plpgsql AS $$

@@ -1,4 +1,4 @@
-"""The JSON error answers of the HTTP API, in the contract's shape."""
+"""The JSON error answers of the HTTP API: ``{"error", "message", ...}``."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 :data:`OPENAPI` is the document as plain data; :func:`openapi_json` is its serialised form,
 built once. The limits come from :mod:`squad.validation` itself, so the two cannot drift apart,
-and ``tests.test_openapi`` checks the document against the OpenAPI 3.1 schema, the contract's
+and ``tests.test_openapi`` checks the document against the OpenAPI 3.1 schema, the API's
 routes, every error code the code can answer, and real answer bodies.
 
 Patterns are ECMA-262, the dialect JSON Schema specifies, written so Python's ``re`` reads them

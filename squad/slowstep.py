@@ -1,8 +1,9 @@
-"""The slow step itself (the seed's ``somethingSlow``): verifying a new user.
+"""The slow step itself (the original service's ``somethingSlow``): verifying a new user.
 
 Two implementations of one small interface:
 
-- ``StandInVerification`` waits a random time on the reactor's clock, like the seed's stand-in.
+- ``StandInVerification`` waits a random time on the reactor's clock, like the original
+  service's stand-in.
   Thousands of pending users cost one small Deferred each in shared timer slots, not threads,
   sockets or a timer each.
 - ``HttpVerification`` POSTs the user's id to a verifier service with treq, with a timeout per

@@ -2,7 +2,7 @@
 
 Collections (one database, ``squad`` by default):
 
-- ``users``: the sign-ups, as the contract describes them.
+- ``users``: the sign-ups (never a password; its hash once it is made).
 - ``pending``: the slow steps not yet finished, one small document per group-commit batch: its
   owner process and the ids of its users. The database is the queue: the work survives the
   process that accepted it. The document goes once every one of its users is ``processed``, so

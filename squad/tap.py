@@ -1,6 +1,6 @@
 """``twistd squad``: the command-line options and the service tree.
 
-``Options`` converts and checks every option of the contract; ``makeService`` only wires::
+``Options`` converts and checks every option of ``twistd squad``; ``makeService`` only wires::
 
     MultiService "squad"
     ├── DatabaseService      the txmongo pool (opened at start, after any fork)

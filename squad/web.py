@@ -2,9 +2,11 @@
 per-request logging.
 
 twisted.web buffers every request body whole before a route runs and has no size limit
-(Twisted issues 4898, 10191). ``LimitedRequest`` refuses a body over the limit while it
-arrives: from ``Content-Length`` before reading any of it, or by counting a chunked body,
-answering 413 and closing the connection, so a client cannot make a worker hold a huge body.
+(https://github.com/twisted/twisted/issues/4898,
+https://github.com/twisted/twisted/issues/10191). ``LimitedRequest`` refuses a body over the
+limit while it arrives: from ``Content-Length`` before reading any of it, or by counting a
+chunked body, answering 413 and closing the connection, so a client cannot make a worker hold
+a huge body.
 
 Twisted's only timeout is an idle one, reset by every byte received: a client that sends one
 byte every few seconds (slowloris) would hold a connection and a request forever. ``SquadSite``
@@ -228,7 +230,7 @@ class SquadChannel(HTTPChannel):
         return bool(self.requests or self._buffer)
 
     def _respondToBadRequestAndDisconnect(self) -> None:
-        # Twisted's own refusal of malformed HTTP is an empty 400; the contract wants JSON.
+        # Twisted's own refusal of malformed HTTP is an empty 400; every squad error is JSON.
         transport: Any = self.transport
         transport.write(BAD_REQUEST)
         self.loseConnection()
