@@ -41,9 +41,5 @@ def observer_from_environment(stream: IO[str] | None = None) -> ILogObserver:
 
 
 def describe_settings(config: Any, names: list[str]) -> dict[str, object]:
-    """The effective settings for the start-up line, secrets redacted."""
-    return {
-        name: ("<redacted>" if name in SECRET_SETTINGS else config[name])
-        for name in names
-        if name not in SECRET_SETTINGS
-    }
+    """The effective settings for the start-up line, secrets left out."""
+    return {name: config[name] for name in names if name not in SECRET_SETTINGS}

@@ -224,7 +224,6 @@ def build_process_service(
     config: Any,
     reactor: Any,
     adopt: tuple[int, int] | None = None,
-    worker_index: int | None = None,
 ) -> MultiService:
     """One process's service tree; ``adopt`` is an inherited (fd, family) to serve on."""
     root = SequentialMultiService()

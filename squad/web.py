@@ -93,10 +93,6 @@ def _raw_answer(status: int, reason: bytes, code: str, message: str, *headers: b
     )
 
 
-def _raw_error(status: int, reason: bytes, code: str, message: str) -> bytes:
-    return _raw_answer(status, reason, code, message)
-
-
 def request_timeout_answer(seconds: float) -> bytes:
     """The 408 sent to a client that did not send its whole request within ``seconds``."""
     return _raw_answer(
@@ -116,14 +112,14 @@ TOO_MANY_CONNECTIONS = _raw_answer(
 )
 
 
-BAD_REQUEST = _raw_error(
+BAD_REQUEST = _raw_answer(
     400,
     b"Bad Request",
     "malformed_http",
     "The request is not valid HTTP (a malformed header, length or chunk).",
 )
 
-TOO_LARGE = _raw_error(
+TOO_LARGE = _raw_answer(
     413,
     b"Payload Too Large",
     "body_too_large",

@@ -30,7 +30,7 @@ def main(argv: list[str]) -> None:
 
     fd = int(argv[1])
     settings = json.loads(os.environ["SQUAD_WORKER_CONFIG"])
-    index = settings.pop("index")
+    settings.pop("index")  # which worker this is: only for a reader of the environment
     arguments: list[str] = []
     for name, value in settings.items():
         if isinstance(value, bool):
@@ -45,7 +45,7 @@ def main(argv: list[str]) -> None:
     listener = socket.socket(fileno=fd)
     family = listener.family
     listener.detach()
-    service = build_process_service(options, reactor, adopt=(fd, family), worker_index=index)
+    service = build_process_service(options, reactor, adopt=(fd, family))
     service.startService()
 
     def stop() -> Deferred[None]:
