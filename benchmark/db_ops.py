@@ -1,13 +1,15 @@
 """The database's own cost per operation by collection size (docs/database.md's table).
 
     .venv/bin/python -m benchmark.db_ops [mongodb://127.0.0.1:27017] [sizes...]
-    .venv/bin/python -m benchmark.db_ops [uri] --ids 100,200 [sizes...]
+    .venv/bin/python -m benchmark.db_ops [uri] --ids 100,200 [--skip WORD] [--rounds 3] [sizes...]
 
 Fills a scratch collection, then times finds, updates and deletes by ``_id`` (one client,
 sequential, newest documents first), and drops the scratch database. With ``--ids N,...`` it
 times operations on a list of N ids instead: ``find``, ``update_many`` and ``delete_many`` with
 ``{_id: {$in: ids}}``, and one ``bulk_write`` of N ``UpdateOne`` by ``_id``, with the database
-server's CPU per document (from /proc, when it listens on this machine). Synchronous pymongo:
+server's CPU per document (from /proc, when it listens on this machine); ``--skip WORD`` leaves
+out the operations whose name holds WORD (one bulk message of 100 or more updates deadlocks an
+unpatched FerretDB). Synchronous pymongo:
 this is a measuring tool, not the service.
 """
 
@@ -26,7 +28,7 @@ from pymongo.collection import Collection
 from benchmark.procs import cpu_seconds, listening_pids
 
 OPERATIONS = 50
-ROUNDS = 3  # of each list operation, on fresh ids each time
+ROUNDS = 3  # of each list operation, on fresh ids each time (--rounds)
 
 
 def measure(uri: str, sizes: list[int]) -> None:
@@ -92,8 +94,10 @@ def _list_operations(
     ]
 
 
-def measure_lists(uri: str, sizes: list[int], lists: list[int]) -> None:
-    """Time operations on lists of ids, ROUNDS of each, in collections of ``sizes`` documents."""
+def measure_lists(
+    uri: str, sizes: list[int], lists: list[int], skip: str | None = None, rounds: int = ROUNDS
+) -> None:
+    """Time ``rounds`` of each operation on lists of ids, in collections of ``sizes`` documents."""
     client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
         uri, serverSelectionTimeoutMS=3000
     )
@@ -108,22 +112,24 @@ def measure_lists(uri: str, sizes: list[int], lists: list[int]) -> None:
             ids.reverse()
             for n in lists:
                 for name, operation in _list_operations(collection, n):
+                    if skip and skip in name:
+                        continue
                     # Half of each list is ids that are not there: both cases are in the figure.
                     absent = [ObjectId() for _ in range(n // 2)]
                     took = 0.0
                     before = cpu_seconds(server) if server else None
-                    for _ in range(ROUNDS):
+                    for _ in range(rounds):
                         batch, ids = ids[: n - len(absent)], ids[n - len(absent) :]
                         started = time.perf_counter()
                         operation(batch + absent)
                         took += time.perf_counter() - started
                     after = cpu_seconds(server) if server else None
                     cpu = (
-                        f"{(after - before) / (ROUNDS * n) * 1e6:,.0f}"
+                        f"{(after - before) / (rounds * n) * 1e6:,.0f}"
                         if before is not None and after is not None
                         else "-"
                     )
-                    print(f"{size} | {n} | {name} | {took / ROUNDS * 1000:.1f} | {cpu}", flush=True)
+                    print(f"{size} | {n} | {name} | {took / rounds * 1000:.1f} | {cpu}", flush=True)
     finally:
         client.drop_database("squad_db_ops")
         client.close()
@@ -136,12 +142,22 @@ if __name__ == "__main__":
         at = arguments.index("--ids")
         id_lists = [int(n) for n in arguments[at + 1].split(",")]
         del arguments[at : at + 2]
+    skip = None
+    rounds = ROUNDS
+    if "--rounds" in arguments:
+        at = arguments.index("--rounds")
+        rounds = int(arguments[at + 1])
+        del arguments[at : at + 2]
+    if "--skip" in arguments:
+        at = arguments.index("--skip")
+        skip = arguments[at + 1]
+        del arguments[at : at + 2]
     target = (
         arguments.pop(0)
         if arguments and arguments[0].startswith("mongodb://")
         else ("mongodb://127.0.0.1:27017")
     )
     if id_lists:
-        measure_lists(target, [int(a) for a in arguments] or [100000], id_lists)
+        measure_lists(target, [int(a) for a in arguments] or [100000], id_lists, skip, rounds)
     else:
         measure(target, [int(a) for a in arguments] or [1000, 50000])

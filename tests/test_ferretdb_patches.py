@@ -11,9 +11,21 @@ import uuid
 from typing import Any
 
 from bson import ObjectId
+from pymongo import UpdateOne
+from pymongo.errors import WriteError
 from twisted.trial.unittest import SkipTest, TestCase
 
 from tests.support import database_uri, drop_database, mongo
+
+
+async def scratch_collection(test: TestCase) -> Any:
+    """A collection in a database of the test's own, dropped when it ends."""
+    uri = database_uri()
+    name = f"squad_patches_{uuid.uuid4().hex[:12]}"
+    pool, db = await mongo(uri, name)
+    test.addCleanup(drop_database, uri, name)
+    test.addCleanup(pool.disconnect)
+    return db.things
 
 
 class IdListTests(TestCase):
@@ -22,12 +34,7 @@ class IdListTests(TestCase):
     timeout = 30
 
     async def collection(self) -> Any:
-        uri = database_uri()
-        name = f"squad_patches_{uuid.uuid4().hex[:12]}"
-        pool, db = await mongo(uri, name)
-        self.addCleanup(drop_database, uri, name)
-        self.addCleanup(pool.disconnect)
-        return db.things
+        return await scratch_collection(self)
 
     async def filled(self) -> tuple[Any, list[Any], list[Any], list[Any]]:
         """A collection of ObjectId and string ids; a list naming some of them and some absent
@@ -92,3 +99,45 @@ class IdListTests(TestCase):
             raise SkipTest("only FerretDB reports filterPushdown")
         self.assertTrue(plan["filterPushdown"])
         self.assertIn("USING INDEX", " ".join(plan["queryPlanner"]["Plan"]))
+
+
+class UpdateMessageTests(TestCase):
+    """Update messages, which the update-one-transaction patch writes per update in one
+    transaction and whose SQL connections it releases per update, not per message."""
+
+    timeout = 30
+
+    async def test_one_message_of_300_updates_is_applied(self) -> None:
+        """A bulk write of 300 UpdateOne in one message modifies all 300 (unpatched, a message
+        of 100 or more updates held that many SQL connections and deadlocked the pool of 100)."""
+        things = await scratch_collection(self)
+        ids = [ObjectId() for _ in range(300)]
+        await things.insert_many([{"_id": i, "n": 0} for i in ids])
+        result = await things.bulk_write(
+            [UpdateOne({"_id": i}, {"$inc": {"n": 1}}) for i in ids], ordered=False
+        )
+        self.assertEqual((result.matched_count, result.modified_count), (300, 300))
+        self.assertEqual(await things.count_documents({"n": 1}), 300)
+
+    async def test_update_many_larger_than_one_write_batch(self) -> None:
+        """An update_many of 2,500 documents (more than the 1,000 one transaction holds) modifies
+        each exactly once and reports the right counts; unmodified matches are not counted."""
+        things = await scratch_collection(self)
+        await things.insert_many([{"_id": n, "kind": "a", "n": n % 2} for n in range(2500)])
+        result = await things.update_many({"kind": "a"}, {"$set": {"n": 1}})
+        self.assertEqual((result.matched_count, result.modified_count), (2500, 1250))
+        self.assertEqual(await things.count_documents({"n": 1}), 2500)
+
+    async def test_a_failing_update_many_keeps_the_documents_before_the_failure(self) -> None:
+        """When one document of an update_many cannot be updated, the error reaches the client
+        and the documents updated before it stay updated, as without the patch."""
+        things = await scratch_collection(self)
+        docs: list[dict[str, Any]] = [{"_id": n, "kind": "a", "n": n} for n in range(10)]
+        docs[5]["n"] = "not a number"
+        for doc in docs:
+            await things.insert_one(doc)
+        with self.assertRaises(WriteError):
+            await things.update_many({"kind": "a"}, {"$inc": {"n": 100}})
+        after = {d["_id"]: d["n"] for d in await things.find({})}
+        self.assertEqual([after[n] for n in range(5)], [100, 101, 102, 103, 104])
+        self.assertEqual([after[n] for n in range(6, 10)], [6, 7, 8, 9])
