@@ -191,7 +191,7 @@ def _parser() -> _Parser:
             "  SQUAD_SLOW_MAX    --rate: the slow step's longest, for the lag target (default 15)\n"
             "  SWEEP_LEVELS      restrict a sweep's levels, e.g. 25,50\n"
             "  SWEEP_TARGETS     restrict a sweep's targets, e.g. squad,baseline\n"
-            "                    (squad, baseline, ceiling, reference-node)\n"
+            "                    (squad, baseline, ceiling, stored, reference-node)\n"
             "\n"
             "examples:\n"
             "  bin/benchmark                 25 connections for 45s\n"
