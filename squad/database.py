@@ -24,7 +24,7 @@ def connect(uri: str, pool_size: int, write_concern: int | str) -> ConnectionPoo
     ready again within a second of the database's return. Each FerretDB connection serves one
     request at a time, so ``pool_size`` is the real database parallelism.
     """
-    return ConnectionPool(
+    pool = ConnectionPool(
         uri,
         pool_size=pool_size,
         retry_delay=0.1,
@@ -33,6 +33,11 @@ def connect(uri: str, pool_size: int, write_concern: int | str) -> ConnectionPoo
         ping_timeout=5,
         w=write_concern,
     )
+    # A reconnecting factory that is noisy logs every retry, several a second per connection
+    # while the database is down; the outage is reported once by the tasks that need it.
+    for factory in pool.getprotocols():
+        factory.noisy = False
+    return pool
 
 
 class DatabaseService(Service):

@@ -23,6 +23,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from squad.documents import bson_now
+from squad.logs import OutageLog
 from squad.store import FinishRound, Store
 
 __all__ = ["FinishWriter"]
@@ -45,6 +46,7 @@ class FinishWriter:
         self.interval = interval
         self.written = 0
         self._looping: Deferred[LoopingCall] | None = None
+        self._outage = OutageLog(log, clock, "Writing finished work")
 
     @property
     def backlog(self) -> int:
@@ -98,11 +100,9 @@ class FinishWriter:
 
     def _guarded_flush(self) -> Deferred[None]:
         d = ensureDeferred(self.flush())
-        d.addErrback(
-            lambda failure: log.warn(
-                "Finished work not written yet ({error}); retrying.",
-                error=failure.getErrorMessage(),
-            )
+        d.addCallbacks(
+            lambda _: self._outage.succeeded(),
+            lambda failure: self._outage.failed(failure.getErrorMessage()),
         )
         return d
 

@@ -27,6 +27,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from squad.documents import bson_now
+from squad.logs import OutageLog
 from squad.store import UNOWNED, Store
 
 __all__ = ["ProcessLease", "new_owner_id"]
@@ -70,6 +71,7 @@ class ProcessLease(Service):
         self._loop = LoopingCall(self._guarded_tick)
         self._loop.clock = clock
         self._looping: Deferred[LoopingCall] | None = None
+        self._outage = OutageLog(log, clock, "Renewing this process's lease")
         #: The processes alive at the last renewal (this one included), sorted.
         self.live_owners: list[str] = [owner]
 
@@ -120,8 +122,9 @@ class ProcessLease(Service):
     def _guarded_tick(self) -> Deferred[None]:
         # A failed round must not stop the loop: the database may just be restarting.
         d = ensureDeferred(self.tick())
-        d.addErrback(
-            lambda failure: log.warn("Lease round failed: {error}", error=failure.getErrorMessage())
+        d.addCallbacks(
+            lambda _: self._outage.succeeded(),
+            lambda failure: self._outage.failed(failure.getErrorMessage()),
         )
         return d
 

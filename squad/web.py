@@ -281,6 +281,9 @@ class SquadSite(Site):
     (from ``startFactory`` to ``stopFactory``).
     """
 
+    # Its start and stop say nothing the start-up line does not already say.
+    noisy = False
+
     # Twisted's default wraps the channel in a protocol that could switch to HTTP/2 after TLS
     # negotiation; squad serves plain HTTP/1.1, so the channel is the protocol.
     protocol = SquadChannel  # type: ignore[assignment]
