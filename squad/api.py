@@ -191,7 +191,6 @@ class SquadAPI:
             user=user,
             sealed_password=self._sealer.seal(signup.password, associated=user_id.binary),
             owner=self._slow_work.owner_for_new_signup(),
-            hasher=self._slow_work.owner,
         )
         stored = self._commit.submit(item, deadline=now + self.write_deadline)
         stored.addCallbacks(

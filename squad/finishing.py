@@ -24,7 +24,7 @@ from twisted.logger import Logger
 
 from squad.documents import bson_now
 from squad.logs import OutageLog
-from squad.store import FinishRound, Store
+from squad.store import FinishRound, Passwords, SealedBatch, Store
 
 __all__ = ["FinishWriter"]
 
@@ -39,13 +39,25 @@ class FinishWriter:
         self._store = store
         self._processed: dict[ObjectId, int] = {}
         self._fields: dict[ObjectId, dict[str, Any]] = {}
-        self._pending_done: dict[ObjectId, None] = {}
-        self._sealed_done: dict[ObjectId, None] = {}
+        # Batches whose slow steps are done: owner and passwords, for those to move.
+        self._pending_done: dict[ObjectId, tuple[str, Passwords]] = {}
+        # Batches hashed, and whether they were read from their pending document.
+        self._sealed_done: dict[ObjectId, bool] = {}
+        # Batches this writer moved to sealed_passwords, not hashed yet; and batches hashed
+        # while still in pending, whose passwords must not move when their slow steps end.
+        self._moved: set[ObjectId] = set()
+        self._hashed_in_pending: set[ObjectId] = set()
         self._loop = LoopingCall(self._guarded_flush)
         self._loop.clock = clock
         self.interval = interval
         self.written = 0
         self._looping: Deferred[LoopingCall] | None = None
+        self._taken: tuple[
+            dict[ObjectId, int],
+            dict[ObjectId, dict[str, Any]],
+            dict[ObjectId, tuple[str, Passwords]],
+            dict[ObjectId, bool],
+        ] = ({}, {}, {}, {})
         self._outage = OutageLog(log, clock, "Writing finished work")
 
     @property
@@ -64,19 +76,24 @@ class FinishWriter:
     def set_fields(self, user_id: ObjectId, fields: dict[str, Any]) -> None:
         self._fields.setdefault(user_id, {}).update(fields)
 
-    def pending_done(self, batch_id: ObjectId) -> None:
-        """Delete a ``pending`` batch once the updates queued so far are acknowledged."""
-        self._pending_done[batch_id] = None
+    def pending_done(self, batch_id: ObjectId, owner: str, passwords: Passwords) -> None:
+        """The batch's slow steps are all done: once the updates queued so far are
+        acknowledged, delete its ``pending`` document, first moving ``passwords`` (those it
+        holds sealed) to ``sealed_passwords`` under ``owner`` unless they were hashed."""
+        self._pending_done[batch_id] = (owner, passwords)
 
-    def sealed_done(self, batch_id: ObjectId) -> None:
-        """Delete a ``sealed_passwords`` batch once the updates queued so far are acknowledged."""
-        self._sealed_done[batch_id] = None
+    def sealed_done(self, batch_id: ObjectId, in_pending: bool) -> None:
+        """The batch's passwords are hashed (read from its ``pending`` document if
+        ``in_pending``): once their updates are acknowledged, its sealed form goes."""
+        self._sealed_done[batch_id] = in_pending
 
     def clear(self) -> None:
         self._processed.clear()
         self._fields.clear()
         self._pending_done.clear()
         self._sealed_done.clear()
+        self._moved.clear()
+        self._hashed_in_pending.clear()
 
     def start(self) -> None:
         # Fires once the loop is stopped and the flush it started, if any, has ended.
@@ -107,33 +124,52 @@ class FinishWriter:
         return d
 
     def _take_round(self) -> FinishRound:
-        round = FinishRound(
-            fields=self._fields,
-            pending_done=list(self._pending_done),
-            sealed_done=list(self._sealed_done),
-        )
+        round = FinishRound(fields=dict(self._fields))
         for user_id, attempts in self._processed.items():
             if user_id in round.fields:
                 # Hashed in the same round: one update of that user carries both.
                 round.fields[user_id] = {**round.fields[user_id], **_verified(attempts)}
             else:
                 round.processed.setdefault(attempts, []).append(user_id)
+        hashed_in_pending = set(self._hashed_in_pending)
+        for batch_id, in_pending in self._sealed_done.items():
+            if in_pending and batch_id not in self._moved:
+                hashed_in_pending.add(batch_id)  # its pending document goes without a move
+            else:
+                round.sealed_done.append(batch_id)
+        for batch_id, (owner, passwords) in self._pending_done.items():
+            round.pending_done.append(batch_id)
+            if passwords and batch_id not in hashed_in_pending:
+                round.moves.append((owner, SealedBatch(batch_id, passwords)))
+        self._taken = (self._processed, self._fields, self._pending_done, self._sealed_done)
         self._processed, self._fields = {}, {}
-        self._pending_done.clear()
-        self._sealed_done.clear()
+        self._pending_done, self._sealed_done = {}, {}
         return round
 
+    def _settle(self, round: FinishRound) -> None:
+        """The round was acknowledged: remember what moved, forget what is gone."""
+        for _, moved in round.moves:
+            self._moved.add(moved.batch_id)
+        for batch_id in round.sealed_done:
+            self._moved.discard(batch_id)
+        _, _, pending_done, sealed_done = self._taken
+        for batch_id, in_pending in sealed_done.items():
+            if in_pending and batch_id not in round.sealed_done:
+                self._hashed_in_pending.add(batch_id)
+        for batch_id in pending_done:
+            self._hashed_in_pending.discard(batch_id)
+
     def _put_back(self, round: FinishRound) -> None:
-        for attempts, user_ids in round.processed.items():
-            for user_id in user_ids:
-                self._processed.setdefault(user_id, attempts)
-        for user_id, fields in round.fields.items():
+        processed, fields_taken, pending_done, sealed_done = self._taken
+        for user_id, attempts in processed.items():
+            self._processed.setdefault(user_id, attempts)
+        for user_id, fields in fields_taken.items():
             # Fields queued since the round was taken are newer: they win.
             self._fields[user_id] = {**fields, **self._fields.get(user_id, {})}
-        for batch_id in round.pending_done:
-            self._pending_done[batch_id] = None
-        for batch_id in round.sealed_done:
-            self._sealed_done[batch_id] = None
+        for batch_id, done in pending_done.items():
+            self._pending_done.setdefault(batch_id, done)
+        for batch_id, in_pending in sealed_done.items():
+            self._sealed_done.setdefault(batch_id, in_pending)
 
     async def flush(self) -> None:
         if not self.backlog:
@@ -144,6 +180,7 @@ class FinishWriter:
         except BaseException:
             self._put_back(round)
             raise
+        self._settle(round)
         self.written += len(round.fields) + sum(len(ids) for ids in round.processed.values())
 
 

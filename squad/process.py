@@ -63,32 +63,30 @@ def recording_work(
             await write(batch)
         except BaseException:
             # A timeout does not undo a write: what may have landed is looked for later.
-            for item in batch:
-                if item.work_batch is not None:
-                    slow_work.batch_uncertain(item.work_batch, item.owner)
-            _enqueue_sealed(batch, hasher)
+            for batch_id, (owner, _) in _work_batches(batch).items():
+                slow_work.batch_uncertain(batch_id, owner)
             raise
-        stored: dict[ObjectId, tuple[str, list[ObjectId]]] = {}
-        for item in batch:
-            if item.work_batch is None:
-                continue
-            owner, user_ids = stored.setdefault(item.work_batch, (item.owner, []))
-            if item.error is None:
-                user_ids.append(item.user_id)
-        for batch_id, (owner, user_ids) in stored.items():
-            slow_work.batch_stored(batch_id, owner, user_ids)
-        _enqueue_sealed(batch, hasher)
+        for batch_id, (owner, items) in _work_batches(batch).items():
+            stored = [item for item in items if item.error is None]
+            slow_work.batch_stored(
+                batch_id,
+                owner,
+                [item.user_id for item in stored],
+                tuple((item.user_id, item.sealed_password) for item in stored),
+            )
+            if owner == hasher.owner:
+                hasher.enqueue(batch_id, len(items))
 
     return write_and_record
 
 
-def _enqueue_sealed(batch: list[PendingSignup], hasher: PasswordHasher) -> None:
-    sizes: dict[ObjectId, int] = {}
+def _work_batches(batch: list[PendingSignup]) -> dict[ObjectId, tuple[str, list[PendingSignup]]]:
+    """The items of ``batch`` by the ``pending`` document that holds their work."""
+    found: dict[ObjectId, tuple[str, list[PendingSignup]]] = {}
     for item in batch:
-        if item.sealed_batch is not None and item.hasher == hasher.owner:
-            sizes[item.sealed_batch] = sizes.get(item.sealed_batch, 0) + 1
-    for batch_id, size in sizes.items():
-        hasher.enqueue(batch_id, size)
+        if item.work_batch is not None:
+            found.setdefault(item.work_batch, (item.owner, []))[1].append(item)
+    return found
 
 
 def timed_write(
@@ -272,6 +270,7 @@ def build_process_service(
         reactor, PasswordSealer(config["seal-key"]), store, writer, owner, busy=busy
     )
     hasher.live = lambda: lease.live_owners
+    slow_work.on_adopted = hasher.enqueue
     hasher.setServiceParent(root)
     lease.add_refiller(hasher.refill)
     lease.add_dropper(hasher.drop_accepted_before)

@@ -2,18 +2,20 @@
 
 After a sign-up is acknowledged its slow step runs (then ``processed: true``), in the process
 that accepted it, once the response has been written. The password hash is not part of it: it
-has its own queue (``squad.hashing``), so the slow step never waits for CPU-bound hashing.
-Work is recorded per group-commit batch (one ``pending`` document for all its users), and held
-in memory per user: at most ``capacity`` users per process. A sign-up beyond that is stored as
-unowned work and adopted from the database when room frees up. Work of a process that died is
-adopted the same way, straight from it, when ``squad.ownership`` finds its heartbeat lapsed.
+has its own queue (``squad.hashing``), so the slow step never waits for CPU-bound hashing. Work
+is recorded per group-commit batch (one ``pending`` document for all its users, their sealed
+passwords included, which move to ``sealed_passwords`` when the batch's slow steps end before
+its hashes), and held in memory per user: at most ``capacity`` users per process. A sign-up
+beyond that is stored as unowned work and adopted from the database when room frees up. Work of
+a process that died is adopted the same way, straight from it, when ``squad.ownership`` finds
+its heartbeat lapsed.
 Finishing is idempotent, so doing an item twice (a take-over race on FerretDB) is harmless.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Coroutine, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from bson import ObjectId
@@ -28,7 +30,7 @@ from squad.documents import bson_now
 from squad.finishing import FinishWriter
 from squad.resilience import Backoff
 from squad.slowstep import Verification
-from squad.store import UNOWNED, Store
+from squad.store import UNOWNED, AdoptedBatch, Passwords, Store
 
 __all__ = ["SlowWork", "Work"]
 
@@ -59,6 +61,9 @@ class Work:
 class _Batch:
     remaining: int
     held_since: float
+    #: Its users' sealed passwords, which move to ``sealed_passwords`` with the batch's end
+    #: unless they were hashed by then.
+    passwords: Passwords = field(default=(), repr=False)
 
 
 def _as_deferred(step: Awaitable[None]) -> Deferred[None]:
@@ -99,6 +104,8 @@ class SlowWork(Service):
         self.unowned_written_at: float | None = None
         self.completed = 0
         self.failed_attempts = 0
+        #: Called with each batch taken over and how many of its passwords still need a hash.
+        self.on_adopted: Callable[[ObjectId, int], None] = lambda batch_id, unhashed: None
 
     @property
     def held(self) -> int:
@@ -129,7 +136,13 @@ class SlowWork(Service):
         if owner == self.owner:
             self._reserved -= 1
 
-    def batch_stored(self, batch_id: ObjectId, owner: str, user_ids: Sequence[ObjectId]) -> None:
+    def batch_stored(
+        self,
+        batch_id: ObjectId,
+        owner: str,
+        user_ids: Sequence[ObjectId],
+        passwords: Passwords = (),
+    ) -> None:
         """A ``pending`` batch and these of its users were written (before their answers):
         their slots become work, started by ``accept`` once each answer is out."""
         if owner != self.owner:
@@ -138,10 +151,10 @@ class SlowWork(Service):
         if not self.running:
             return  # stopping: the batch is handed over with the rest
         if not user_ids:
-            self.writer.pending_done(batch_id)  # none of its users was stored
+            self.writer.pending_done(batch_id, self.owner, ())  # none of its users was stored
             return
         now = self._clock.seconds()
-        self._batches[batch_id] = _Batch(len(user_ids), now)
+        self._batches[batch_id] = _Batch(len(user_ids), now, passwords)
         for user_id in user_ids:
             self._works[user_id] = Work(user_id, batch_id, accepted_at=now)
 
@@ -158,15 +171,18 @@ class SlowWork(Service):
             work.started = True
             self._attempt(work)
 
-    def _take_on(self, batch_id: ObjectId, unprocessed: Sequence[ObjectId]) -> None:
-        """Hold and start an adopted batch."""
+    def _take_on(self, adopted: AdoptedBatch) -> None:
+        """Hold and start an adopted batch, and have its passwords not hashed yet hashed."""
+        batch_id, unprocessed = adopted.batch_id, adopted.unprocessed
         if batch_id in self._batches:
             return  # ours already (a late look for an uncertain batch)
+        if adopted.unhashed:
+            self.on_adopted(batch_id, len(adopted.unhashed))
         if not unprocessed:
-            self.writer.pending_done(batch_id)
+            self.writer.pending_done(batch_id, self.owner, adopted.unhashed)
             return
         now = self._clock.seconds()
-        self._batches[batch_id] = _Batch(len(unprocessed), now)
+        self._batches[batch_id] = _Batch(len(unprocessed), now, adopted.unhashed)
         for user_id in unprocessed:
             work = self._works[user_id] = Work(user_id, batch_id, accepted_at=now, started=True)
             self._attempt(work)
@@ -179,7 +195,7 @@ class SlowWork(Service):
         batch.remaining -= 1
         if batch.remaining <= 0:
             del self._batches[work.batch_id]
-            self.writer.pending_done(work.batch_id)
+            self.writer.pending_done(work.batch_id, self.owner, batch.passwords)
 
     # The slow step is a chain of callbacks rather than a coroutine: thousands of users are in
     # it at once, and a suspended coroutine with its Deferreds and closures is some thirty
@@ -260,7 +276,7 @@ class SlowWork(Service):
             wanted = max(1, min(ADOPT_PER_ROUND, room // USERS_PER_BATCH))
             adopted_now = await self._store.adopt(self.owner, wanted, owners)
             for adopted in adopted_now:
-                self._take_on(adopted.batch_id, adopted.unprocessed)
+                self._take_on(adopted)
             if len(adopted_now) < wanted:
                 if UNOWNED in owners:
                     self._overflowed = False
@@ -274,7 +290,7 @@ class SlowWork(Service):
                 return
             found = await self._store.find_pending(batch_id)
             if found is not None:
-                self._take_on(found.batch_id, found.unprocessed)
+                self._take_on(found)
             if found is not None or now - since > UNCERTAIN_SECONDS:
                 del self._uncertain[batch_id]
 

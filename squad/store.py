@@ -3,14 +3,17 @@
 Collections (one database, ``squad`` by default):
 
 - ``users``: the sign-ups (never a password; its hash once it is made).
-- ``pending``: the slow steps not yet finished, one small document per group-commit batch: its
-  owner process and the ids of its users. The database is the queue: the work survives the
-  process that accepted it. The document goes once every one of its users is ``processed``, so
-  the collection holds only the last slow-step period's batches, however long the load lasts.
-- ``sealed_passwords``: the passwords not yet hashed, one document per batch: the owner process
-  and each user's sealed password. A queue of its own, drained at the CPU's pace: it may grow
-  under load, and nothing periodic reads it (a process reads a batch by ``_id`` when it hashes
-  it; a full read happens only when a process died and its batches are taken over).
+- ``pending``: the work of each group-commit batch whose slow steps are not all finished, one
+  document per batch: its owner process, the ids of its users and their sealed passwords,
+  written before the users in the same round trip's worth of writes. The database is the
+  queue: the work survives the process that accepted it. The document goes once every one of
+  its users is ``processed`` (its passwords not hashed by then move to ``sealed_passwords``),
+  so the collection holds only the last slow-step period's batches, however long the load.
+- ``sealed_passwords``: the passwords whose slow step is done but whose hash is not, one
+  document per batch: the owner process and each user's sealed password. A queue of its own,
+  drained at the CPU's pace: it may grow under load, and nothing periodic reads it (a process
+  reads a batch by ``_id`` when it hashes it; a full read happens only when a process died and
+  its batches are taken over).
 - ``processes``: a heartbeat per running squad process. A process whose heartbeat is older than
   the lease is dead; live processes adopt its work straight from it, then forget it. Work no
   process could hold in memory is stored unowned (owner ``""``) and adopted the same way.
@@ -43,6 +46,7 @@ __all__ = [
     "AdoptedBatch",
     "FinishRound",
     "LeaseView",
+    "Passwords",
     "PendingSignup",
     "SealedBatch",
     "Store",
@@ -70,6 +74,7 @@ BULK_OPERATIONS_PER_MESSAGE = 16
 # Ids per `_id: {$in: ...}` filter: one SQL statement each on FerretDB, well under SQLite's limit
 # of bound parameters.
 IDS_PER_FILTER = 500
+DUPLICATE_KEY = 11000
 
 
 @dataclass
@@ -78,16 +83,14 @@ class PendingSignup:
 
     user: dict[str, Any]
     sealed_password: bytes = field(repr=False)
-    #: Who runs the slow step: this process, or ``UNOWNED`` when it had no room.
+    #: Who does the work (slow step, then hash): this process, or ``UNOWNED`` when it had no
+    #: room.
     owner: str
-    #: The process that hashes the password (always the one that accepted the sign-up).
-    hasher: str = UNOWNED
     #: Set by the group commit when this item's documents could not all be written.
     error: BaseException | None = field(default=None, repr=False)
-    #: The ``pending`` and ``sealed_passwords`` documents holding this item's work, named
-    #: before the first write so that a retry writes the same documents again.
+    #: The ``pending`` document holding this item's work, named before the first write so
+    #: that a retry writes the same document again.
     work_batch: ObjectId | None = None
-    sealed_batch: ObjectId | None = None
 
     @property
     def user_id(self) -> ObjectId:
@@ -96,21 +99,27 @@ class PendingSignup:
         return user_id
 
 
+Passwords = tuple[tuple[ObjectId, bytes], ...]
+
+
 @dataclass(frozen=True)
 class AdoptedBatch:
-    """A batch of slow steps taken over, with the users whose step is still to run (a
-    take-over may be late: some may be processed already)."""
+    """A ``pending`` batch taken over, with what is still to do (a take-over may be late):
+    the users whose slow step is to run, and the sealed passwords not hashed yet."""
 
     batch_id: ObjectId
     unprocessed: tuple[ObjectId, ...]
+    unhashed: Passwords = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
 class SealedBatch:
-    """One batch of sealed passwords, as the hasher reads it."""
+    """One batch of sealed passwords, as the hasher reads it, and where it was found: still in
+    its ``pending`` document, or moved to ``sealed_passwords``."""
 
     batch_id: ObjectId
-    passwords: tuple[tuple[ObjectId, bytes], ...] = field(repr=False)
+    passwords: Passwords = field(repr=False)
+    in_pending: bool = False
 
 
 @dataclass
@@ -132,11 +141,16 @@ class FinishRound:
     processed: dict[int, list[ObjectId]] = field(default_factory=dict)
     #: Other fields to set, user by user (a password hash, a retry's state).
     fields: dict[ObjectId, dict[str, Any]] = field(default_factory=dict)
+    #: Batches whose passwords outlive their slow steps: written to ``sealed_passwords`` (by
+    #: owner) before their ``pending`` documents go.
+    moves: list[tuple[str, SealedBatch]] = field(default_factory=list)
     pending_done: list[ObjectId] = field(default_factory=list)
     sealed_done: list[ObjectId] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.processed or self.fields or self.pending_done or self.sealed_done)
+        return bool(
+            self.processed or self.fields or self.moves or self.pending_done or self.sealed_done
+        )
 
 
 class WriteRefused(Exception):
@@ -181,47 +195,36 @@ class Store:
     async def insert_signups(self, batch: list[PendingSignup]) -> None:
         """Write a batch of sign-ups, marking each item that failed.
 
-        The work documents go first: one in ``pending`` per slow-step owner and one in
-        ``sealed_passwords`` for the whole batch, side by side; then the users in one bulk
-        insert. A user is only ever visible with its work already recorded, so an acknowledged
-        user can never be left without its slow step or its hash. Work for a user whose own
-        insert then fails is harmless: finishing it updates nothing.
-        A work document that already exists was written by an earlier attempt of this same
-        batch (the ids are squad's own): that is success, not a failure.
+        The work goes first, one ``pending`` document per owner (normally one for the whole
+        batch) with the users' ids and sealed passwords; then the users in one bulk insert. A
+        user is only ever visible with its work already recorded, so an acknowledged user can
+        never be left without its slow step or its hash. Work for a user whose own insert then
+        fails is harmless: finishing it updates nothing. Two writes per batch, not three: on
+        SQLite each write is a transaction, and its single writer lock is what sign-ups queue
+        for. A work document that already exists was written by an earlier attempt of this
+        same batch (the ids are squad's own): that is success, not a failure.
         Raises only when the whole batch failed (timeout, lost connection).
         """
         work = [item for item in batch if item.error is None]
         by_owner: dict[str, list[PendingSignup]] = {}
         for item in work:
             by_owner.setdefault(item.owner, []).append(item)
-        writes = []
-        for owner, items in by_owner.items():
-            batch_id = _batch_id(items, "work_batch")
-            writes.append(
-                self._insert_work(
-                    self.pending,
-                    {"_id": batch_id, "owner": owner, "users": [i.user_id for i in items]},
-                    items,
-                )
+        writes = [
+            self._insert_work(
+                self.pending,
+                {
+                    "_id": _batch_id(items),
+                    "owner": owner,
+                    "users": [item.user_id for item in items],
+                    "sealed": [item.sealed_password for item in items],
+                },
+                items,
             )
-        by_hasher: dict[str, list[PendingSignup]] = {}
-        for item in work:
-            by_hasher.setdefault(item.hasher, []).append(item)
-        for hasher, items in by_hasher.items():
-            batch_id = _batch_id(items, "sealed_batch")
-            writes.append(
-                self._insert_work(
-                    self.sealed_passwords,
-                    {
-                        "_id": batch_id,
-                        "owner": hasher,
-                        "users": [i.user_id for i in items],
-                        "sealed": [i.sealed_password for i in items],
-                    },
-                    items,
-                )
-            )
-        if writes:
+            for owner, items in by_owner.items()
+        ]
+        if len(writes) == 1:
+            await writes[0]
+        elif writes:
             await gatherResults(writes, consumeErrors=True).addErrback(_first_error)
         work = [item for item in work if item.error is None]
         await self._insert_marking(self.users, [item.user for item in work], work)
@@ -310,6 +313,20 @@ class Store:
         ]
         for operations_chunk in _chunks(operations, BULK_OPERATIONS_PER_MESSAGE):
             await self.background_users.bulk_write(operations_chunk, ordered=False, timeout=timeout)
+        if round.moves:
+            await self._insert_ignoring_duplicates(
+                self.background_sealed,
+                [
+                    {
+                        "_id": moved.batch_id,
+                        "owner": owner,
+                        "users": [user_id for user_id, _ in moved.passwords],
+                        "sealed": [sealed for _, sealed in moved.passwords],
+                    }
+                    for owner, moved in round.moves
+                ],
+                timeout,
+            )
         for collection, done in (
             (self.background_pending, round.pending_done),
             (self.background_sealed, round.sealed_done),
@@ -317,23 +334,36 @@ class Store:
             for chunk in _chunks(done, IDS_PER_FILTER):
                 await collection.delete_many({"_id": {"$in": chunk}}, timeout=timeout)
 
+    async def _insert_ignoring_duplicates(
+        self, collection: Collection, documents: list[dict[str, Any]], timeout: float
+    ) -> None:
+        # A duplicate is a document an earlier, unacknowledged attempt wrote: already done.
+        try:
+            await collection.insert_many(documents, ordered=False, timeout=timeout)
+        except BulkWriteError as error:
+            refused = [
+                entry
+                for entry in error.details.get("writeErrors", [])
+                if entry.get("code") != DUPLICATE_KEY
+            ]
+            if refused:
+                raise
+
     # -- the password-hash queue ------------------------------------------------------------
 
     async def find_sealed(self, batch_id: ObjectId) -> SealedBatch | None:
-        """A batch of sealed passwords by its id; None once it was hashed (or flushed)."""
-        found = await self.background_sealed.find(
-            {"_id": batch_id}, limit=-1, timeout=self.timeout * 4
-        )
-        if not found:
-            return None
-        doc = found[0]
-        return SealedBatch(
-            batch_id,
-            tuple(
-                (user_id, bytes(sealed))
-                for user_id, sealed in zip(doc["users"], doc["sealed"], strict=True)
-            ),
-        )
+        """A batch of sealed passwords by its id: in its ``pending`` document while its slow
+        steps run, then in ``sealed_passwords``; None once it was hashed (or flushed).
+        ``pending`` is read first: a batch is written to ``sealed_passwords`` before it leaves
+        ``pending``, so it cannot be missed between the two reads."""
+        for collection, in_pending in (
+            (self.background_pending, True),
+            (self.background_sealed, False),
+        ):
+            found = await collection.find({"_id": batch_id}, limit=-1, timeout=self.timeout * 4)
+            if found:
+                return SealedBatch(batch_id, _passwords(found[0]), in_pending)
+        return None
 
     async def sealed_batches_of(self, owners: Sequence[str]) -> list[tuple[ObjectId, int]]:
         """The batches of sealed passwords that ``owners`` (dead processes) left, with their
@@ -422,37 +452,37 @@ class Store:
         ]
         for chunk in _chunks(claims, BULK_OPERATIONS_PER_MESSAGE):
             await self.pending.bulk_write(chunk, ordered=False, timeout=self.timeout * 4)
-        user_ids = [user_id for doc in candidates for user_id in doc.get("users", [])]
+        done = await self._done_of([u for doc in candidates for u in doc.get("users", [])])
+        return [_adopted(doc, *done) for doc in candidates]
+
+    async def _done_of(self, user_ids: list[ObjectId]) -> tuple[set[ObjectId], set[ObjectId]]:
+        """Of these users: those processed, and those whose password is hashed."""
         processed: set[ObjectId] = set()
+        hashed: set[ObjectId] = set()
+        stored: set[ObjectId] = set()
         for chunk in _chunks(user_ids, IDS_PER_FILTER):
             found = await self.users.find(
-                {"_id": {"$in": chunk}, "processed": True},
-                {"_id": 1},
+                {"_id": {"$in": chunk}},
+                {"processed": 1, "password_hash": 1},
                 timeout=self.timeout * 4,
             )
-            processed.update(user["_id"] for user in found)
-        return [
-            AdoptedBatch(
-                doc["_id"],
-                tuple(user_id for user_id in doc.get("users", []) if user_id not in processed),
-            )
-            for doc in candidates
-        ]
+            for user in found:
+                stored.add(user["_id"])
+                if user.get("processed"):
+                    processed.add(user["_id"])
+                if "password_hash" in user:
+                    hashed.add(user["_id"])
+        # A user whose insert failed after its work was written: nothing to do for it.
+        missing = set(user_ids) - stored
+        return processed | missing, hashed | missing
 
     async def find_pending(self, batch_id: ObjectId) -> AdoptedBatch | None:
-        """A batch of slow steps by its id, with its unprocessed users; None if it is not in
-        the database (a write that timed out before it landed)."""
+        """A batch of work by its id, with what is still to do; None if it is not in the
+        database (a write that timed out before it landed)."""
         found = await self.pending.find({"_id": batch_id}, limit=-1, timeout=self.timeout)
         if not found:
             return None
-        user_ids = list(found[0].get("users", []))
-        processed: set[ObjectId] = set()
-        for chunk in _chunks(user_ids, IDS_PER_FILTER):
-            users = await self.users.find(
-                {"_id": {"$in": chunk}, "processed": True}, {"_id": 1}, timeout=self.timeout
-            )
-            processed.update(user["_id"] for user in users)
-        return AdoptedBatch(batch_id, tuple(u for u in user_ids if u not in processed))
+        return _adopted(found[0], *await self._done_of(list(found[0].get("users", []))))
 
     async def _filters_beyond_id_are_cheap(self) -> bool:
         """False on FerretDB (its SQL sees only _id filters), True on MongoDB; asked once."""
@@ -487,17 +517,32 @@ class Store:
         return int(found[0].get("generation", 0)), found[0].get("at", _EPOCH)
 
 
-def _batch_id(items: list[PendingSignup], attribute: str) -> ObjectId:
+def _batch_id(items: list[PendingSignup]) -> ObjectId:
     """The id of the work document of ``items``: the one named by an earlier attempt, or new."""
-    named = getattr(items[0], attribute)
+    named = items[0].work_batch
     batch_id = (
         named
-        if named is not None and all(getattr(item, attribute) == named for item in items)
+        if named is not None and all(item.work_batch == named for item in items)
         else ObjectId()
     )
     for item in items:
-        setattr(item, attribute, batch_id)
+        item.work_batch = batch_id
     return batch_id
+
+
+def _passwords(doc: dict[str, Any]) -> Passwords:
+    return tuple(
+        (user_id, bytes(sealed))
+        for user_id, sealed in zip(doc.get("users", []), doc.get("sealed", []), strict=True)
+    )
+
+
+def _adopted(doc: dict[str, Any], processed: set[ObjectId], hashed: set[ObjectId]) -> AdoptedBatch:
+    return AdoptedBatch(
+        doc["_id"],
+        tuple(user_id for user_id in doc.get("users", []) if user_id not in processed),
+        tuple(pair for pair in _passwords(doc) if pair[0] not in hashed),
+    )
 
 
 def _first_error(failure: Failure) -> Failure:

@@ -165,9 +165,9 @@ class FakeStore(Store):
         password_hash: str | None = None,
         created: datetime | None = None,
     ) -> ObjectId:
-        """Store a user, bypassing the gates, with its slow step in a ``pending`` batch of its
-        own owned by ``owner`` (none when ``owner`` is None) and its sealed password in a batch
-        of its own owned by ``owner`` (none when ``sealed`` or ``owner`` is None)."""
+        """Store a user, bypassing the gates, with its work in a ``pending`` batch of its own
+        owned by ``owner`` (none when ``owner`` is None), holding ``sealed`` as its sealed
+        password (none when ``sealed`` is None)."""
         user_id = user_id or ObjectId()
         moment = created or datetime(2024, 1, 1)
         user: dict[str, Any] = {
@@ -184,14 +184,20 @@ class FakeStore(Store):
             user["password_hash"] = password_hash
         self.user_docs[user_id] = user
         if owner is not None:
-            self.seed_pending([user_id], owner)
-            if sealed is not None:
-                self.seed_sealed([(user_id, sealed)], owner)
+            self.seed_pending([user_id], owner, [sealed] if sealed is not None else None)
         return user_id
 
-    def seed_pending(self, user_ids: list[ObjectId], owner: str) -> ObjectId:
+    def seed_pending(
+        self, user_ids: list[ObjectId], owner: str, sealed: list[bytes] | None = None
+    ) -> ObjectId:
+        """A ``pending`` batch of these users (with these sealed passwords, or none)."""
         batch_id = ObjectId()
-        self.pending_docs[batch_id] = {"_id": batch_id, "owner": owner, "users": list(user_ids)}
+        self.pending_docs[batch_id] = {
+            "_id": batch_id,
+            "owner": owner,
+            "users": list(user_ids),
+            "sealed": list(sealed) if sealed is not None else [],
+        }
         return batch_id
 
     def seed_sealed(self, passwords: list[tuple[ObjectId, bytes]], owner: str) -> ObjectId:
@@ -209,8 +215,13 @@ class FakeStore(Store):
         return {user_id for doc in self.pending_docs.values() for user_id in doc["users"]}
 
     def sealed_users(self) -> set[ObjectId]:
-        """Every user whose sealed password some batch still holds."""
-        return {user_id for doc in self.sealed_docs.values() for user_id in doc["users"]}
+        """Every user whose sealed password some batch (pending or moved) still holds."""
+        return {
+            user_id
+            for docs in (self.pending_docs, self.sealed_docs)
+            for doc in docs.values()
+            for user_id in doc["users"][: len(doc["sealed"])]
+        }
 
     # -- Store --------------------------------------------------------------------------------
 
@@ -221,25 +232,22 @@ class FakeStore(Store):
         await self._gate("insert_signups", list(batch))
         work = [item for item in batch if item.error is None]
         # Like the real store: the work documents first, then the users (which may collide).
-        for attribute, docs, group in (
-            ("work_batch", self.pending_docs, "owner"),
-            ("sealed_batch", self.sealed_docs, "hasher"),
-        ):
-            groups: dict[str, list[PendingSignup]] = {}
-            for item in work:
-                groups.setdefault(getattr(item, group), []).append(item)
-            for owner, items in groups.items():
-                batch_id = getattr(items[0], attribute) or ObjectId()
-                for item in items:
-                    setattr(item, attribute, batch_id)
-                doc: dict[str, Any] = {
+        groups: dict[str, list[PendingSignup]] = {}
+        for item in work:
+            groups.setdefault(item.owner, []).append(item)
+        for owner, items in groups.items():
+            batch_id = items[0].work_batch or ObjectId()
+            for item in items:
+                item.work_batch = batch_id
+            self.pending_docs.setdefault(
+                batch_id,
+                {
                     "_id": batch_id,
                     "owner": owner,
                     "users": [i.user_id for i in items],
-                }
-                if attribute == "sealed_batch":
-                    doc["sealed"] = [i.sealed_password for i in items]
-                docs.setdefault(batch_id, doc)
+                    "sealed": [i.sealed_password for i in items],
+                },
+            )
         for item in work:
             if self.refuse(item.user) or item.user_id in self.user_docs:
                 item.error = WriteRefused(f"E11000 duplicate key: {item.user_id}")
@@ -284,6 +292,17 @@ class FakeStore(Store):
         for user_id, fields in round.fields.items():
             extra = {"date_updated": now} if "processed" in fields else {}
             self._set(user_id, {**fields, **extra})
+        for owner, moved in round.moves:
+            self.sealed_docs.setdefault(
+                moved.batch_id,
+                {
+                    "_id": moved.batch_id,
+                    "owner": owner,
+                    "users": [user_id for user_id, _ in moved.passwords],
+                    "sealed": [sealed for _, sealed in moved.passwords],
+                },
+            )
+            self.events.append(("move_sealed", moved.batch_id))
         for batch_id in round.pending_done:
             self.pending_docs.pop(batch_id, None)
             self.events.append(("delete_pending", batch_id))
@@ -299,10 +318,12 @@ class FakeStore(Store):
 
     async def find_sealed(self, batch_id: ObjectId) -> SealedBatch | None:
         await self._gate("find_sealed", batch_id)
-        doc = self.sealed_docs.get(batch_id)
-        if doc is None:
-            return None
-        return SealedBatch(batch_id, tuple(zip(doc["users"], doc["sealed"], strict=True)))
+        for docs, in_pending in ((self.pending_docs, True), (self.sealed_docs, False)):
+            doc = docs.get(batch_id)
+            if doc is not None:
+                passwords = tuple(zip(doc["users"], doc["sealed"], strict=False))
+                return SealedBatch(batch_id, passwords, in_pending)
+        return None
 
     async def sealed_batches_of(self, owners: Sequence[str]) -> list[tuple[ObjectId, int]]:
         await self._gate("sealed_batches_of", tuple(owners))
@@ -359,13 +380,20 @@ class FakeStore(Store):
         return adopted
 
     def _with_unprocessed(self, batch_id: ObjectId) -> AdoptedBatch:
-        users = self.pending_docs[batch_id]["users"]
+        doc = self.pending_docs[batch_id]
+        # Like the real store: a user that is not stored has nothing left to do.
+        stored = {
+            user_id: self.user_docs[user_id]
+            for user_id in doc["users"]
+            if user_id in self.user_docs
+        }
         return AdoptedBatch(
             batch_id,
+            tuple(user_id for user_id, user in stored.items() if not user.get("processed")),
             tuple(
-                user_id
-                for user_id in users
-                if not self.user_docs.get(user_id, {}).get("processed", False)
+                (user_id, sealed)
+                for user_id, sealed in zip(doc["users"], doc["sealed"], strict=False)
+                if user_id in stored and "password_hash" not in stored[user_id]
             ),
         )
 

@@ -111,9 +111,9 @@ class CreateUserTests(APITestCase):
             self.assertNotIn(word, content.lower())
 
     def test_stored_user_matches_the_answer_and_its_work_is_pending(self) -> None:
-        """The store receives the answered user (with BSON dates), its slow step in a pending
-        batch and its password, only in sealed form, in a batch to hash, both owned by this
-        process."""
+        """The store receives the answered user (with BSON dates) and its work in a pending
+        batch owned by this process: its id, and its password only in sealed form, queued for
+        this process's hasher."""
         user = self.sign_up()
         oid = ObjectId(user["_id"])
         stored = self.squad.store.user_docs[oid]
@@ -122,12 +122,11 @@ class CreateUserTests(APITestCase):
         self.assertNotIn("password", stored)
         (pending,) = self.squad.store.pending_docs.values()
         self.assertEqual((pending["owner"], pending["users"]), (OWNER, [oid]))
-        (sealed,) = self.squad.store.sealed_docs.values()
-        self.assertEqual((sealed["owner"], sealed["users"]), (OWNER, [oid]))
-        self.assertNotIn(VALID_PASSWORD.encode(), sealed["sealed"][0])
+        self.assertNotIn(VALID_PASSWORD.encode(), pending["sealed"][0])
         self.assertEqual(
-            self.squad.sealer.unseal(sealed["sealed"][0], associated=oid.binary), VALID_PASSWORD
+            self.squad.sealer.unseal(pending["sealed"][0], associated=oid.binary), VALID_PASSWORD
         )
+        self.assertEqual(self.squad.hasher.backlog, 1)
 
     def test_email_domain_is_answered_lowercased(self) -> None:
         """The answer holds the normalised email (domain lowercased), as stored."""
@@ -320,11 +319,11 @@ class CreateUserTests(APITestCase):
         }
         self.assertEqual(owners[ObjectId(first["_id"])], OWNER)
         self.assertEqual(owners[ObjectId(second["_id"])], UNOWNED)
-        # Its password is still hashed here: hashing has no capacity to run out of.
+        # Its sealed password waits with it, for the process that adopts the batch to hash.
         self.assertEqual(
             squad.store.sealed_users(), {ObjectId(first["_id"]), ObjectId(second["_id"])}
         )
-        self.assertEqual(squad.hasher.backlog, 2)
+        self.assertEqual(squad.hasher.backlog, 1)
         self.assertEqual(squad.verification.calls, [ObjectId(first["_id"])])
 
     def test_invalid_body_answers_400_and_stores_nothing(self) -> None:

@@ -421,7 +421,9 @@ class RefillTests(SlowWorkTestCase):
         """refill takes unowned batches from the store round after round, each asking for no
         more batches than its room could hold at the largest batch size, and starts each
         adopted user's step."""
-        batches = [self.store.seed_pending([ObjectId()], UNOWNED) for _ in range(4)]
+        batches = [
+            self.store.seed_pending([self.store.seed_user(owner=None)], UNOWNED) for _ in range(4)
+        ]
         self.accept_new()
         self.successResultOf(ensureDeferred(self.work.refill()))
         asked = [args[1] for name, args in self.store.calls if name == "adopt"]
@@ -452,12 +454,32 @@ class RefillTests(SlowWorkTestCase):
         self.flush()
         self.assertNotIn(mixed, self.store.pending_docs)
 
+    def test_an_adopted_batch_brings_its_unhashed_passwords_along(self) -> None:
+        """Taking over a batch hands its passwords not hashed yet to this process's hasher,
+        and when its slow steps end, only those move to sealed_passwords, under this
+        process."""
+        queued: list[tuple[ObjectId, int]] = []
+        self.work.on_adopted = lambda batch_id, size: queued.append((batch_id, size))
+        hashed = self.store.seed_user(owner=None, password_hash="$argon2id$h")
+        waiting = self.store.seed_user(owner=None)
+        batch_id = self.store.seed_pending([hashed, waiting], "dead", [b"s1", b"s2"])
+        self.successResultOf(ensureDeferred(self.work.refill(["dead"])))
+        self.assertEqual(queued, [(batch_id, 1)])
+        self.verification.succeed(index=0)
+        self.verification.succeed(index=1)
+        self.flush()
+        self.assertEqual(self.store.sealed_docs[batch_id]["users"], [waiting])
+        self.assertEqual(self.store.sealed_docs[batch_id]["owner"], OWNER)
+        self.assertNotIn(batch_id, self.store.pending_docs)
+
     def test_refill_adopts_round_after_round_until_room_runs_out(self) -> None:
         """A dead owner's batches are adopted round after round without waiting for the next
         lease round; when room runs out, refill says it did not see everything."""
         self.patch(slowwork, "USERS_PER_BATCH", 1)
         self.patch(slowwork, "ADOPT_PER_ROUND", 150)
-        batches = [self.store.seed_pending([ObjectId()] * 1, "dead") for _ in range(450)]
+        batches = [
+            self.store.seed_pending([self.store.seed_user(owner=None)], "dead") for _ in range(450)
+        ]
         seen_all = self.successResultOf(ensureDeferred(self.work.refill(["dead"])))
         self.assertFalse(seen_all)
         self.assertEqual(self.store.called("adopt"), 3)
@@ -466,8 +488,10 @@ class RefillTests(SlowWorkTestCase):
 
     def test_refill_reports_all_seen_after_a_short_round(self) -> None:
         """A round that comes back short means nothing more of those owners is waiting."""
-        dead = [self.store.seed_pending([ObjectId()], "dead") for _ in range(2)]
-        alive = self.store.seed_pending([ObjectId()], "alive")
+        dead = [
+            self.store.seed_pending([self.store.seed_user(owner=None)], "dead") for _ in range(2)
+        ]
+        alive = self.store.seed_pending([self.store.seed_user(owner=None)], "alive")
         seen_all = self.successResultOf(ensureDeferred(self.work.refill(["dead"])))
         self.assertTrue(seen_all)
         self.assertEqual([self.owners()[b] for b in dead], [OWNER, OWNER])
@@ -535,7 +559,7 @@ class FinishWriterTests(SynchronousTestCase):
         user_id = self.store.seed_user(owner=None)
         batch_id = self.store.seed_pending([user_id], OWNER)
         self.writer.processed(user_id, 1)
-        self.writer.pending_done(batch_id)
+        self.writer.pending_done(batch_id, OWNER, ())
         self.store.make_fail("apply_finishes", times=2)
         self.clock.advance(INTERVAL)
         self.clock.advance(INTERVAL)
@@ -568,14 +592,67 @@ class FinishWriterTests(SynchronousTestCase):
         pending = self.store.seed_pending([user_id], OWNER)
         sealed = self.store.seed_sealed([(user_id, b"s")], OWNER)
         self.writer.set_fields(user_id, {"password_hash": "$argon2id$h"})
-        self.writer.sealed_done(sealed)
+        self.writer.sealed_done(sealed, in_pending=False)
         self.writer.processed(user_id, 1)
-        self.writer.pending_done(pending)
+        self.writer.pending_done(pending, OWNER, ())
         self.clock.advance(INTERVAL)
         self.assertEqual(
             self.store.events[-3:],
             [("update", user_id), ("delete_pending", pending), ("delete_sealed", sealed)],
         )
+
+    def test_passwords_not_hashed_when_the_slow_steps_end_move_before_pending_goes(
+        self,
+    ) -> None:
+        """A batch whose slow steps end before its hashes moves its sealed passwords to
+        sealed_passwords (under its owner) in the same round, before its pending document
+        is deleted; once hashed, the moved document goes."""
+        user_id = self.store.seed_user(owner=None)
+        batch_id = self.store.seed_pending([user_id], OWNER, [b"sealed"])
+        self.writer.processed(user_id, 1)
+        self.writer.pending_done(batch_id, OWNER, ((user_id, b"sealed"),))
+        self.clock.advance(INTERVAL)
+        self.assertEqual(
+            self.store.events[-2:], [("move_sealed", batch_id), ("delete_pending", batch_id)]
+        )
+        self.assertEqual(self.store.sealed_docs[batch_id]["owner"], OWNER)
+        self.assertEqual(self.store.sealed_docs[batch_id]["sealed"], [b"sealed"])
+        # The hasher had read it from pending before the move: the moved copy goes all the same.
+        self.writer.set_fields(user_id, {"password_hash": "$argon2id$h"})
+        self.writer.sealed_done(batch_id, in_pending=True)
+        self.clock.advance(INTERVAL)
+        self.assertEqual(self.store.sealed_docs, {})
+
+    def test_passwords_hashed_while_in_pending_do_not_move(self) -> None:
+        """A batch hashed while its slow steps still run loses its pending document at the
+        end without any move, whether the hash was written in an earlier round or the same."""
+        for same_round in (False, True):
+            user_id = self.store.seed_user(owner=None)
+            batch_id = self.store.seed_pending([user_id], OWNER, [b"sealed"])
+            self.writer.set_fields(user_id, {"password_hash": "$argon2id$h"})
+            self.writer.sealed_done(batch_id, in_pending=True)
+            if not same_round:
+                self.clock.advance(INTERVAL)
+            self.writer.processed(user_id, 1)
+            self.writer.pending_done(batch_id, OWNER, ((user_id, b"sealed"),))
+            self.clock.advance(INTERVAL)
+            self.assertNotIn(("move_sealed", batch_id), self.store.events)
+            self.assertEqual((self.store.pending_docs, self.store.sealed_docs), ({}, {}))
+            self.assertEqual(self.store.user_docs[user_id]["password_hash"], "$argon2id$h")
+
+    def test_a_failed_round_moves_and_deletes_nothing_and_is_retried_whole(self) -> None:
+        """When a round with a move fails, its batch stays in pending with its passwords, and
+        the next round moves and deletes it."""
+        user_id = self.store.seed_user(owner=None)
+        batch_id = self.store.seed_pending([user_id], OWNER, [b"sealed"])
+        self.writer.pending_done(batch_id, OWNER, ((user_id, b"sealed"),))
+        self.store.make_fail("apply_finishes", times=1)
+        self.clock.advance(INTERVAL)
+        self.assertIn(batch_id, self.store.pending_docs)
+        self.clock.advance(INTERVAL)
+        self.assertNotIn(batch_id, self.store.pending_docs)
+        self.assertIn(batch_id, self.store.sealed_docs)
+        self.flushLoggedErrors(StoreDown)
 
     def test_stop_makes_a_last_attempt(self) -> None:
         """stop writes what is queued at once, without waiting for the interval."""
@@ -594,7 +671,7 @@ class FinishWriterTests(SynchronousTestCase):
         self.store.make_hang("apply_finishes")
         self.clock.advance(INTERVAL)
         self.writer.processed(second, 1)
-        self.writer.pending_done(batch_id)
+        self.writer.pending_done(batch_id, OWNER, ())
         stopped = self.writer.stop()
         self.assertNoResult(stopped)
         self.assertEqual(self.store.called("apply_finishes"), 1)
@@ -791,6 +868,7 @@ class RecordingWorkTests(SlowWorkTestCase):
             OWNER,
             hash_off_thread=lambda password: succeed("hash"),
         )
+        self.work.on_adopted = self.hasher.enqueue
         self.write = recording_work(self.store.insert_signups, self.work, self.hasher)
 
     def signups(self, count: int) -> list[PendingSignup]:
@@ -799,7 +877,6 @@ class RecordingWorkTests(SlowWorkTestCase):
                 user={"_id": ObjectId(), "processed": False},
                 sealed_password=b"sealed",
                 owner=self.work.owner_for_new_signup(),
-                hasher=OWNER,
             )
             for _ in range(count)
         ]
@@ -825,8 +902,7 @@ class RecordingWorkTests(SlowWorkTestCase):
 
     def test_a_write_that_failed_as_a_whole_is_looked_for_later(self) -> None:
         """When the write fails as a whole, its batch is looked for at the next refill (it may
-        have landed) and its sealed passwords are queued anyway (a batch that never landed is
-        skipped when its turn comes)."""
+        have landed): found, its slow steps are held and its passwords queued for hashing."""
         batch = self.signups(2)
         self.store.make_fail("insert_signups", times=1)
         self.failureResultOf(ensureDeferred(self.write(batch)), StoreDown)
@@ -840,6 +916,6 @@ class RecordingWorkTests(SlowWorkTestCase):
         self.failureResultOf(ensureDeferred(self.write(batch)), StoreDown)
         for item in batch:
             self.work.signup_failed(item.owner)
-        self.assertEqual(self.hasher.backlog, 2)
+        self.assertEqual((self.work.held, self.hasher.backlog), (0, 0))
         self.successResultOf(ensureDeferred(self.work.refill([])))
-        self.assertEqual(self.work.held, 2)
+        self.assertEqual((self.work.held, self.hasher.backlog), (2, 2))
