@@ -1,5 +1,6 @@
 """
-squad's benchmark: ``./bin/benchmark``, the seed's tool plus the figures and charts that decide.
+squad's benchmark: ``./bin/benchmark``, the original challenge's tool plus the figures and
+charts that decide.
 
 Not part of the service. The load comes from autocannon (``runner.js``, driven from code); this
 package checks the service, runs the load, checks that nothing was lost in the database, prints the

@@ -175,11 +175,12 @@ def _parser() -> _Parser:
         add_help=False,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
-            "Load-test squad the way the seed's tool did: GET /health, DELETE /collections, then\n"
-            "POST /users with a new random sign-up body on every request (autocannon, pipelining "
-            "1,\n10 s request timeout). Prints the seed's table (requests sent, non-2xx, errors, "
-            "timeouts)\nwith the 2xx count, requests/s and latency p50/p90/p99/max, then checks "
-            "that every\n2xx answer left a user in the database."
+            "Load-test squad the way the original challenge's tool did: GET /health, DELETE\n"
+            "/collections, then POST /users with a new random sign-up body on every request\n"
+            "(autocannon, pipelining 1, 10 s request timeout). Prints the original tool's table\n"
+            "(requests sent, non-2xx, errors, timeouts) with the 2xx count, requests/s and\n"
+            "latency p50/p90/p99/max, then checks that every 2xx answer left a user in the\n"
+            "database."
         ),
         epilog=(
             "environment:\n"

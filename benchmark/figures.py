@@ -26,8 +26,9 @@ def _optional_float(value: Any) -> float | None:
 class LoadFigures:
     """
     What the load generator measured in one run, with autocannon's meanings: C{errors} counts
-    every failed request, timeouts included (as the seed's table did); C{requests_per_second} is
-    completed responses per second, whatever their status; latencies cover completed responses.
+    every failed request, timeouts included (as the original tool's table did);
+    C{requests_per_second} is completed responses per second, whatever their status; latencies
+    cover completed responses.
     """
 
     connections: int

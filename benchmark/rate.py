@@ -2,7 +2,7 @@
 ``./bin/benchmark --rate R [connections] [duration]``: a fixed offered load, and how squad's
 background work keeps up with it.
 
-The load is the seed's (``POST /users``, a new sign-up per request, 10 s timeout) but at R
+The load is the original tool's (``POST /users``, a new sign-up per request, 10 s timeout) but at R
 requests/s in total (autocannon's ``overallRate``) instead of as many as the connections allow.
 Around it, every L{SAMPLE_INTERVAL} seconds during the load and after it, until every user is
 processed (at most L{WAIT_LIMIT} s), this records:

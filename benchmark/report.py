@@ -55,9 +55,9 @@ def load_row(load: LoadFigures) -> list[str]:
 
 def box_table(headers: Sequence[str], rows: Sequence[Sequence[str]], split: int = 0) -> str:
     """
-    A table drawn with box characters, like node's console.table that the seed printed;
-    numbers right-aligned. With C{split}, a double rule after that many columns sets the seed's
-    own columns apart from the ones added beside them.
+    A table drawn with box characters, like node's console.table that the original tool printed;
+    numbers right-aligned. With C{split}, a double rule after that many columns sets the original
+    tool's own columns apart from the ones added beside them.
     """
     widths = [
         max(len(headers[i]), *(len(row[i]) for row in rows)) if rows else len(headers[i])
@@ -98,8 +98,8 @@ def console_report(
         f"{load.connections} connections for {load.duration:.1f} s against {url}"
         " (POST /users, a new sign-up each request, 10 s timeout)",
         box_table(SEED_COLUMNS + EXTRA_COLUMNS, [load_row(load)], split=len(SEED_COLUMNS)),
-        "  errors include timeouts (autocannon's count, as in the seed's table); requests/s counts"
-        " completed responses; latency covers completed responses.",
+        "  errors include timeouts (autocannon's count, as in the original tool's table);"
+        " requests/s counts completed responses; latency covers completed responses.",
     ]
     if load.status_codes:
         codes = ", ".join(f"{code}: {count:,}" for code, count in sorted(load.status_codes.items()))
@@ -302,7 +302,7 @@ def render_markdown(results: SweepResults, charts: Sequence[str]) -> str:
         out += [
             "## Against the targets",
             "",
-            "squad's performance targets (issue 4), judged on this sweep alone:",
+            "squad's performance targets, judged on this sweep alone:",
             "",
             markdown_table(
                 ["target", "measured", "verdict"],
@@ -330,8 +330,8 @@ def render_markdown(results: SweepResults, charts: Sequence[str]) -> str:
     out += [
         "## How to read the tables",
         "",
-        "- *requests sent*, *non-2xx*, *errors*, *timeouts*: the seed's table, with autocannon's "
-        "meanings: *errors* counts every failed request, timeouts included.",
+        "- *requests sent*, *non-2xx*, *errors*, *timeouts*: the original tool's table, with "
+        "autocannon's meanings: *errors* counts every failed request, timeouts included.",
         "- *requests/s*: completed responses per second (autocannon's mean of per-second "
         "samples). *Latency* covers completed responses only: a request that timed out after "
         "10 s is counted under timeouts, not in p99.",

@@ -1,5 +1,5 @@
 """
-One measured run, the seed's procedure with the checks around it: GET /health, DELETE
+One measured run, the original tool's procedure with the checks around it: GET /health, DELETE
 /collections, the load, then the nothing-lost check (and, with ``--drain``, the wait until every
 user is processed). Used by a single ``./bin/benchmark`` and by every level of a sweep.
 """
@@ -65,7 +65,7 @@ def measure(
     watch: Callable[[str], None] | None = None,
 ) -> LevelResult:
     """
-    Run the seed's procedure against C{url} and measure around it. C{database} is where the
+    Run the original tool's procedure against C{url} and measure around it. C{database} is where the
     service stores its users (None: it stores nothing, the check does not apply). C{rate}
     offers that many requests/s in total (None: as many as the connections allow); C{watch}
     hears ``"load"`` right before the load starts and ``"loaded"`` right after it ends. Raises

@@ -1,5 +1,5 @@
 'use strict'
-// The load of ./bin/benchmark: autocannon driven from code, as the seed did.
+// The load of ./bin/benchmark: autocannon driven from code, as the original challenge's tool did.
 //
 //   node runner.js '{"url": "http://127.0.0.1:9000", "connections": 25, "duration": 45}'
 //

@@ -1,4 +1,5 @@
-"""The HTTP steps around a run, as the seed took them: GET /health, then DELETE /collections."""
+"""The HTTP steps around a run, as the original tool took them: GET /health, then
+DELETE /collections."""
 
 from __future__ import annotations
 

@@ -71,7 +71,7 @@ class TargetContext:
 
 
 def _slow_env(environ: Mapping[str, str]) -> tuple[str, str]:
-    # The comparison servers take the same slow-step range as squad (the contract's variables).
+    # The comparison servers take the same slow-step range as squad (squad's own variables).
     return environ.get("SQUAD_SLOW_MIN") or "5", environ.get("SQUAD_SLOW_MAX") or "15"
 
 
@@ -90,7 +90,7 @@ def _baseline(context: TargetContext) -> Target:
     return Target(
         label="baseline",
         description=(
-            "BASELINE, the seed's behaviour: answers only after the slow step "
+            "BASELINE, the original service's behaviour: answers only after the slow step "
             f"({slow_min}-{slow_max} s); one process, Klein + txmongo (`benchmark/baseline/`)"
         ),
         url=f"http://127.0.0.1:{port}",
@@ -422,7 +422,7 @@ def run_sweep(
             targets=results,
             notes=[
                 f"squad's own settings are whatever the service at {settings.url} was started "
-                "with (./bin/dev: the contract's defaults, slow step 5-15 s).",
+                "with (./bin/dev: squad's defaults, slow step 5-15 s).",
             ],
         ),
         folder,

@@ -1,4 +1,4 @@
-"""squad's performance targets (issue 4), checked against a sweep: met or not, and by how much.
+"""squad's performance targets, checked against a sweep: met or not, and by how much.
 
 Each verdict compares squad with what the same sweep measured, so a report never needs a figure
 from elsewhere. A target whose comparison server or level was not in the sweep is left out,

@@ -40,10 +40,10 @@ from benchmark.service import ServiceDown, wait_until_healthy
 from benchmark.sweep import free_port
 from benchmark.targets import verdicts
 from squad.validation import InvalidRequest, parse_signup
+from tests.support import database_uri
 from tests.test_benchmark_report import recorded_sweep
 
 ROOT = ORIGINAL_TOOL_DIR.parent.parent
-MONGO_URI = os.environ.get("SQUAD_TEST_MONGO_URI") or "mongodb://127.0.0.1:27017"
 DATABASE = "squad_original_tool_test"
 BODIES = 5000
 
@@ -379,6 +379,7 @@ class RealRunTests(SynchronousTestCase):
         that squad answered 400 invalid_json; every other answer is 201.
         """
         _needs_original_tool()
+        self.mongo_uri = database_uri()
         port = free_port()
         workdir = Path(self.mktemp()).resolve()
         workdir.mkdir(parents=True)
@@ -403,7 +404,7 @@ class RealRunTests(SynchronousTestCase):
                     "--port",
                     f"tcp:{port}:interface=127.0.0.1",
                     "--mongo-uri",
-                    MONGO_URI,
+                    self.mongo_uri,
                     "--database",
                     DATABASE,
                     "--allow-flush",
@@ -446,7 +447,7 @@ class RealRunTests(SynchronousTestCase):
     def _drop(self) -> None:
         import pymongo
 
-        client: Any = pymongo.MongoClient(MONGO_URI, serverSelectionTimeoutMS=3000)
+        client: Any = pymongo.MongoClient(self.mongo_uri, serverSelectionTimeoutMS=3000)
         try:
             client.drop_database(DATABASE)
         finally:

@@ -2,14 +2,15 @@
 BASELINE: THE SEED'S ORIGINAL BEHAVIOUR, KEPT ONLY AS THE BENCHMARK'S "BEFORE". NOT SQUAD.
 
 ``POST /users`` inserts the user into MongoDB, then waits the slow verification step (a random
-5 to 15 s, the seed's ``somethingSlow``), marks the user processed and only then answers 201. So
-every request holds its connection for 5 to 15 s, against a 10 s client timeout: this is the
-problem squad exists to fix, reproduced so that before and after stand on one chart.
+5 to 15 s, the original service's ``somethingSlow``), marks the user processed and only then
+answers 201. So every request holds its connection for 5 to 15 s, against a 10 s client
+timeout: this is the problem squad exists to fix, reproduced so that before and after stand on
+one chart.
 
 One process, one txmongo pool, no validation beyond "a JSON object", no access log:
-deliberately plain, as the seed was. It uses its own database (``squad_baseline``) so that it
-never touches squad's data, and it stores no password at all (not even the fake ones the
-benchmark sends): no plaintext password anywhere, as the contract says.
+deliberately plain, as the original service was. It uses its own database (``squad_baseline``)
+so that it never touches squad's data, and it stores no password at all (not even the fake ones the
+benchmark sends): no plaintext password anywhere, as squad requires.
 
     python -m benchmark.baseline.server --port 9100 --mongo-uri mongodb://127.0.0.1:27017
 
@@ -44,7 +45,7 @@ def _keep_running(work: defer.Deferred[Any]) -> defer.Deferred[Any]:
     """
     A Deferred that follows C{work} but whose cancellation leaves C{work} running. Klein
     cancels a handler's Deferred when the client goes away (here: after autocannon's 10 s
-    timeout); the seed's server, like most, went on with the slow step and the update anyway.
+    timeout); the original service, like most, went on with the slow step and the update anyway.
     """
     outer: defer.Deferred[Any] = defer.Deferred(lambda _: None)
 
@@ -59,7 +60,7 @@ def _keep_running(work: defer.Deferred[Any]) -> defer.Deferred[Any]:
 
 
 class Baseline:
-    """The seed's three routes over one txmongo pool."""
+    """The original service's three routes over one txmongo pool."""
 
     app = Klein()
 
@@ -103,7 +104,7 @@ class Baseline:
         body.pop("password", None)
         user = {**body, "processed": False, "date_created": now, "date_updated": now}
         await self._users.insert_one(user, timeout=DATABASE_TIMEOUT)
-        # The seed's somethingSlow, awaited before the answer: the whole point of the baseline.
+        # The original service's somethingSlow, awaited before the answer: the baseline's point.
         await task.deferLater(self._clock, random.uniform(*self._slow))
         await self._users.update_one(
             {"_id": user["_id"]},
@@ -118,7 +119,7 @@ class Baseline:
 
 
 class _QuietSite(Site):
-    """No access log line per request: the seed had none either."""
+    """No access log line per request: the original service had none either."""
 
     def log(self, request: object) -> None:
         pass
@@ -128,7 +129,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run the baseline until SIGINT/SIGTERM."""
     parser = argparse.ArgumentParser(
         prog="python -m benchmark.baseline.server",
-        description="BASELINE (the seed's behaviour: answer only after the slow step). Not squad.",
+        description=(
+            "BASELINE (the original service's behaviour: answer only after the slow step). "
+            "Not squad."
+        ),
     )
     parser.add_argument("--port", type=int, default=9100)
     parser.add_argument("--mongo-uri", default="mongodb://127.0.0.1:27017")

@@ -1,11 +1,11 @@
 'use strict'
 // REFERENCE, NOT SQUAD: the idiomatic Node answer to the same problem, for the benchmark's
-// comparison (issue 4: squad must beat it at 1000 connections on the same database).
+// comparison (squad must beat it at 1000 connections on the same database).
 //
 // express with the official mongodb driver: insert the user, answer 201 at once, then run the
 // slow step fire-and-forget with setTimeout (a random 5 to 15 s) and mark the user processed.
 // One process, as a plain `node server.js` deployment runs. Its own database (squad_reference),
-// no password stored (the contract allows no plaintext anywhere), no request logging.
+// no password stored (no plaintext anywhere, as squad), no request logging.
 //
 //   PORT=9300 MONGO_URI=mongodb://127.0.0.1:27017 node benchmark/reference-node/server.js
 //
