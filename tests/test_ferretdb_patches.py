@@ -7,15 +7,28 @@ only FerretDB reports (``explain``'s ``filterPushdown``), it is skipped on a rea
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from bson import ObjectId
-from pymongo import UpdateOne
+from pymongo import DeleteOne, ReturnDocument, UpdateOne
 from pymongo.errors import WriteError
+from twisted.internet import reactor
+from twisted.internet.defer import gatherResults
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import SkipTest, TestCase
+from txmongo.connection import ConnectionPool
 
 from tests.support import database_uri, drop_database, mongo
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 async def scratch_collection(test: TestCase) -> Any:
@@ -141,3 +154,120 @@ class UpdateMessageTests(TestCase):
         after = {d["_id"]: d["n"] for d in await things.find({})}
         self.assertEqual([after[n] for n in range(5)], [100, 101, 102, 103, 104])
         self.assertEqual([after[n] for n in range(6, 10)], [6, 7, 8, 9])
+
+    async def test_upserts_and_find_one_and_update_still_work(self) -> None:
+        """An upserting update_many inserts when nothing matches and updates every match
+        otherwise; find_one_and_update (written apart from the batched path) returns the
+        document before or after and changes exactly one."""
+        things = await scratch_collection(self)
+        result = await things.update_many({"_id": "new"}, {"$set": {"n": 1}}, upsert=True)
+        self.assertEqual(result.upserted_id, "new")
+        await things.insert_many([{"_id": n, "kind": "b", "n": 0} for n in range(3)])
+        result = await things.update_many({"kind": "b"}, {"$set": {"n": 5}}, upsert=True)
+        self.assertEqual((result.matched_count, result.modified_count), (3, 3))
+        self.assertIsNone(result.upserted_id)
+        before = await things.find_one_and_update({"_id": 1}, {"$inc": {"n": 1}})
+        self.assertEqual(before["n"], 5)
+        after = await things.find_one_and_update(
+            {"_id": 2}, {"$inc": {"n": 2}}, return_document=ReturnDocument.AFTER
+        )
+        self.assertEqual(after["n"], 7)
+        found = {d["_id"]: d["n"] for d in await things.find({})}
+        self.assertEqual(found, {"new": 1, 0: 5, 1: 6, 2: 7})
+
+
+async def sleep(seconds: float) -> None:
+    await deferLater(reactor, seconds)
+
+
+class PrivateFerretDB:
+    """``bin/db`` (so its SQLite settings too) on a free port and a folder of the test's own."""
+
+    def __init__(self, test: TestCase) -> None:
+        if shutil.which("mongod"):
+            raise SkipTest("bin/db runs mongod here, not FerretDB on SQLite")
+        if not os.path.exists(ROOT / ".tools" / "bin" / "ferretdb"):
+            raise SkipTest("needs FerretDB built by ./bin/setup")
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = int(probe.getsockname()[1])
+        self.data = os.path.abspath(test.mktemp())
+        self.uri = f"mongodb://127.0.0.1:{self.port}"
+        with open(self.data + ".log", "wb") as log:
+            self.process = subprocess.Popen(
+                [str(ROOT / "bin" / "db"), "--port", str(self.port), "--data", self.data],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        test.addCleanup(self.stop)
+
+    async def started(self) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, "bin/db exited: see " + self.data + ".log"
+            with socket.socket() as probe:
+                probe.settimeout(0.2)
+                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            await sleep(0.1)
+        raise AssertionError("the private database did not start within 30 s")
+
+    def wal_bytes(self, database: str) -> int:
+        try:
+            return os.stat(os.path.join(self.data, database + ".sqlite-wal")).st_size
+        except FileNotFoundError:
+            return 0
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+        self.process.wait(10)
+
+
+class WriterLockAndCheckpointTests(TestCase):
+    """The writer-lock-checkpoints patch: one writer at a time per database, and checkpoints
+    off the commit path that keep the WAL small."""
+
+    timeout = 60
+
+    async def test_concurrent_writers_all_succeed(self) -> None:
+        """Eight concurrent insert_many batches, bulk updates and bulk deletes on one database,
+        all waiting on the same writer lock, are all applied exactly (nothing deadlocks, nothing
+        is refused as busy)."""
+        things = await scratch_collection(self)
+        batches = [[ObjectId() for _ in range(50)] for _ in range(8)]
+        await gatherResults(
+            [things.insert_many([{"_id": i, "n": 0} for i in ids]) for ids in batches]
+        )
+        await gatherResults(
+            [
+                things.bulk_write([UpdateOne({"_id": i}, {"$inc": {"n": 1}}) for i in ids])
+                for ids in batches[:4]
+            ]
+            + [things.bulk_write([DeleteOne({"_id": i}) for i in ids]) for ids in batches[4:]]
+            + [things.insert_many([{"_id": ObjectId(), "n": 2} for _ in range(50)])]
+        )
+        self.assertEqual(await things.count_documents({"n": 1}), 200)
+        self.assertEqual(await things.count_documents({"n": 0}), 0)
+        self.assertEqual(await things.count_documents({}), 250)
+
+    async def test_the_wal_is_truncated_soon_after_a_burst_of_writes(self) -> None:
+        """bin/db turns SQLite's own checkpoints off; the patched FerretDB checkpoints every
+        250 ms instead and truncates the WAL once it is over 16 MiB: after writing about 24 MB,
+        the WAL never got near 64 MiB and is back under 16 MiB within 3 s without more writes."""
+        server = PrivateFerretDB(self)
+        await server.started()
+        pool = ConnectionPool(server.uri)
+        self.addCleanup(pool.disconnect)
+        things = pool.walcheck.things
+        largest = 0
+        for _ in range(30):
+            await things.insert_many([{"pad": "x" * 8000} for _ in range(100)])
+            largest = max(largest, server.wal_bytes("walcheck"))
+        self.assertLess(largest, 64 << 20)
+        deadline = time.monotonic() + 3
+        while server.wal_bytes("walcheck") > 16 << 20:
+            self.assertLess(time.monotonic(), deadline, "the WAL was not truncated within 3 s")
+            await sleep(0.1)
