@@ -12,11 +12,13 @@ from treq.client import HTTPClient
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import MultiService, Service
 from twisted.internet import endpoints
-from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred, succeed
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool
+from zope.interface import implementer
 
 from squad.api import SquadAPI
 from squad.batching import GroupCommit
@@ -177,6 +179,36 @@ class SequentialMultiService(MultiService):
                 log.failure("Stopping {child} failed", child=child, failure=Failure(error))
 
 
+@implementer(IStreamServerEndpoint)
+class PortKeepingEndpoint:
+    """``endpoint``, keeping the port it opened: ``listening()`` fires with it (with
+    ``tcp:0`` that is how tests and tools learn which port the kernel picked)."""
+
+    def __init__(self, endpoint: IStreamServerEndpoint) -> None:
+        self._endpoint = endpoint
+        self._port: IListeningPort | None = None
+        self._waiting: list[Deferred[IListeningPort]] = []
+
+    def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
+        opening: Deferred[IListeningPort] = self._endpoint.listen(factory)
+        opening.addCallback(self._opened)
+        return opening
+
+    def _opened(self, port: IListeningPort) -> IListeningPort:
+        self._port = port
+        waiting, self._waiting = self._waiting, []
+        for listener in waiting:
+            listener.callback(port)
+        return port
+
+    def listening(self) -> Deferred[IListeningPort]:
+        if self._port is not None:
+            return succeed(self._port)
+        waiting: Deferred[IListeningPort] = Deferred()
+        self._waiting.append(waiting)
+        return waiting
+
+
 class AdoptedPortService(Service):
     """Serves ``site`` on a listening socket inherited from the parent process."""
 
@@ -326,7 +358,10 @@ def build_process_service(
     http: Service
     if adopt is None:
         http = StreamServerEndpointService(
-            endpoints.serverFromString(reactor, listen_description(config["port"])), site
+            PortKeepingEndpoint(
+                endpoints.serverFromString(reactor, listen_description(config["port"]))
+            ),
+            site,
         )
     else:
         http = AdoptedPortService(reactor, adopt[0], adopt[1], site)

@@ -19,11 +19,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bson import ObjectId
-from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
+from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
-from twisted.web.resource import IResource
 
 from squad.api import SquadAPI
 from squad.batching import GroupCommit
@@ -44,6 +43,7 @@ from squad.store import (
     WriteRefused,
 )
 from squad.web import LimitedRequest, SquadSite
+from tests.http_harness import InMemorySite
 
 __all__ = [
     "OWNER",
@@ -53,7 +53,6 @@ __all__ = [
     "Squad",
     "StoreDown",
     "error_body",
-    "stub_over_site",
 ]
 
 OWNER = "test-host:1:abcdef01"
@@ -434,17 +433,6 @@ class ManualVerification:
         self.waiting[index].errback(Failure(error))
 
 
-def stub_over_site(resource: IResource, site: SquadSite | None = None) -> Any:
-    """A ``StubTreq`` whose in-memory server is a ``SquadSite`` (StubTreq builds a plain
-    ``Site``), so requests go through ``LimitedRequest`` as in production."""
-    stub = StubTreq(resource)
-    agent: Any = stub._agent
-    if site is None:
-        site = SquadSite(resource, reactor=agent._memoryReactor)
-    agent._serverFactory = site
-    return stub
-
-
 class Squad:
     """The HTTP app of one process on fakes: ``FakeStore``, ``ManualVerification``, ``Clock``.
 
@@ -513,10 +501,10 @@ class Squad:
                 super().__init__(*args, **kwargs)
                 requests.append(self)
 
-        resource = self.api.app.resource()
-        self.http = stub_over_site(resource)
-        site: Any = self.http._agent._serverFactory
+        reactor = MemoryReactorClock()
+        site = SquadSite(self.api.app.resource(), reactor=reactor)
         site.requestFactory = RecordingRequest
+        self.http = InMemorySite(site, reactor)
 
     def _count_shed(self) -> None:
         self.shed += 1

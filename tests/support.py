@@ -73,7 +73,7 @@ async def start_squad(
     service = makeService(options, reactor)
     service.startService()
     http: Any = service.getServiceNamed("http")  # type: ignore[attr-defined]
-    listening = await http._waitingForPort
+    listening = await http.endpoint.listening()
     test.addCleanup(drop_database, uri, database)
     test.addCleanup(service.stopService)
     return RunningSquad(service, listening.getHost().port, database, uri)
