@@ -43,7 +43,7 @@ from squad.metrics import render
 from squad.openapi import openapi_json
 from squad.passwords import PasswordSealer
 from squad.slowwork import SlowWork
-from squad.store import PendingSignup, Store
+from squad.store import IStore, PendingSignup
 from squad.validation import InvalidRequest, SignUp, check_content_type, parse_signup
 
 __all__ = ["SquadAPI"]
@@ -80,7 +80,7 @@ class SquadAPI:
     def __init__(
         self,
         clock: IReactorTime,
-        store: Store,
+        store: IStore,
         commit: GroupCommit[PendingSignup],
         slow_work: SlowWork,
         sealer: PasswordSealer,

@@ -24,7 +24,7 @@ from twisted.logger import Logger
 
 from squad.documents import bson_now
 from squad.logs import OutageLog
-from squad.store import FinishRound, Passwords, SealedBatch, Store
+from squad.store import FinishRound, IStore, Passwords, SealedBatch
 
 __all__ = ["FinishWriter"]
 
@@ -34,7 +34,7 @@ log = Logger()
 class FinishWriter:
     """Gathers user updates and the work documents they finish; writes them in order."""
 
-    def __init__(self, clock: IReactorTime, store: Store, interval: float = 0.2) -> None:
+    def __init__(self, clock: IReactorTime, store: IStore, interval: float = 0.2) -> None:
         self._clock = clock
         self._store = store
         self._processed: dict[ObjectId, int] = {}

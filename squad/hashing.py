@@ -36,7 +36,7 @@ from twisted.python.threadpool import ThreadPool
 
 from squad.finishing import FinishWriter
 from squad.passwords import PasswordSealer, UnsealError, hash_password
-from squad.store import UNOWNED, Store
+from squad.store import UNOWNED, IStore
 
 __all__ = ["PasswordHasher"]
 
@@ -70,7 +70,7 @@ class PasswordHasher(Service):
         self,
         reactor: Any,
         sealer: PasswordSealer,
-        store: Store,
+        store: IStore,
         writer: FinishWriter,
         owner: str,
         busy: Callable[[], bool] = lambda: False,

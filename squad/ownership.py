@@ -28,7 +28,7 @@ from twisted.logger import Logger
 
 from squad.documents import bson_now
 from squad.logs import OutageLog
-from squad.store import UNOWNED, Store
+from squad.store import UNOWNED, IStore
 
 __all__ = ["ProcessLease", "new_owner_id"]
 
@@ -49,7 +49,7 @@ class ProcessLease(Service):
     def __init__(
         self,
         clock: IReactorTime,
-        store: Store,
+        store: IStore,
         owner: str,
         lease_seconds: float,
     ) -> None:

@@ -30,7 +30,7 @@ from squad.documents import bson_now
 from squad.finishing import FinishWriter
 from squad.resilience import Backoff
 from squad.slowstep import Verification
-from squad.store import UNOWNED, AdoptedBatch, Passwords, Store
+from squad.store import UNOWNED, AdoptedBatch, IStore, Passwords
 
 __all__ = ["SlowWork", "Work"]
 
@@ -79,7 +79,7 @@ class SlowWork(Service):
     def __init__(
         self,
         clock: IReactorTime,
-        store: Store,
+        store: IStore,
         verification: Verification,
         writer: FinishWriter,
         owner: str,

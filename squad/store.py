@@ -40,11 +40,13 @@ from twisted.internet.defer import Deferred, FirstError, ensureDeferred, gatherR
 from twisted.python.failure import Failure
 from txmongo.collection import Collection
 from txmongo.database import Database
+from zope.interface import Attribute, Interface, implementer
 
 __all__ = [
     "UNOWNED",
     "AdoptedBatch",
     "FinishRound",
+    "IStore",
     "LeaseView",
     "Passwords",
     "PendingSignup",
@@ -164,6 +166,68 @@ def _failed_indexes(error: BulkWriteError) -> dict[int, str]:
     }
 
 
+class IStore(Interface):
+    """Everything squad's logic asks of its database; every call takes at most ``timeout``
+    seconds (a few times that for background work) or fails."""
+
+    timeout: float = Attribute("Seconds a request-path call may take before it fails.")
+
+    async def ping() -> None:
+        """Answer once the database answers."""
+
+    async def insert_signups(batch: list[PendingSignup]) -> None:  # noqa: N805 (an interface method has no self)
+        """Write a batch's work, then its users, marking each item that failed."""
+
+    async def find_user(user_id: ObjectId) -> dict[str, Any] | None:  # noqa: N805 (an interface method has no self)
+        """A user by id, or None."""
+
+    async def find_idempotency_record(key: str) -> dict[str, Any] | None:  # noqa: N805 (an interface method has no self)
+        """The first answer recorded for an Idempotency-Key, or None."""
+
+    async def insert_idempotency_record(record: dict[str, Any]) -> bool:  # noqa: N805 (an interface method has no self)
+        """Record a first answer; False when another request recorded this key first."""
+
+    async def replace_idempotency_record(record: dict[str, Any]) -> None:  # noqa: N805 (an interface method has no self)
+        """Reuse a key whose 24 hours are over."""
+
+    async def apply_finishes(round: FinishRound, now: datetime) -> None:  # noqa: N805 (an interface method has no self)
+        """Write one finish round: updates, moves, then deletions."""
+
+    async def find_sealed(batch_id: ObjectId) -> SealedBatch | None:  # noqa: N805 (an interface method has no self)
+        """A batch of sealed passwords, from pending or sealed_passwords, or None."""
+
+    async def sealed_batches_of(owners: Sequence[str]) -> list[tuple[ObjectId, int]]:  # noqa: N805 (an interface method has no self)
+        """The sealed-password batches these dead owners left, with their sizes."""
+
+    async def claim_sealed(owner: str, batch_ids: Sequence[ObjectId]) -> None:  # noqa: N805 (an interface method has no self)
+        """Make ``owner`` the owner of these sealed-password batches."""
+
+    async def heartbeat(owner: str, alive_until: datetime, about: dict[str, Any]) -> None:  # noqa: N805 (an interface method has no self)
+        """Renew ``owner``'s lease."""
+
+    async def lease_view(now: datetime) -> LeaseView:  # noqa: N805 (an interface method has no self)
+        """The dead and live processes, and the latest sign of unowned work."""
+
+    async def mark_stopped(owner: str, unowned_at: datetime | None = None) -> None:  # noqa: N805 (an interface method has no self)
+        """Let ``owner``'s lease lapse now, so its work is taken over at once."""
+
+    async def forget_process(owner: str) -> None:  # noqa: N805 (an interface method has no self)
+        """Delete a dead process's heartbeat."""
+
+    async def adopt(owner: str, limit: int, from_owners: Sequence[str]) -> list[AdoptedBatch]:  # noqa: N805 (an interface method has no self)
+        """Take up to ``limit`` batches of work from these owners."""
+
+    async def find_pending(batch_id: ObjectId) -> AdoptedBatch | None:  # noqa: N805 (an interface method has no self)
+        """A batch of work by id, with what is still to do, or None."""
+
+    async def delete_everything(now: datetime | None = None) -> None:  # noqa: N805 (an interface method has no self)
+        """``DELETE /collections``."""
+
+    async def last_flush() -> tuple[int, datetime]:
+        """How many times DELETE /collections ran, and when it last did."""
+
+
+@implementer(IStore)
 class Store:
     """Squad's data access. Every method takes at most ``timeout`` seconds or fails."""
 

@@ -23,6 +23,7 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from squad.api import SquadAPI
 from squad.batching import GroupCommit
@@ -36,10 +37,10 @@ from squad.store import (
     UNOWNED,
     AdoptedBatch,
     FinishRound,
+    IStore,
     LeaseView,
     PendingSignup,
     SealedBatch,
-    Store,
     WriteRefused,
 )
 from squad.web import LimitedRequest, SquadSite
@@ -79,6 +80,7 @@ STORE_METHODS = (
     "forget_process",
     "adopt",
     "delete_everything",
+    "last_flush",
 )
 
 
@@ -86,7 +88,8 @@ class StoreDown(Exception):
     """What a failing fake store raises: the database did not answer."""
 
 
-class FakeStore(Store):
+@implementer(IStore)
+class FakeStore:
     """Squad's ``Store`` in memory, with switches to make any call fail or hang.
 
     ``calls`` lists every call in order as ``(method, arguments)``; ``events`` lists the
@@ -94,7 +97,7 @@ class FakeStore(Store):
     """
 
     def __init__(self) -> None:
-        super().__init__(timeout=1.0)  # no database: nothing here ever reaches txmongo
+        self.timeout = 1.0
         self.user_docs: dict[ObjectId, dict[str, Any]] = {}
         #: ``pending``: one document per batch of slow steps, by batch id.
         self.pending_docs: dict[ObjectId, dict[str, Any]] = {}
