@@ -132,6 +132,14 @@ class UpdateMessageTests(TestCase):
         self.assertEqual((result.matched_count, result.modified_count), (300, 300))
         self.assertEqual(await things.count_documents({"n": 1}), 300)
 
+    async def test_updates_of_one_message_see_each_other(self) -> None:
+        """Two updates of the same document in one message are both applied: each update is
+        written before the next one reads (why a message is not one transaction)."""
+        things = await scratch_collection(self)
+        await things.insert_one({"_id": "twice", "n": 0})
+        await things.bulk_write([UpdateOne({"_id": "twice"}, {"$inc": {"n": 1}})] * 2)
+        self.assertEqual((await things.find({"_id": "twice"}))[0]["n"], 2)
+
     async def test_update_many_larger_than_one_write_batch(self) -> None:
         """An update_many of 2,500 documents (more than the 1,000 one transaction holds) modifies
         each exactly once and reports the right counts; unmodified matches are not counted."""
