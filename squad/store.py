@@ -68,11 +68,12 @@ FLUSH_MARK = "flush"
 _FOREVER = datetime(9999, 1, 1)
 _EPOCH = datetime(1970, 1, 1)
 
-# FerretDB v1.24 keeps one SQL connection open per update of an update message until the whole
-# message is done, from a pool of 100 (a `defer` inside its loop, msg_update.go). A message of
-# 100 or more updates deadlocks its SQLite backend for every client. So bulk writes go in
-# messages of a few operations: the round trips are still shared, the pool never runs dry.
-BULK_OPERATIONS_PER_MESSAGE = 16
+# Operations per bulk message: one round trip each. Unpatched FerretDB v1.24 held one SQL
+# connection per update of a message until the whole message was done (from a pool of 100), so
+# large messages deadlocked it; squad's build closes each one as it goes (bin/patches/,
+# docs/database.md), and a bounded message still shares its round trip without holding the
+# database's writer for long.
+BULK_OPERATIONS_PER_MESSAGE = 100
 # Ids per `_id: {$in: ...}` filter: one SQL statement each on FerretDB, well under SQLite's limit
 # of bound parameters.
 IDS_PER_FILTER = 500
