@@ -54,7 +54,7 @@ class RateArgumentTests(SynchronousTestCase):
         self.assertFalse(settings.sweep)
 
     def test_rate_anywhere_and_defaults(self) -> None:
-        """The option may come after the positionals; without them, the seed's defaults."""
+        """The option may come after the positionals; without them, the original tool's defaults."""
         self.assertEqual(parse_arguments(["50", "30s", "--rate=200"], {}).rate, 200)
         settings = parse_arguments(["--rate", "200"], {})
         self.assertEqual((settings.connections, settings.duration), (25, 45.0))
