@@ -20,19 +20,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import socket
-import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
-from types import FrameType
 
 from klein import Klein
 from twisted.web.iweb import IRequest
 from twisted.web.server import Site
+
+from benchmark.shared_port import serve_workers
 
 __all__ = ["Ceiling", "main"]
 
@@ -101,43 +98,8 @@ def _worker(fd: int) -> None:
 
 
 def _supervise(port: int, workers: int) -> None:
-    from squad.workers import bind_listening_sockets
-
-    listeners = bind_listening_sockets(f"tcp:{port}:interface=127.0.0.1", workers)
-    root = str(Path(__file__).resolve().parents[2])
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
-    }
-    children = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "benchmark.ceiling.server",
-                "--worker-fd",
-                str(listener.fileno()),
-            ],
-            pass_fds=[listener.fileno()],
-            env=env,
-        )
-        for listener in listeners
-    ]
     print(f"ceiling listening on 127.0.0.1:{port} with {workers} workers", flush=True)
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        for child in children:
-            if child.poll() is None:
-                child.terminate()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    # A reference, not a product: if one worker dies, stop them all rather than limp on.
-    while all(child.poll() is None for child in children):
-        time.sleep(0.2)
-    stop(signal.SIGTERM, None)
-    for child in children:
-        child.wait()
+    serve_workers(port, workers, "benchmark.ceiling.server", ())
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -23,15 +23,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import socket
-import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from bson import ObjectId
@@ -42,6 +37,8 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.server import Site
 from txmongo.connection import ConnectionPool
+
+from benchmark.shared_port import serve_workers
 
 __all__ = ["Stored", "main"]
 
@@ -156,54 +153,16 @@ def _worker(fd: int, uri: str, database: str, pool_size: int) -> None:
 
 
 def _supervise(port: int, workers: int, uri: str, database: str, pool_size: int) -> None:
-    from squad.workers import bind_listening_sockets
-
-    listeners = bind_listening_sockets(f"tcp:{port}:interface=127.0.0.1", workers)
-    root = str(Path(__file__).resolve().parents[2])
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
-    }
-    children = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "benchmark.stored.server",
-                "--worker-fd",
-                str(listener.fileno()),
-                "--mongo-uri",
-                uri,
-                "--database",
-                database,
-                "--pool-size",
-                str(pool_size),
-            ],
-            pass_fds=[listener.fileno()],
-            env=env,
-        )
-        for listener in listeners
-    ]
-    for listener in listeners:
-        listener.close()
     print(
         f"stored listening on 127.0.0.1:{port} with {workers} workers, database {database}",
         flush=True,
     )
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        for child in children:
-            if child.poll() is None:
-                child.terminate()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    # A reference, not a product: if one worker dies, stop them all rather than limp on.
-    while all(child.poll() is None for child in children):
-        time.sleep(0.2)
-    stop(signal.SIGTERM, None)
-    for child in children:
-        child.wait()
+    serve_workers(
+        port,
+        workers,
+        "benchmark.stored.server",
+        ("--mongo-uri", uri, "--database", database, "--pool-size", str(pool_size)),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
