@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from benchmark.args import REQUEST_TIMEOUT
 from benchmark.figures import LoadFigures
@@ -64,6 +65,12 @@ def run_load(
     autocannon and still reports what it measured.
     """
     command = runner_command(url, connections, duration, rate=rate)
+    return LoadFigures.from_runner(run_runner(command, progress, "the load generator"))
+
+
+def run_runner(command: list[str], progress: bool, what: str) -> dict[str, Any]:
+    """Run a node runner (``command``) to its end and return the JSON figures it prints last.
+    Its progress goes to our stderr unless C{progress} is false; C{what} names it in errors."""
     process = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
@@ -82,5 +89,6 @@ def run_load(
             output, _ = process.communicate()
     lines = [line for line in output.splitlines() if line.startswith("{")]
     if process.returncode != 0 or not lines:
-        raise LoadFailed(f"the load generator exited with status {process.returncode}")
-    return LoadFigures.from_runner(json.loads(lines[-1]))
+        raise LoadFailed(f"{what} exited with status {process.returncode}")
+    figures: dict[str, Any] = json.loads(lines[-1])
+    return figures

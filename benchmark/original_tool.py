@@ -14,8 +14,6 @@ sentence which non-2xx were bodyless first requests and which were anything else
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
@@ -24,7 +22,7 @@ from typing import Any
 
 from benchmark.args import REQUEST_TIMEOUT, format_duration
 from benchmark.figures import LevelResult, LoadFigures, StoreCheck
-from benchmark.load import BENCHMARK_DIR, LoadFailed, node_binary
+from benchmark.load import BENCHMARK_DIR, LoadFailed, node_binary, run_runner
 from benchmark.service import check_health, flush
 
 __all__ = [
@@ -248,24 +246,8 @@ def run_original_tool(
     url: str, connections: int, duration: float, progress: bool = True
 ) -> OriginalToolFigures:
     """Run the original tool once against C{url} and return its figures."""
-    process = subprocess.Popen(
-        runner_command(url, connections, duration),
-        stdout=subprocess.PIPE,
-        stderr=None if progress else subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        output, _ = process.communicate()
-    except KeyboardInterrupt:
-        try:
-            output, _ = process.communicate(timeout=3)
-        except subprocess.TimeoutExpired:
-            process.send_signal(signal.SIGINT)
-            output, _ = process.communicate()
-    lines = [line for line in output.splitlines() if line.startswith("{")]
-    if process.returncode != 0 or not lines:
-        raise LoadFailed(f"the original tool exited with status {process.returncode}")
-    return OriginalToolFigures.from_runner(json.loads(lines[-1]))
+    figures = run_runner(runner_command(url, connections, duration), progress, "the original tool")
+    return OriginalToolFigures.from_runner(figures)
 
 
 def measure_original(
