@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import uuid
 from typing import Any
 
@@ -94,3 +96,15 @@ async def mongo(uri: str, name: str) -> tuple[ConnectionPool, Any]:
     """A separate connection to look at what squad stored (closed by the caller)."""
     pool = ConnectionPool(uri)
     return pool, pool[name]
+
+
+def stop_process_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a service started in its own session, and its children; SIGKILL after 10 s."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)
+    except ProcessLookupError:
+        return
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)

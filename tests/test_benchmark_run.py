@@ -34,6 +34,7 @@ from benchmark.procs import (
 )
 from benchmark.service import ServiceDown, wait_until_healthy
 from benchmark.sweep import free_port, run_sweep
+from tests.support import stop_process_group
 
 ROOT = BENCHMARK_DIR.parent
 MONGO_URI = os.environ.get("SQUAD_TEST_MONGO_URI") or "mongodb://127.0.0.1:27017"
@@ -133,7 +134,7 @@ class RealRunTests(SynchronousTestCase):
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self.addCleanup(self._stop, process)
+        self.addCleanup(stop_process_group, process)
         url = f"http://127.0.0.1:{port}"
         try:
             wait_until_healthy(url, 20.0, alive=lambda: process.poll() is None)
@@ -141,16 +142,6 @@ class RealRunTests(SynchronousTestCase):
             log.flush()
             self.fail(f"{kind} did not start: {error}\n{(workdir / 'service.log').read_text()}")
         return url
-
-    def _stop(self, process: subprocess.Popen[bytes]) -> None:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=10)
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
 
     def _database(self) -> Any:
         import pymongo

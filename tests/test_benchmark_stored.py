@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import urllib.request
@@ -23,7 +22,7 @@ from benchmark.load import BENCHMARK_DIR
 from benchmark.service import ServiceDown, wait_until_healthy
 from benchmark.sweep import TargetContext, free_port, select_targets
 from benchmark.targets import verdicts
-from tests.support import database_uri
+from tests.support import database_uri, stop_process_group
 from tests.test_benchmark_targets import sweep, target
 
 ROOT = BENCHMARK_DIR.parent
@@ -86,23 +85,13 @@ class StoredServerTests(SynchronousTestCase):
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self.addCleanup(self._stop, process)
+        self.addCleanup(stop_process_group, process)
         self.url = f"http://127.0.0.1:{port}"
         try:
             wait_until_healthy(self.url, 20.0, alive=lambda: process.poll() is None)
         except ServiceDown as error:
             log.flush()
             self.fail(f"stored did not start: {error}\n{log_path.read_text()}")
-
-    def _stop(self, process: subprocess.Popen[bytes]) -> None:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=10)
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
 
     def test_signups_are_stored_before_the_answer(self) -> None:
         """

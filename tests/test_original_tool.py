@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -40,7 +39,7 @@ from benchmark.service import ServiceDown, wait_until_healthy
 from benchmark.sweep import free_port
 from benchmark.targets import verdicts
 from squad.validation import InvalidRequest, parse_signup
-from tests.support import database_uri
+from tests.support import database_uri, stop_process_group
 from tests.test_benchmark_report import recorded_sweep
 
 ROOT = ORIGINAL_TOOL_DIR.parent.parent
@@ -422,7 +421,7 @@ class RealRunTests(SynchronousTestCase):
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self.addCleanup(self._stop, process)
+        self.addCleanup(stop_process_group, process)
         self.addCleanup(self._drop)
         url = f"http://127.0.0.1:{port}"
         try:
@@ -452,13 +451,3 @@ class RealRunTests(SynchronousTestCase):
             client.drop_database(DATABASE)
         finally:
             client.close()
-
-    def _stop(self, process: subprocess.Popen[bytes]) -> None:
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-            process.wait(timeout=10)
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
