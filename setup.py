@@ -7,7 +7,14 @@ setup(
     version="0.1.0",
     description="A fast, fault-tolerant sign-up service on Twisted, Klein and MongoDB",
     python_requires=">=3.11",
-    packages=["squad", "twisted.plugins"],
+    packages=[
+        "squad",
+        "squad.http",
+        "squad.storage",
+        "squad.background",
+        "squad.runtime",
+        "twisted.plugins",
+    ],
     package_data={"squad": ["py.typed"], "twisted": ["plugins/squad_plugin.py"]},
     install_requires=[
         "Twisted==26.10.0",

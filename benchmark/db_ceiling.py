@@ -45,7 +45,7 @@ from pymongo import DeleteOne, UpdateOne
 from benchmark.procs import cpu_seconds, listening_pids
 
 DATABASE = "squad_db_ceiling"
-MESSAGE = 16  # squad.store.BULK_OPERATIONS_PER_MESSAGE
+MESSAGE = 16  # squad.storage.store.BULK_OPERATIONS_PER_MESSAGE
 INSERTERS = 8  # squad's sign-up connections per process
 
 

@@ -5,7 +5,8 @@
 Fills a scratch ``pending`` collection with ``--documents`` items owned by some process (as
 during a run, when every user waiting for its password hash has one), then, while four threads
 keep inserting sign-ups the way the group commit does, times squad's look for unowned work
-(``squad.store.Store.adopt`` with the pool owner: ``{"owner": {"$in": [""]}}``, at most 100).
+(``squad.storage.store.Store.adopt`` with the pool owner: ``{"owner": {"$in": [""]}}``, at most
+100).
 Nothing is unowned, so on FerretDB, which sends only ``_id`` filters to SQL, each look reads the
 whole collection. The scratch database is dropped at the end.
 """

@@ -3,7 +3,8 @@
 drains.
 
 squad seals each password on the request path and hashes it later with argon2id, in the
-background, while the API is not busy (see ``squad.hashing``). After a burst of sign-ups the
+background, while the API is not busy (see ``squad.background.hashing``). After a burst of sign-ups
+the
 passwords waiting for their hash are that backlog: each waits sealed in the
 ``sealed_passwords`` collection until it is hashed. This tool reads squad's own figures from
 ``GET /metrics`` every ``--interval`` seconds (``squad_password_hash_backlog``, the passwords

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def serve_workers(port: int, workers: int, module: str, arguments: Sequence[str] = ()) -> None:
     """Run ``workers`` processes of ``module`` on 127.0.0.1:``port`` until signalled."""
-    from squad.workers import bind_listening_sockets
+    from squad.runtime.supervisor import bind_listening_sockets
 
     listeners = bind_listening_sockets(f"tcp:{port}:interface=127.0.0.1", workers)
     env = {

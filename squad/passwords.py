@@ -11,7 +11,8 @@ The design, and its trade-off:
 - So the request path *seals* the password instead: AES-256-GCM, about two microseconds, under a key
   that lives in a file (or ``SQUAD_SEAL_KEY``) and never in the database, with the user's id as
   associated data so a sealed blob cannot be moved to another user. The sealed form is what is
-  stored with the sign-up; a background hasher (``squad.hashing``) later unseals it, stores
+  stored with the sign-up; a background hasher (``squad.background.hashing``) later unseals it,
+  stores
   :func:`hash_password`'s result and deletes the sealed form. The plaintext exists only in
   memory, never on disk.
 - Trade-off: between the 201 and the background hash, a password is protected by the seal key

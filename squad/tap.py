@@ -7,7 +7,7 @@
     ├── ProcessLease         this process's heartbeat; takes over the work of dead processes
     ├── SlowWork             the slow step of every accepted user, durable in the database
     ├── PasswordHasher       sealed password → argon2id hash, in the background
-    └── StreamServerEndpointService   HTTP on --port (Klein routes in squad.api)
+    └── StreamServerEndpointService   HTTP on --port (Klein routes in squad.http.routes)
 
 Command line beats environment beats default.
 """
@@ -267,7 +267,7 @@ def makeService(config: Options, reactor: Any = None) -> IService:
     """Build the service tree for ``config`` (the reactor is a parameter for tests)."""
     from twisted.logger import Logger
 
-    from squad.logs import describe_settings
+    from squad.runtime.logs import describe_settings
 
     Logger().info(
         "squad starting with {settings}",
@@ -278,8 +278,8 @@ def makeService(config: Options, reactor: Any = None) -> IService:
 
         reactor = global_reactor
     if config["workers"] > 1:
-        from squad.metrics import prepare_multiprocess_directory
-        from squad.workers import WorkerSupervisor, bind_listening_sockets
+        from squad.runtime.metrics import prepare_multiprocess_directory
+        from squad.runtime.supervisor import WorkerSupervisor, bind_listening_sockets
 
         root = MultiService()
         root.setName("squad")
@@ -294,8 +294,8 @@ def makeService(config: Options, reactor: Any = None) -> IService:
         supervisor.setServiceParent(root)
         return root
 
-    from squad.process import build_process_service
-    from squad.workers import bind_listening_socket
+    from squad.runtime.service_tree import build_process_service
+    from squad.runtime.supervisor import bind_listening_socket
 
     if config["port"].startswith("tcp:"):
         try:
@@ -304,7 +304,7 @@ def makeService(config: Options, reactor: Any = None) -> IService:
         except OSError as error:
             raise SystemExit(f"twistd squad: cannot listen on {config['port']}: {error}") from None
     service: MultiService = build_process_service(config, reactor)
-    from squad.collector import tune_collector
+    from squad.runtime.gc_tuning import tune_collector
 
     reactor.callWhenRunning(tune_collector)
     return service

@@ -25,15 +25,16 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from squad.api import SquadAPI
-from squad.batching import GroupCommit
-from squad.finishing import FinishWriter
-from squad.hashing import PasswordHasher
+from squad.background.finishing import FinishWriter
+from squad.background.hashing import PasswordHasher
+from squad.background.resilience import Backoff
+from squad.background.slow_step import SlowWork
+from squad.http.routes import SquadAPI
+from squad.http.site import LimitedRequest, SquadSite
 from squad.passwords import PasswordSealer
-from squad.process import recording_work
-from squad.resilience import Backoff
-from squad.slowwork import SlowWork
-from squad.store import (
+from squad.runtime.service_tree import recording_work
+from squad.storage.group_commit import GroupCommit
+from squad.storage.store import (
     UNOWNED,
     AdoptedBatch,
     FinishRound,
@@ -43,7 +44,6 @@ from squad.store import (
     SealedBatch,
     WriteRefused,
 )
-from squad.web import LimitedRequest, SquadSite
 from tests.http_harness import InMemorySite
 
 __all__ = [

@@ -3,8 +3,9 @@ Hostile ``POST /users`` requests and the answer each must get, kept as plain dat
 
 Each case is the request (``content_type`` is the header's value, ``None`` for no header, and
 ``body`` the exact bytes) and the expected answer (``status``, the ``error`` code and the
-``field`` named, or ``None``). ``tests.test_validation`` checks them against
-:func:`squad.validation.check_content_type` then :func:`squad.validation.parse_signup`; the same
+``field`` named, or ``None``). ``tests.unit.test_validation`` checks them against
+:func:`squad.http.validation.check_content_type` then :func:`squad.http.validation.parse_signup`;
+the same
 list can be replayed through the real HTTP app and database, where every case must also leave
 nothing stored. No request is valid: the 415 cases carry a valid body on purpose (the header
 alone must refuse them); every other body is invalid whatever its header.

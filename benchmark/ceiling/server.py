@@ -5,7 +5,8 @@ A bare Klein app on Twisted: it parses the JSON body, checks that the five field
 and answers 201 with a user shaped like squad's (an id, the fields without the password,
 ``processed: false``, dates), with no database, no slow step, no other I/O. It runs the same
 number of processes as squad (``--workers``, default: the CPU count) on one port the way squad
-shares it: a parent binds one ``SO_REUSEPORT`` socket per worker (``squad.workers``) and each
+shares it: a parent binds one ``SO_REUSEPORT`` socket per worker (``squad.runtime.supervisor``) and
+each
 worker adopts its own (``adoptStreamPort``), so connections spread over the workers alike in
 both. No access log.
 

@@ -10,7 +10,8 @@ write; 503 if it failed. No slow step, no password hash, no background work, no 
 
 It runs the same number of processes as squad (``--workers``, default: the CPU count) on one
 port the way squad and the ceiling share it: a parent binds one ``SO_REUSEPORT`` socket per
-worker (``squad.workers``) and each worker adopts its own (``adoptStreamPort``). It writes into
+worker (``squad.runtime.supervisor``) and each worker adopts its own (``adoptStreamPort``). It
+writes into
 its own database (``squad_stored`` by default) on the database server squad uses, so the sweep
 shows what storing costs on that server with nothing else on top. ``GET /health`` answers 204,
 ``DELETE /collections`` empties its ``users`` (204, always allowed: a benchmark fixture).
@@ -175,7 +176,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--mongo-uri", default="mongodb://127.0.0.1:27017")
     parser.add_argument("--database", default="squad_stored")
-    # squad's connections per process (squad.process.POOL_SIZE): the same database parallelism.
+    # squad's connections per process (squad.runtime.service_tree.POOL_SIZE): the same database
+    # parallelism.
     parser.add_argument("--pool-size", type=int, default=8)
     parser.add_argument("--worker-fd", type=int, default=None, help=argparse.SUPPRESS)
     options = parser.parse_args(argv)

@@ -1,0 +1,390 @@
+"""The HTTP server around the Klein routes: body limits, timeouts, connection cap, no
+per-request logging.
+
+twisted.web buffers every request body whole before a route runs and has no size limit
+(https://github.com/twisted/twisted/issues/4898,
+https://github.com/twisted/twisted/issues/10191). ``LimitedRequest`` refuses a body over the
+limit while it arrives: from ``Content-Length`` before reading any of it, or by counting a
+chunked body, answering 413 and closing the connection, so a client cannot make a worker hold
+a huge body.
+
+Twisted's only timeout is an idle one, reset by every byte received: a client that sends one
+byte every few seconds (slowloris) would hold a connection and a request forever. ``SquadSite``
+gives each request a total deadline for its headers and body (``REQUEST_DEADLINE_SECONDS``),
+answered with a JSON 408 and a closed connection. One timer per request would cost real CPU at
+thousands of requests a second (``squad.http.deadlines`` explains), so instead one coarse sweep per
+site looks at the open connections and notes when it first saw each one receiving a request:
+nothing is done per request, and a late request is caught between the deadline and the
+deadline plus one sweep. Keep-alive connections idle between requests stay under the idle
+timeout.
+
+``SquadSite`` also caps the connections one worker holds open (``MAX_CONNECTIONS``): past the
+cap a new connection gets a fast 503 with ``Retry-After`` and is closed, without being read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import resource
+from collections.abc import Callable
+from io import BytesIO
+from typing import Any
+
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.http import HTTPChannel
+from twisted.web.resource import IResource
+from twisted.web.server import Request, Site
+
+from squad.http.validation import MAX_BODY_BYTES
+from squad.runtime.metrics import SquadMetrics, method_label, route_of
+
+__all__ = [
+    "MAX_CONNECTIONS",
+    "REQUEST_DEADLINE_SECONDS",
+    "LimitedRequest",
+    "SquadChannel",
+    "SquadSite",
+    "fit_connection_cap",
+]
+
+log = Logger()
+
+# Connections idle this long between requests (keep-alive) are closed; every byte received
+# starts it again, so it alone does not stop a client that trickles a request.
+IDLE_TIMEOUT_SECONDS = 30
+
+# How long a client may take to send one request, headers and body, from the first time it is
+# seen arriving. A sign-up request is about 1 KiB and the largest body accepted 16 KiB: at 2G
+# speed (~50 kbit/s) that is under 3 s, and a lost segment costs TCP 1, 2 then 4 s of
+# retransmission, so 10 s lets slow honest clients through. It is also the
+# time a client waits for its answer (the benchmark's and mobile clients' request timeouts are
+# about 10 s), so a request slower than this could not be answered usefully anyway.
+REQUEST_DEADLINE_SECONDS = 10.0
+
+# Open connections one worker process holds at most. Each costs a file descriptor and a few
+# KiB; 10,000 is ten times the most connections the benchmark sweep opens across all workers,
+# and fits the file-descriptor limit (raised at start when needed, see fit_connection_cap).
+MAX_CONNECTIONS = 10_000
+
+# Past the cap, connections still waiting for their 503 to be read. Beyond this many, new ones
+# are closed at once (without an answer) so a flood cannot use up the file descriptors.
+MAX_REFUSING = 1_000
+
+# File descriptors a worker needs besides its HTTP connections (database pools, logs, pipes).
+_OTHER_DESCRIPTORS = 256
+
+
+def _raw_answer(status: int, reason: bytes, code: str, message: str, *headers: bytes) -> bytes:
+    body = json.dumps({"error": code, "message": message}).encode("utf-8")
+    return b"".join(
+        [
+            b"HTTP/1.1 %d %s\r\n" % (status, reason),
+            b"Content-Type: application/json\r\n",
+            b"Content-Length: %d\r\n" % len(body),
+            *(header + b"\r\n" for header in headers),
+            b"Connection: close\r\n\r\n",
+            body,
+        ]
+    )
+
+
+def request_timeout_answer(seconds: float) -> bytes:
+    """The 408 sent to a client that did not send its whole request within ``seconds``."""
+    return _raw_answer(
+        408,
+        b"Request Timeout",
+        "request_timeout",
+        f"The request did not arrive completely within {seconds:g} seconds; send it again.",
+    )
+
+
+TOO_MANY_CONNECTIONS = _raw_answer(
+    503,
+    b"Service Unavailable",
+    "too_many_connections",
+    "This server holds too many connections right now; retry in a moment.",
+    b"Retry-After: 1",
+)
+
+
+BAD_REQUEST = _raw_answer(
+    400,
+    b"Bad Request",
+    "malformed_http",
+    "The request is not valid HTTP (a malformed header, length or chunk).",
+)
+
+TOO_LARGE = _raw_answer(
+    413,
+    b"Payload Too Large",
+    "body_too_large",
+    f"The request body is larger than the {MAX_BODY_BYTES // 1024} KiB this service accepts.",
+)
+
+
+class LimitedRequest(Request):
+    """A request whose body may not exceed ``MAX_BODY_BYTES``."""
+
+    _refused = False
+    _received = 0
+    received_at = 0.0
+    content: BytesIO
+
+    def gotLength(self, length: int | None) -> None:
+        # Small bodies only: keep them in memory (the default spills to a temp file).
+        self.content = BytesIO()
+        if length is not None and length > MAX_BODY_BYTES:
+            self._refuse()
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self._refused:
+            return
+        self._received += len(data)
+        if self._received > MAX_BODY_BYTES:
+            self._refuse()
+            return
+        self.content.write(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if self._refused:
+            return
+        factory = getattr(self.channel, "site", None)
+        self.received_at = factory.reactor.seconds() if factory is not None else 0.0
+        super().requestReceived(command, path, version)
+
+    def _refuse(self) -> None:
+        self._refused = True
+        self.content = BytesIO()
+        # Otherwise Twisted answers "100 Continue" after our 413 to a client that asked.
+        self.requestHeaders.removeHeader(b"expect")
+        transport = self.channel.transport if self.channel is not None else None
+        if transport is not None:
+            transport.write(TOO_LARGE)
+            transport.loseConnection()
+
+
+def fit_connection_cap(
+    cap: int,
+    getrlimit: Callable[[int], tuple[int, int]] = resource.getrlimit,
+    setrlimit: Callable[[int, tuple[int, int]], None] = resource.setrlimit,
+) -> int:
+    """The connection cap this process can honour: raises the soft limit of open files to fit
+    ``cap`` when the hard limit allows, else lowers the cap to what fits (and says so).
+
+    Past its file-descriptor limit a worker could not even accept a connection to refuse it.
+    """
+    needed = cap + MAX_REFUSING + _OTHER_DESCRIPTORS
+    soft, hard = getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return cap
+    wanted = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+    with contextlib.suppress(ValueError, OSError):
+        setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        soft = wanted
+    fitting = max(1, soft - MAX_REFUSING - _OTHER_DESCRIPTORS)
+    if fitting < cap:
+        log.warn(
+            "Only {fitting} connections per worker fit the open-file limit of {soft} "
+            "(ulimit -n); --max-connections {cap} is lowered to that",
+            fitting=fitting,
+            soft=soft,
+            cap=cap,
+        )
+        return fitting
+    return cap
+
+
+class SquadChannel(HTTPChannel):
+    """An ``HTTPChannel`` that its site can watch: open connections, and requests that take
+    too long to arrive."""
+
+    site: SquadSite
+    # Set by the site's sweep: when it first saw this connection receiving a request, and
+    # which request (None while only part of its first line has arrived).
+    receiving_since: float | None = None
+    receiving_request: object = None
+    timed_out = False
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.site.channels.add(self)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.site.channels.discard(self)
+        super().connectionLost(reason)
+
+    def receiving(self) -> bool:
+        """Whether part of a request (its first line, headers or body) has arrived, and not yet
+        all of it. Reads ``HTTPChannel``'s state; tests pin it for the Twisted version used."""
+        if self._handlingRequest:
+            return False  # the request arrived whole; later bytes wait in a buffer
+        return bool(self.requests or self._buffer)
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        # Twisted's own refusal of malformed HTTP is an empty 400; every squad error is JSON.
+        transport: Any = self.transport
+        transport.write(BAD_REQUEST)
+        self.loseConnection()
+
+    def request_too_slow(self, answer: bytes) -> None:
+        """Answer 408 and close; a connection still open at the next sweep is aborted (the
+        client does not read, or an answer was already sent and it keeps sending)."""
+        transport: Any = self.transport
+        if self.timed_out or transport.disconnecting:
+            transport.abortConnection()
+            return
+        self.timed_out = True
+        transport.write(answer)
+        self.loseConnection()
+
+
+class _ConnectionRefusal(Protocol):
+    """Past the cap: a 503 right away, then the connection is closed without reading a request.
+
+    Only the sending side is shut at once: closing a socket with unread request bytes makes
+    the kernel send a reset, which can destroy the 503 before the client reads it. The client
+    closes after reading the answer; the site's sweep closes the ones that do not.
+    """
+
+    def __init__(self, site: SquadSite) -> None:
+        self.site = site
+        self.since = site.reactor.seconds()
+
+    def connectionMade(self) -> None:
+        self.site.refusing.add(self)
+        transport: Any = self.transport
+        transport.write(TOO_MANY_CONNECTIONS)
+        close_writing = getattr(transport, "loseWriteConnection", None)
+        if close_writing is not None:
+            close_writing()
+        else:
+            transport.loseConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        """The request is not read."""
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.site.refusing.discard(self)
+
+
+class SquadSite(Site):
+    """A ``Site`` with squad's request type, request deadlines, a connection cap and no access
+    log.
+
+    Writing an access log line costs real CPU at thousands of requests per second; request
+    counts and latencies are in ``/metrics`` instead. The sweep runs while the site listens
+    (from ``startFactory`` to ``stopFactory``).
+    """
+
+    # Its start and stop say nothing the start-up line does not already say.
+    noisy = False
+
+    # Twisted's default wraps the channel in a protocol that could switch to HTTP/2 after TLS
+    # negotiation; squad serves plain HTTP/1.1, so the channel is the protocol.
+    protocol = SquadChannel  # type: ignore[assignment]
+    requestFactory = LimitedRequest
+    displayTracebacks = False
+
+    def __init__(
+        self,
+        resource: IResource,
+        metrics: SquadMetrics | None = None,
+        *,
+        request_deadline: float = REQUEST_DEADLINE_SECONDS,
+        max_connections: int = MAX_CONNECTIONS,
+        max_refusing: int = MAX_REFUSING,
+        **kwargs: Any,
+    ) -> None:
+        self.metrics = metrics
+        self._request_counters: dict[tuple[str, str, int], Any] = {}
+        self._route_latencies: dict[str, Any] = {}
+        kwargs.setdefault("timeout", IDLE_TIMEOUT_SECONDS)
+        super().__init__(resource, **kwargs)
+        # squad reads JSON bodies only; parsing form posts would answer bad ones with a bare 400.
+        self._parsePOSTFormSubmission = False
+        self.request_deadline = request_deadline
+        self.max_connections = max_connections
+        self.max_refusing = max_refusing
+        self.channels: set[SquadChannel] = set()
+        self.refusing: set[_ConnectionRefusal] = set()
+        self._timeout_answer = request_timeout_answer(request_deadline)
+        # A tenth of the deadline, at most a second: a late request is caught at most that
+        # much after its deadline, and 10,000 connections cost a few ms per sweep.
+        self.sweep_interval = min(1.0, request_deadline / 10)
+        self._sweeper = LoopingCall(self.sweep)
+        clock: IReactorTime = self.reactor
+        self._sweeper.clock = clock
+
+    def startFactory(self) -> None:
+        super().startFactory()
+        if not self._sweeper.running:
+            self._sweeper.start(self.sweep_interval, now=False)
+
+    def stopFactory(self) -> None:
+        if self._sweeper.running:
+            self._sweeper.stop()
+        super().stopFactory()
+
+    def buildProtocol(self, addr: Any) -> Any:
+        if len(self.channels) >= self.max_connections:
+            if self.metrics is not None:
+                self.metrics.refused_connections.inc()
+            if len(self.refusing) >= self.max_refusing:
+                return None  # closed at once: refusals themselves must not use up the fds
+            return _ConnectionRefusal(self)
+        return super().buildProtocol(addr)
+
+    def sweep(self) -> None:
+        """Answer 408 to connections receiving one request for longer than the deadline; close
+        refused connections whose client did not close within the deadline."""
+        now = self.reactor.seconds()
+        deadline = self.request_deadline
+        late: list[SquadChannel] = []
+        for channel in self.channels:
+            if not channel.receiving():
+                channel.receiving_since = None
+                continue
+            current = channel.requests[-1] if channel.requests else None
+            since = channel.receiving_since
+            previous = channel.receiving_request
+            channel.receiving_request = current
+            # A different request than last time: the earlier one arrived, a new one began.
+            if since is None or (previous is not None and current is not previous):
+                channel.receiving_since = now
+            elif now - since >= deadline:
+                late.append(channel)
+        for channel in late:
+            if self.metrics is not None and not channel.timed_out:
+                self.metrics.request_timeouts.inc()
+            channel.request_too_slow(self._timeout_answer)
+        for refusal in [r for r in self.refusing if now - r.since >= deadline]:
+            refusal.transport.abortConnection()  # type: ignore[union-attr]
+            self.refusing.discard(refusal)
+        if self.metrics is not None:
+            self.metrics.open_connections.set(len(self.channels))
+
+    def log(self, request: Any) -> None:
+        # No access log line (CPU at thousands of requests a second): a metric sample instead.
+        if self.metrics is None:
+            return
+        route = route_of(request.path)
+        # prometheus_client's labels() validates and locks on every call (about 1% of a
+        # worker's CPU under load, py-spy): the few children there are are looked up once
+        # (bounded: methods, routes and status codes each come from a short list).
+        key = (method_label(request.method), route, request.code)
+        counted = self._request_counters.get(key)
+        if counted is None:
+            counted = self.metrics.requests.labels(key[0], route, str(request.code))
+            self._request_counters[key] = counted
+        counted.inc()
+        started = getattr(request, "received_at", 0.0)
+        if started:
+            timed = self._route_latencies.get(route)
+            if timed is None:
+                timed = self._route_latencies[route] = self.metrics.latency.labels(route)
+            timed.observe(self.reactor.seconds() - started)

@@ -1,0 +1,370 @@
+"""The service tree of one squad process: database, lease, slow work, hasher, HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+from bson import ObjectId
+from treq.client import HTTPClient
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import MultiService, Service
+from twisted.internet import endpoints
+from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred, succeed
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
+from twisted.internet.task import LoopingCall, deferLater
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.client import Agent, HTTPConnectionPool
+from zope.interface import implementer
+
+from squad.background.finishing import FinishWriter
+from squad.background.hashing import PasswordHasher
+from squad.background.resilience import CircuitBreaker
+from squad.background.slow_step import SlowWork
+from squad.background.takeover import ProcessLease, new_owner_id
+from squad.background.verification import HttpVerification, StandInVerification, Verification
+from squad.http.routes import SquadAPI
+from squad.http.site import SquadSite, fit_connection_cap
+from squad.passwords import PasswordSealer
+from squad.runtime.metrics import SquadMetrics
+from squad.storage.database import DatabaseService
+from squad.storage.failover import retry_once_on_failover
+from squad.storage.group_commit import GroupCommit
+from squad.storage.store import PendingSignup
+
+__all__ = ["build_process_service", "listen_description"]
+
+log = Logger()
+
+# Database connections per process: FerretDB serves each connection one request at a time, so
+# this bounds how many batches and lookups run at once.
+POOL_SIZE = 8
+
+
+def listen_description(port: str) -> str:
+    """The endpoint with a deep accept queue: the default backlog of 50 drops connections when
+    a thousand clients connect at once."""
+    if port.startswith("tcp:") and "backlog=" not in port:
+        return port + ":backlog=4096"
+    return port
+
+
+def recording_work(
+    write: Callable[[list[PendingSignup]], Awaitable[None]],
+    slow_work: SlowWork,
+    hasher: PasswordHasher,
+) -> Callable[[list[PendingSignup]], Coroutine[Any, Any, None]]:
+    """``write``, then hand the work documents it wrote to the slow work and the hasher
+    (before any answer goes out, so each answered user's work is already held)."""
+
+    async def write_and_record(batch: list[PendingSignup]) -> None:
+        try:
+            await write(batch)
+        except BaseException:
+            # A timeout does not undo a write: what may have landed is looked for later.
+            for batch_id, (owner, _) in _work_batches(batch).items():
+                slow_work.batch_uncertain(batch_id, owner)
+            raise
+        for batch_id, (owner, items) in _work_batches(batch).items():
+            stored = [item for item in items if item.error is None]
+            slow_work.batch_stored(
+                batch_id,
+                owner,
+                [item.user_id for item in stored],
+                tuple((item.user_id, item.sealed_password) for item in stored),
+            )
+            if owner == hasher.owner:
+                hasher.enqueue(batch_id, len(items))
+
+    return write_and_record
+
+
+def _work_batches(batch: list[PendingSignup]) -> dict[ObjectId, tuple[str, list[PendingSignup]]]:
+    """The items of ``batch`` by the ``pending`` document that holds their work."""
+    found: dict[ObjectId, tuple[str, list[PendingSignup]]] = {}
+    for item in batch:
+        if item.work_batch is not None:
+            found.setdefault(item.work_batch, (item.owner, []))[1].append(item)
+    return found
+
+
+def timed_write(
+    clock: Any, write: Callable[[list[PendingSignup]], Awaitable[None]], metrics: SquadMetrics
+) -> Callable[[list[PendingSignup]], Awaitable[None]]:
+    async def write_and_measure(batch: list[PendingSignup]) -> None:
+        started = clock.seconds()
+        try:
+            await write(batch)
+        except Exception:
+            metrics.db_errors.labels("insert_signups").inc()
+            raise
+        metrics.db_write.observe(clock.seconds() - started)
+
+    return write_and_measure
+
+
+class MetricsSampler(Service):
+    """Once a second: queue sizes to gauges, progress counters to counters (off the hot path)."""
+
+    def __init__(
+        self, clock: Any, metrics: SquadMetrics, slow_work: SlowWork, hasher: PasswordHasher
+    ) -> None:
+        self._metrics = metrics
+        self._slow_work = slow_work
+        self._hasher = hasher
+        self._seen = {"done": 0, "failed": 0, "hashed": 0}
+        self._loop = LoopingCall(self.sample)
+        self._loop.clock = clock
+
+    def startService(self) -> None:
+        super().startService()
+        self._loop.start(1.0, now=False)
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self._loop.running:
+            self._loop.stop()
+
+    def sample(self) -> None:
+        metrics, work = self._metrics, self._slow_work
+        for name, total, counter in (
+            ("done", work.completed, metrics.slow_done),
+            ("failed", work.failed_attempts, metrics.slow_failed),
+            ("hashed", self._hasher.hashed, metrics.hashed),
+        ):
+            if total > self._seen[name]:
+                counter.inc(total - self._seen[name])
+            self._seen[name] = total
+        metrics.slow_pending.set(work.held)
+        metrics.slow_running.set(work.running_steps)
+        metrics.oldest_pending.set(work.oldest_age())
+        metrics.hash_backlog.set(self._hasher.backlog)
+        metrics.hash_oldest.set(self._hasher.oldest_age())
+        metrics.finish_backlog.set(work.writer.backlog)
+
+
+class VerifierConnections(Service):
+    """A bounded pool of persistent connections to the verifier, closed when squad stops."""
+
+    def __init__(self, reactor: Any, per_host: int = 32) -> None:
+        self._pool = HTTPConnectionPool(reactor, persistent=True)
+        self._pool.maxPersistentPerHost = per_host
+        self.client = HTTPClient(Agent(reactor, pool=self._pool))
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        closing: Deferred[None] = self._pool.closeCachedConnections()
+        return closing
+
+
+class SequentialMultiService(MultiService):
+    """Stops its children one after the other, last started first.
+
+    ``MultiService`` stops all children at once; squad needs order: stop listening, let answers
+    finish, stop background work, hand pending work back, and only then close the database.
+    """
+
+    def stopService(self) -> Deferred[None]:
+        Service.stopService(self)
+        return ensureDeferred(self._stop_in_order())
+
+    async def _stop_in_order(self) -> None:
+        for child in reversed(list(self)):
+            try:
+                await maybeDeferred(child.stopService)
+            except Exception as error:
+                log.failure("Stopping {child} failed", child=child, failure=Failure(error))
+
+
+@implementer(IStreamServerEndpoint)
+class PortKeepingEndpoint:
+    """``endpoint``, keeping the port it opened: ``listening()`` fires with it (with
+    ``tcp:0`` that is how tests and tools learn which port the kernel picked)."""
+
+    def __init__(self, endpoint: IStreamServerEndpoint) -> None:
+        self._endpoint = endpoint
+        self._port: IListeningPort | None = None
+        self._waiting: list[Deferred[IListeningPort]] = []
+
+    def listen(self, factory: IProtocolFactory) -> Deferred[IListeningPort]:
+        opening: Deferred[IListeningPort] = self._endpoint.listen(factory)
+        opening.addCallback(self._opened)
+        return opening
+
+    def _opened(self, port: IListeningPort) -> IListeningPort:
+        self._port = port
+        waiting, self._waiting = self._waiting, []
+        for listener in waiting:
+            listener.callback(port)
+        return port
+
+    def listening(self) -> Deferred[IListeningPort]:
+        if self._port is not None:
+            return succeed(self._port)
+        waiting: Deferred[IListeningPort] = Deferred()
+        self._waiting.append(waiting)
+        return waiting
+
+
+class AdoptedPortService(Service):
+    """Serves ``site`` on a listening socket inherited from the parent process."""
+
+    def __init__(self, reactor: Any, fd: int, family: int, site: SquadSite) -> None:
+        self._reactor = reactor
+        self._fd = fd
+        self._family = family
+        self._site = site
+        self.port: Any = None
+
+    def startService(self) -> None:
+        super().startService()
+        self.port = self._reactor.adoptStreamPort(self._fd, self._family, self._site)
+
+    def stopService(self) -> Any:
+        super().stopService()
+        if self.port is not None:
+            return self.port.stopListening()
+        return None
+
+
+class DrainService(Service):
+    """Stopped first: waits (bounded) for requests still waiting on the database."""
+
+    def __init__(self, clock: Any, api: SquadAPI, limit: float = 5.0) -> None:
+        self._clock = clock
+        self._api = api
+        self._limit = limit
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        return ensureDeferred(self._drain())
+
+    async def _drain(self) -> None:
+        waited = 0.0
+        while self._api.waiting and waited < self._limit:
+            await deferLater(self._clock, 0.05)
+            waited += 0.05
+        self._api.stop()
+
+
+def build_process_service(
+    config: Any,
+    reactor: Any,
+    adopt: tuple[int, int] | None = None,
+) -> MultiService:
+    """One process's service tree; ``adopt`` is an inherited (fd, family) to serve on."""
+    root = SequentialMultiService()
+    root.setName("squad")
+
+    database = DatabaseService(
+        config["mongo-uri"],
+        config["database"],
+        pool_size=POOL_SIZE,
+        write_concern=config["write-concern"],
+    )
+    database.setServiceParent(root)
+    store = database.store
+
+    owner = new_owner_id()
+    lease = ProcessLease(reactor, store, owner, config["lease-seconds"])
+    lease.setServiceParent(root)
+
+    verification: Verification
+    if config["verifier-url"]:
+        connections = VerifierConnections(reactor)
+        connections.setServiceParent(root)
+        verification = HttpVerification(
+            connections.client,
+            config["verifier-url"],
+            CircuitBreaker(reactor),
+            reactor,
+            timeout=30.0,
+        )
+    else:
+        verification = StandInVerification(reactor, config["slow-min"], config["slow-max"])
+    # The hasher holds back while sign-ups flow; the API (built below) says when they do.
+    serving: list[SquadAPI] = []
+
+    def busy() -> bool:
+        return bool(serving) and serving[0].busy()
+
+    writer = FinishWriter(reactor, store)
+    slow_work = SlowWork(reactor, store, verification, writer, owner)
+    slow_work.setServiceParent(root)
+    lease.add_refiller(slow_work.refill)
+    lease.watch_unowned(lambda: slow_work.unowned_written_at)
+    lease.add_dropper(slow_work.drop_accepted_before)
+
+    hasher = PasswordHasher(
+        reactor, PasswordSealer(config["seal-key"]), store, writer, owner, busy=busy
+    )
+    hasher.live = lambda: lease.live_owners
+    slow_work.on_adopted = hasher.enqueue
+    hasher.setServiceParent(root)
+    lease.add_refiller(hasher.refill)
+    lease.add_dropper(hasher.drop_accepted_before)
+
+    metrics = SquadMetrics.get()
+    metrics.instance_info.labels(config["instance-name"]).set(1)
+    commit: GroupCommit[PendingSignup] = GroupCommit(
+        reactor,
+        recording_work(
+            timed_write(
+                reactor,
+                retry_once_on_failover(
+                    store.insert_signups,
+                    lambda: store.users,
+                    store.timeout,
+                    on_retry=metrics.db_errors.labels("insert_signups_failover").inc,
+                ),
+                metrics,
+            ),
+            slow_work,
+            hasher,
+        ),
+        max_batch=200,
+        concurrency=POOL_SIZE - 2,
+        on_batch=metrics.batch_size.observe,
+    )
+    api = SquadAPI(
+        reactor,
+        store,
+        commit,
+        slow_work,
+        hasher.sealer,
+        allow_flush=config["allow-flush"],
+        on_shed=metrics.shed.inc,
+        on_flush=hasher.drop_all,
+        # Derived, not the seal key itself: a fingerprint must never help unseal anything.
+        idempotency_secret=hmac.new(
+            config["seal-key"], b"squad idempotency fingerprints", hashlib.sha256
+        ).digest(),
+    )
+    serving.append(api)
+
+    # Stopped before the database (services stop in reverse order): in-flight answers finish.
+    DrainService(reactor, api).setServiceParent(root)
+    MetricsSampler(reactor, metrics, slow_work, hasher).setServiceParent(root)
+    site = SquadSite(
+        api.app.resource(),
+        metrics=metrics,
+        reactor=reactor,
+        request_deadline=config["request-timeout"],
+        max_connections=fit_connection_cap(config["max-connections"]),
+    )
+    http: Service
+    if adopt is None:
+        http = StreamServerEndpointService(
+            PortKeepingEndpoint(
+                endpoints.serverFromString(reactor, listen_description(config["port"]))
+            ),
+            site,
+        )
+    else:
+        http = AdoptedPortService(reactor, adopt[0], adopt[1], site)
+    http.setName("http")
+    http.setServiceParent(root)
+    return root

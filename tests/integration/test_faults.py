@@ -1,0 +1,588 @@
+"""Faults against real processes and a real database: what squad promises when things break.
+
+Every test here runs squad the way production does: ``twistd -n squad`` as its own process
+tree (its own process group, so it can be SIGKILLed whole, or one worker at a time), on
+127.0.0.1 ephemeral ports. Tests that kill or freeze the database start a private one with
+``bin/db --port P --data DIR``; the others use the suite's database (``SQUAD_TEST_MONGO_URI``)
+with a database name of their own, dropped afterwards. Leases and slow steps are short so the
+whole module stays around a minute.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import treq
+from bson import ObjectId
+from twisted.internet import endpoints, reactor
+from twisted.internet.defer import DeferredList, ensureDeferred
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import SkipTest, TestCase
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Site
+
+from squad.runtime.service_tree import DrainService
+from squad.runtime.supervisor import RESTART_DELAY
+from tests.support import database_uri, drop_database, mongo, start_squad
+
+ROOT = Path(__file__).resolve().parent.parent
+JSON_HEADERS: dict[bytes | str, bytes | str] = {"Content-Type": "application/json"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.2)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def signup(n: int) -> bytes:
+    tag = uuid.uuid4().hex[:8]
+    return json.dumps(
+        {
+            "firstName": "Mary",
+            "lastName": "Jackson",
+            "email": f"mary.{tag}.{n}@example.org",
+            "username": f"mjackson{tag}{n}",
+            "password": "wind-tunnel-1958",
+        }
+    ).encode()
+
+
+async def sleep(seconds: float) -> None:
+    await deferLater(reactor, seconds, lambda: None)
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], limit: float, what: str) -> float:
+    """Seconds until ``check()`` is true; fails the test with ``what`` after ``limit``."""
+    started = time.monotonic()
+    while True:
+        try:
+            if await check():
+                return time.monotonic() - started
+        except Exception:
+            pass  # the database or squad is still coming back: look again
+        if time.monotonic() - started > limit:
+            raise AssertionError(f"{what}: not within {limit:g} s")
+        await sleep(0.1)
+
+
+class Answer:
+    """One HTTP answer and how long it took."""
+
+    def __init__(self, code: int, body: bytes, headers: Any, took: float) -> None:
+        self.code = code
+        self.body = body
+        self.headers = headers
+        self.took = took
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def retry_after(self) -> list[bytes] | None:
+        found: list[bytes] | None = self.headers.getRawHeaders(b"retry-after")
+        return found
+
+
+async def request(method: str, url: str, body: bytes | None = None) -> Answer:
+    started = time.monotonic()
+    response = await treq.request(
+        method, url, data=body, headers=JSON_HEADERS, persistent=False, timeout=10
+    )
+    content = await response.content()
+    return Answer(response.code, content, response.headers, time.monotonic() - started)
+
+
+def children(pid: int) -> set[int]:
+    """The live child processes of ``pid`` (squad's workers), from /proc."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.add(int(entry))
+    return found
+
+
+def twistd() -> list[str]:
+    beside = Path(sys.executable).parent / "twistd"
+    if beside.exists():
+        return [str(beside)]
+    return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+
+
+def squad_environment() -> dict[str, str]:
+    """The suite's environment without SQUAD_ settings, with the checkout importable: an
+    editable install does not put ``twisted/plugins`` where twistd looks for plugins."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SQUAD_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+class SquadProcess:
+    """``twistd -n squad`` as a real process tree in its own process group."""
+
+    def __init__(self, test: TestCase, uri: str, database: str, key_file: str, *argv: str) -> None:
+        self.port = free_port()
+        self.log_path = os.path.abspath(str(test.mktemp()) + ".log")
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    *twistd(),
+                    "--pidfile=",
+                    "-n",
+                    "squad",
+                    "--port",
+                    f"tcp:{self.port}:interface=127.0.0.1",
+                    "--mongo-uri",
+                    uri,
+                    "--database",
+                    database,
+                    "--seal-key-file",
+                    key_file,
+                    *argv,
+                ],
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=squad_environment(),
+            )
+        test.addCleanup(self.kill)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def log_tail(self) -> str:
+        with open(self.log_path, errors="replace") as log:
+            return "".join(log.readlines()[-30:])
+
+    def signal(self, number: int) -> None:
+        os.kill(self.process.pid, number)
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group (the parent and every worker)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    async def ready(self, limit: float = 30.0) -> None:
+        async def serving() -> bool:
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f"squad exited with status {self.process.returncode}:\n{self.log_tail()}"
+                )
+            return (await request("GET", self.url + "/ready")).code == 204
+
+        started = time.monotonic()
+        while not await _safely(serving):
+            if time.monotonic() - started > limit:
+                raise AssertionError(f"squad not ready after {limit:g} s:\n{self.log_tail()}")
+            await sleep(0.1)
+
+    async def post(self, n: int) -> Answer:
+        return await request("POST", self.url + "/users", signup(n))
+
+    async def post_many(self, count: int) -> list[ObjectId]:
+        """POST ``count`` sign-ups; each must be acknowledged."""
+        ids = []
+        for n in range(count):
+            answer = await self.post(n)
+            assert answer.code == 201, (answer.code, answer.body)
+            ids.append(ObjectId(answer.json()["_id"]))
+        return ids
+
+
+async def _safely(check: Callable[[], Awaitable[bool]]) -> bool:
+    try:
+        return await check()
+    except AssertionError:
+        raise
+    except Exception:
+        return False
+
+
+class PrivateDatabase:
+    """``bin/db`` on its own port and folder: killed, frozen and restarted at will."""
+
+    def __init__(self, test: TestCase) -> None:
+        binary = os.environ.get("SQUAD_TEST_FERRETDB") or str(ROOT / ".tools/bin/ferretdb")
+        if not os.path.exists(binary) and not shutil.which("mongod"):
+            raise SkipTest(
+                "needs the embedded database binary to start a private database: run"
+                " ./bin/setup (./bin/test sets SQUAD_TEST_FERRETDB)"
+            )
+        self.port = free_port()
+        self.data = os.path.abspath(str(test.mktemp()))
+        self.log_path = self.data + ".log"
+        self.process: subprocess.Popen[bytes] | None = None
+        test.addCleanup(self.kill)
+
+    @property
+    def uri(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}"
+
+    async def start(self) -> float:
+        """Start it (same port, same data) and return once it accepts connections."""
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [str(ROOT / "bin" / "db"), "--port", str(self.port), "--data", self.data],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+        async def accepting() -> bool:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                with open(self.log_path, errors="replace") as log:
+                    raise AssertionError(f"bin/db exited:\n{log.read()[-2000:]}")
+            return port_open(self.port)
+
+        return await eventually(accepting, 30, "the private database accepting connections")
+
+    def signal(self, number: int) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, number)
+
+    def kill(self) -> None:
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGCONT)
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            self.process = None
+
+
+class Verifier(Resource):
+    """A verifier service that breaks on request: it drops the first call's connection and
+    answers 500 until ``healthy`` is set, then 200."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[Any] = []
+        self.healthy = False
+
+    def render_POST(self, request: Any) -> bytes | int:
+        self.calls.append(json.loads(request.content.read()))
+        if len(self.calls) == 1:
+            request.transport.abortConnection()  # a verifier that dies mid-call
+            return NOT_DONE_YET
+        request.setResponseCode(200 if self.healthy else 500)
+        return b"{}"
+
+
+class FaultTests(TestCase):
+    timeout = 60
+
+    def database(self, uri: str) -> str:
+        name: str = f"squad_faults_{uuid.uuid4().hex[:8]}"
+        self.addCleanup(drop_database, uri, name)
+        return name
+
+    def key_file(self) -> str:
+        # Instances on one database must share the seal key, or none could hash the passwords
+        # of users another accepted.
+        return os.path.abspath(str(self.mktemp()) + ".key")
+
+    async def users(self, uri: str, database: str) -> Any:
+        pool, db = await mongo(uri, database)
+        self.addCleanup(pool.disconnect)
+        return db
+
+    async def test_worker_killed_mid_slow_step_is_replaced_and_its_work_taken_over(
+        self,
+    ) -> None:
+        """With --workers 2, SIGKILLing the one worker that holds slow work (not the parent):
+        the parent starts a replacement, and every user that worker acknowledged is processed
+        by a worker of the same service after the lease."""
+        uri = database_uri()
+        database = self.database(uri)
+        squad = SquadProcess(
+            self,
+            uri,
+            database,
+            self.key_file(),
+            "--workers",
+            "2",
+            "--lease-seconds",
+            "3",
+            "--slow-min",
+            "5",
+            "--slow-max",
+            "6",
+        )
+        await squad.ready()
+        ids = await squad.post_many(6)
+        users = await self.users(uri, database)
+        # Owners read "host:pid:random": the pid of the worker holding each user's work.
+        owners = {doc["owner"] for doc in await users.pending.find({}, timeout=5)}
+        holders = {int(owner.split(":")[-2]) for owner in owners if owner}
+        workers = children(squad.pid)
+        self.assertTrue(holders and holders <= workers, (holders, workers))
+        victim = sorted(holders)[0]
+        os.kill(victim, signal.SIGKILL)
+
+        async def replaced() -> bool:
+            now = children(squad.pid)
+            return len(now) == 2 and victim not in now
+
+        await eventually(replaced, 5, "a replacement for the killed worker")
+
+        async def all_processed() -> bool:
+            found = await users.users.count_documents(
+                {"_id": {"$in": ids}, "processed": True}, timeout=5
+            )
+            return bool(found == len(ids))
+
+        await eventually(all_processed, 20, "the killed worker's users processed")
+        self.assertIsNone(squad.process.poll())
+
+    async def test_connections_to_a_killed_workers_socket_wait_for_its_replacement(
+        self,
+    ) -> None:
+        """With --workers 2 each worker has its own SO_REUSEPORT socket, so the kernel keeps
+        giving about half of new connections to a SIGKILLed worker's socket. The parent holds
+        that socket open: those connections wait for the replacement and are answered 201,
+        none refused or reset."""
+        uri = database_uri()
+        database = self.database(uri)
+        squad = SquadProcess(self, uri, database, self.key_file(), "--workers", "2")
+        await squad.ready()
+        victim = sorted(children(squad.pid))[0]
+        os.kill(victim, signal.SIGKILL)
+        # Each request on a new connection, all at once, right after the kill.
+        results = await DeferredList(
+            [ensureDeferred(squad.post(n)) for n in range(16)], consumeErrors=True
+        )
+        failures = [result for ok, result in results if not ok]
+        self.assertEqual(failures, [], squad.log_tail())
+        self.assertEqual({answer.code for _, answer in results}, {201})
+        # Some of them did wait: the live worker alone answers in milliseconds, a replacement
+        # starts no sooner than RESTART_DELAY after the death.
+        self.assertGreater(max(answer.took for _, answer in results), RESTART_DELAY)
+        self.assertNotIn(victim, children(squad.pid))
+
+    async def test_sigterm_with_work_in_flight_hands_it_back(self) -> None:
+        """SIGTERM to squad (--workers 2) while sign-ups are arriving and slow steps run: every
+        request gets an answer or a refused connection (no hang), squad exits within 10 s,
+        every 201 is stored, its unfinished work is handed over (each stopped process's
+        heartbeat marked lapsed, one write, not one per user), and a second instance picks it
+        up at once (long before the 60 s lease) and finishes it."""
+        uri = database_uri()
+        database = self.database(uri)
+        key = self.key_file()
+        first = SquadProcess(
+            self,
+            uri,
+            database,
+            key,
+            "--workers",
+            "2",
+            "--lease-seconds",
+            "60",
+            "--slow-min",
+            "30",
+            "--slow-max",
+            "30",
+        )
+        await first.ready()
+        ids = await first.post_many(6)
+
+        answers: list[Answer] = []
+        stopped: list[float] = []
+
+        async def client(index: int) -> None:
+            # Sign-ups back to back until the service stops answering: some are inside squad
+            # (read, waiting on the database) when the signal lands.
+            for n in range(10_000):
+                try:
+                    answer = await first.post(1000 * index + n)
+                except Exception:
+                    return  # refused or reset once the workers stopped listening: no 201
+                answers.append(answer)
+                if stopped and time.monotonic() - stopped[0] > 10:
+                    return
+
+        clients = [ensureDeferred(client(index)) for index in range(8)]
+        await sleep(0.5)
+        first.signal(signal.SIGTERM)
+        stopped.append(time.monotonic())
+        await DeferredList(clients)
+        self.assertLess(time.monotonic() - stopped[0], 10, "requests hung through the shutdown")
+        self.assertTrue(answers)
+        for answer in answers:
+            self.assertIn(answer.code, (201, 503), answer.body)
+            self.assertLess(answer.took, 2.5)
+            if answer.code == 201:
+                ids.append(ObjectId(answer.json()["_id"]))
+
+        async def exited() -> bool:
+            return first.process.poll() is not None
+
+        await eventually(exited, 10, "squad exiting after SIGTERM")
+        self.assertLess(time.monotonic() - stopped[0], 10)
+        # twistd re-raises the signal that stopped it, so -SIGTERM is a clean stop too.
+        self.assertIn(first.process.returncode, (0, -signal.SIGTERM), first.log_tail())
+        self.assertEqual(children(first.pid), set())
+
+        users = await self.users(uri, database)
+        stored = await users.users.count_documents({"_id": {"$in": ids}}, timeout=5)
+        self.assertEqual(stored, len(ids), "an acknowledged user is missing")
+        # One pending document per batch, listing its users.
+        pending = await users.pending.find({"users": {"$in": ids}}, timeout=5)
+        owners = {doc["owner"] for doc in pending}
+        self.assertTrue(owners)
+        heartbeats = {
+            doc["_id"]: doc["alive_until"]
+            for doc in await users.processes.find({}, timeout=5)
+            if doc["_id"] != "flush"
+        }
+        # Handed over in one write per process: each owner's heartbeat lapsed at the stop.
+        for owner in owners - {""}:
+            self.assertEqual(heartbeats.get(owner), datetime(1970, 1, 1), "work not handed over")
+
+        second = SquadProcess(
+            self,
+            uri,
+            database,
+            key,
+            "--workers",
+            "1",
+            "--lease-seconds",
+            "60",
+            "--slow-min",
+            "0.1",
+            "--slow-max",
+            "0.2",
+        )
+        await second.ready()
+
+        async def all_processed() -> bool:
+            found = await users.users.count_documents(
+                {"_id": {"$in": ids}, "processed": True}, timeout=5
+            )
+            return bool(found == len(ids))
+
+        await eventually(all_processed, 10, "the handed-back work finished by a new instance")
+
+    async def test_failing_verifier_is_retried_visibly_until_it_recovers(self) -> None:
+        """With --verifier-url, a verifier that drops the connection and then answers 500
+        leaves the user unprocessed with verification.state "retrying" (attempts and the last
+        error recorded) in its document; once the verifier answers 200 the user is processed
+        with state "verified", without a restart."""
+        uri = database_uri()
+        database = self.database(uri)
+        verifier = Verifier()
+        port = await endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            Site(verifier)
+        )
+        self.addCleanup(port.stopListening)
+        squad = SquadProcess(
+            self,
+            uri,
+            database,
+            self.key_file(),
+            "--workers",
+            "1",
+            "--verifier-url",
+            f"http://127.0.0.1:{port.getHost().port}/verify",
+        )
+        await squad.ready()
+        [user_id] = await squad.post_many(1)
+        users = await self.users(uri, database)
+
+        async def retrying() -> bool:
+            [doc] = await users.users.find({"_id": user_id}, limit=-1, timeout=5)
+            state = doc.get("verification", {})
+            return bool(state.get("state") == "retrying" and state.get("attempts", 0) >= 2)
+
+        await eventually(retrying, 15, 'verification.state "retrying" after two failed calls')
+        [doc] = await users.users.find({"_id": user_id}, limit=-1, timeout=5)
+        self.assertFalse(doc["processed"])
+        self.assertIn("500", doc["verification"]["last_error"])
+        self.assertFalse((await request("GET", f"{squad.url}/users/{user_id}")).json()["processed"])
+
+        verifier.healthy = True
+
+        async def verified() -> bool:
+            answer = await request("GET", f"{squad.url}/users/{user_id}")
+            return bool(answer.json()["processed"])
+
+        await eventually(verified, 15, "the user processed once the verifier recovered")
+        [doc] = await users.users.find({"_id": user_id}, limit=-1, timeout=5)
+        self.assertEqual(doc["verification"]["state"], "verified")
+        self.assertGreaterEqual(len(verifier.calls), 3)
+        self.assertEqual(verifier.calls[-1], {"id": str(user_id)})
+
+    async def test_overload_is_shed_fast_while_the_database_hangs(self) -> None:
+        """With the database frozen (SIGSTOP: connections open, no answers), sign-ups beyond
+        the waiting limit are shed at once with 503 "overloaded" and Retry-After, those within
+        it answer 503 "database_unavailable" at their 2 s deadline, nothing hangs; once the
+        database resumes, sign-ups are stored again. (In-process: the limit, 4096 in
+        production, is lowered to 4 so a test can reach it.)"""
+        database_uri()
+        db = PrivateDatabase(self)
+        await db.start()
+        squad = await start_squad(self, uri=db.uri)
+        self.addCleanup(db.signal, signal.SIGCONT)  # before squad stops (cleanups run LIFO)
+        service: Any = squad.service
+        [drain] = [child for child in service if isinstance(child, DrainService)]
+        drain._api.max_waiting = 4
+        answer = await request("POST", squad.url + "/users", signup(0))
+        self.assertEqual(answer.code, 201)
+
+        db.signal(signal.SIGSTOP)
+        burst = [
+            ensureDeferred(request("POST", squad.url + "/users", signup(n))) for n in range(12)
+        ]
+        answers = [answer for _, answer in await DeferredList(burst, consumeErrors=True)]
+        self.assertTrue(all(isinstance(answer, Answer) for answer in answers), answers)
+        codes = sorted((answer.json()["error"], answer.took < 2.5) for answer in answers)
+        self.assertEqual(
+            codes, [("database_unavailable", True)] * 4 + [("overloaded", True)] * 8, codes
+        )
+        for answer in answers:
+            self.assertEqual(answer.code, 503)
+            self.assertTrue(answer.retry_after)
+            if answer.json()["error"] == "overloaded":
+                self.assertLess(answer.took, 0.5)
+
+        db.signal(signal.SIGCONT)
+
+        async def stored_again() -> bool:
+            return (await request("POST", squad.url + "/users", signup(99))).code == 201
+
+        await eventually(stored_again, 15, "sign-ups stored once the database resumed")

@@ -1,0 +1,135 @@
+"""GET /metrics: one Prometheus view of the whole service, summed over worker processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import treq
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import TestCase
+
+from squad.runtime.metrics import method_label, route_of
+from tests.support import database_uri, drop_database
+
+ROOT = Path(__file__).resolve().parent.parent
+SIGNUP = {
+    "firstName": "Grace",
+    "lastName": "Hopper",
+    "email": "grace@example.org",
+    "username": "grace",
+    "password": "cobol-forever-1959",
+}
+
+
+JSON_HEADERS: dict[bytes | str, bytes | str] = {"Content-Type": "application/json"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def sample(text: str, name: str) -> float:
+    """The value of one exposition line, e.g. ``name{labels}``; 0 when absent."""
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line == name:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+class RouteLabelTests(TestCase):
+    def test_routes_are_templates_not_raw_paths(self) -> None:
+        """Labels stay bounded: ids and unknown paths collapse into templates."""
+        self.assertEqual(route_of(b"/users"), "/users")
+        self.assertEqual(route_of(b"/users/65f1c0ffee0123456789abcd"), "/users/{id}")
+        self.assertEqual(route_of(b"/users?x=1"), "/users")
+        self.assertEqual(route_of(b"/wp-admin/../../etc"), "other")
+
+    def test_methods_are_a_short_list(self) -> None:
+        """Known methods keep their name; any token a client makes up is "other", so random
+        methods cannot multiply the request counter's series."""
+        self.assertEqual(method_label(b"POST"), "POST")
+        self.assertEqual(method_label(b"DELETE"), "DELETE")
+        self.assertEqual(method_label(b"post"), "other")
+        self.assertEqual(method_label(b"X-RANDOM-1234"), "other")
+
+
+class MetricsAcrossWorkersTests(TestCase):
+    timeout = 60
+
+    async def test_requests_are_counted_across_two_workers(self) -> None:
+        """With two worker processes, a scrape of either counts every request both served."""
+        uri = database_uri()
+        database = f"squad_metrics_{uuid.uuid4().hex[:8]}"
+        port = free_port()
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "twisted",
+                "squad",
+                "--port",
+                f"tcp:{port}:interface=127.0.0.1",
+                "--mongo-uri",
+                uri,
+                "--database",
+                database,
+                "--workers",
+                "2",
+                "--seal-key-file",
+                os.path.abspath(self.mktemp() + ".key"),
+                "--slow-min",
+                "0.1",
+                "--slow-max",
+                "0.2",
+            ],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+        def stop() -> None:
+            process.terminate()
+            process.wait(timeout=15)
+
+        self.addCleanup(drop_database, uri, database)
+        self.addCleanup(stop)
+        url = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                if (await treq.get(url + "/health", persistent=False)).code == 204:
+                    break
+            except Exception:
+                pass
+            await deferLater(reactor, 0.1, lambda: None)
+        sent = 20
+        for _ in range(sent):
+            # A new connection each time: the kernel spreads them over both workers.
+            response = await treq.post(
+                url + "/users",
+                data=json.dumps(SIGNUP).encode(),
+                headers=JSON_HEADERS,
+                persistent=False,
+            )
+            self.assertEqual(response.code, 201)
+            await response.content()
+        await deferLater(reactor, 1.5, lambda: None)  # gauges are sampled once a second
+        scrape = await treq.get(url + "/metrics", persistent=False)
+        self.assertEqual(scrape.code, 200)
+        text = (await scrape.content()).decode()
+        self.assertEqual(
+            sample(text, 'squad_http_requests_total{method="POST",route="/users",status="201"}'),
+            sent,
+        )
+        self.assertEqual(sample(text, "squad_group_commit_batch_size_count"), sent)
+        self.assertIn("squad_http_request_duration_seconds_bucket", text)
+        self.assertIn("squad_slow_steps_in_memory", text)

@@ -1,0 +1,423 @@
+"""Hostile requests through the real HTTP stack: ``SquadSite`` (with ``LimitedRequest``), the
+Klein routes and the group commit, on a fake store that must receive nothing from any of them.
+
+``tests.unit.test_validation`` checks the same corpus against the validation functions; here each
+case travels as bytes through Twisted's HTTP parser, so headers, lengths and bodies are seen
+exactly as a client sends them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from bson import ObjectId
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+from squad.http.site import LimitedRequest, SquadSite
+from squad.http.validation import FIELDS, MAX_BODY_BYTES
+from tests.fakes import Squad, error_body
+from tests.hostile_corpus import CASES, VALID_PASSWORD, VALID_SIGNUP, HostileCase, body
+
+# Property tests explore broadly but must stay quick in ./bin/test.
+FUZZ = settings(
+    max_examples=200,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+# Bytes HTTP forbids in a header value (RFC 9110 section 5.5): Twisted's parser refuses the
+# whole request before any route sees it.
+_FORBIDDEN_IN_HEADERS = re.compile(b"[\x00\r\n]")
+
+
+def send(squad: Squad, content_type: bytes | None, payload: bytes) -> tuple[Any, bytes]:
+    """POST /users through the HTTP stack; the response and its body."""
+    request = squad.post_users(payload, content_type=content_type)
+    squad.settle()
+    results: list[Any] = []
+    request.addBoth(results.append)
+    assert results, "no answer"
+    response = results[0]
+    assert hasattr(response, "code"), response
+    contents: list[Any] = []
+    response.content().addBoth(contents.append)
+    assert contents and isinstance(contents[0], bytes), contents
+    return response, contents[0]
+
+
+class HostileCorpusTests(SynchronousTestCase):
+    """One test per case of ``tests.hostile_corpus`` (generated below)."""
+
+    def replay(self, case: HostileCase) -> None:
+        squad = Squad()
+        response, content = send(squad, case.content_type, case.body)
+        expected_status: int = case.status
+        expected_code: str | None = case.code
+        expected_field: str | None = case.field
+        if case.content_type is not None and _FORBIDDEN_IN_HEADERS.search(case.content_type):
+            # The header never reaches the app: HTTP itself refuses the request (400), but the
+            # answer must still be the contract's JSON error.
+            expected_status, expected_code, expected_field = 400, None, None
+        self.assertEqual(response.code, expected_status, content[:300])
+        self.assertEqual(
+            response.headers.getRawHeaders("content-type"), ["application/json"], content[:300]
+        )
+        error = error_body(content)
+        self.assertTrue(set(error) <= {"error", "message", "field"}, error)
+        if expected_code is not None:
+            self.assertEqual(error["error"], expected_code)
+        if expected_field is not None:
+            self.assertEqual(error.get("field"), expected_field)
+        self.assertNotIn(VALID_PASSWORD, content.decode("utf-8"))
+        self.assertEqual(squad.store.calls, [])
+        self.assertEqual(squad.store.user_docs, {})
+        self.assertEqual(squad.verification.calls, [])
+        self.assertEqual(squad.slow_work.held, 0)
+        self.assertEqual(squad.api.waiting, 0)
+
+
+def _test_name(index: int, case: HostileCase) -> str:
+    slug = re.sub(r"[^0-9a-z]+", "_", case.name.lower()).strip("_")
+    return f"test_{index:03d}_{slug}"
+
+
+def _make_replay(case: HostileCase) -> Any:
+    def test(self: HostileCorpusTests) -> None:
+        self.replay(case)
+
+    field = f", field {case.field}" if case.field else ""
+    test.__doc__ = (
+        f"Hostile case {case.name!r}: answered {case.status} {case.code}{field}, "
+        "a JSON error, and nothing reaches the store."
+    )
+    return test
+
+
+for _index, _case in enumerate(CASES):
+    setattr(HostileCorpusTests, _test_name(_index, _case), _make_replay(_case))
+
+
+class CorpusCoverageTests(SynchronousTestCase):
+    def test_every_case_has_its_own_test(self) -> None:
+        """Each corpus case is replayed by exactly one generated test."""
+        names = {_test_name(i, case) for i, case in enumerate(CASES)}
+        self.assertEqual(len(names), len(CASES))
+        self.assertTrue(all(hasattr(HostileCorpusTests, name) for name in names))
+
+    def test_valid_signup_is_accepted_through_the_same_path(self) -> None:
+        """The replay path itself works: the valid sign-up gets 201 and is stored once."""
+        squad = Squad()
+        response, content = send(squad, b"application/json", body())
+        self.assertEqual(response.code, 201, content)
+        self.assertEqual(len(squad.store.user_docs), 1)
+
+
+# -- arbitrary bodies ------------------------------------------------------------------------
+
+_json_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=40)
+)
+_json_values = st.recursive(
+    _json_scalars,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+_names = st.text(min_size=1, max_size=101)
+_plausible_fields = st.fixed_dictionaries(
+    {
+        "firstName": _names | _json_values,
+        "lastName": _names | _json_values,
+        "email": st.emails() | st.text(max_size=30) | _json_values,
+        "username": st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{1,33}", fullmatch=True)
+        | _json_values,
+        "password": st.text(min_size=6, max_size=130) | _json_values,
+    }
+)
+_signup_like = st.builds(
+    lambda document, extra, missing: {
+        **{k: v for k, v in document.items() if k not in missing},
+        **extra,
+    },
+    _plausible_fields,
+    st.dictionaries(st.text(max_size=12), _json_values, max_size=2),
+    st.sets(st.sampled_from(FIELDS), max_size=2),
+)
+
+
+_name_characters = st.characters(blacklist_categories=("Cc", "Cs", "Zs", "Zl", "Zp"))
+_likely_valid = st.fixed_dictionaries(
+    {
+        "firstName": st.text(_name_characters, min_size=1, max_size=100),
+        "lastName": st.text(_name_characters, min_size=1, max_size=100),
+        "email": st.from_regex(
+            r"[A-Za-z0-9._+-]{1,20}@[a-z0-9-]{1,12}\.[A-Za-z]{2,6}", fullmatch=True
+        ),
+        "username": st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{2,31}", fullmatch=True),
+        "password": st.text(min_size=8, max_size=128),
+    }
+)
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+_near_the_limit = st.integers(MAX_BODY_BYTES - 8, MAX_BODY_BYTES + 8).map(
+    lambda size: body() + b" " * (size - len(body()))
+)
+BODIES = st.one_of(
+    st.binary(max_size=1024),
+    _json_values.map(_dumps),
+    _signup_like.map(_dumps),
+    _signup_like.map(lambda document: json.dumps(document).encode()),
+    _likely_valid.map(_dumps),
+    _likely_valid.map(lambda document: json.dumps(document).encode()),
+    _near_the_limit,
+)
+CONTENT_TYPES = st.sampled_from(
+    [b"application/json"] * 6
+    + [b"application/json; charset=utf-8", b"APPLICATION/JSON", b"text/plain", None]
+)
+
+
+class ArbitraryBodyTests(SynchronousTestCase):
+    @FUZZ
+    @given(payload=BODIES, content_type=CONTENT_TYPES)
+    def test_no_body_gets_a_5xx_or_is_stored_without_201(
+        self, payload: bytes, content_type: bytes | None
+    ) -> None:
+        """Whatever the body, POST /users never answers 5xx, answers the contract's JSON
+        error when it refuses, and the store receives something only when it answers 201."""
+        squad = Squad()
+        response, content = send(squad, content_type, payload)
+        self.assertLess(response.code, 500, content[:300])
+        if response.code == 201:
+            user = json.loads(content)
+            self.assertNotIn("password", user)
+            self.assertEqual(list(squad.store.user_docs), [ObjectId(user["_id"])])
+            self.assertEqual(squad.store.called("insert_signups"), 1)
+        else:
+            self.assertIn(response.code, (400, 413, 415))
+            error_body(content)
+            self.assertEqual(squad.store.calls, [])
+            self.assertEqual(squad.store.user_docs, {})
+        if len(payload) > MAX_BODY_BYTES:
+            self.assertEqual(response.code, 413)  # whatever the type: refused at the headers
+
+    @FUZZ
+    @given(
+        password=st.text(min_size=1, max_size=140).map(lambda text: "\u00a7pw\u00a7" + text),
+        breakage=st.sampled_from(
+            ["none", "email", "username", "unknown", "duplicate", "missing", "long name"]
+        ),
+    )
+    def test_no_answer_contains_the_password(self, password: str, breakage: str) -> None:
+        """Accepted or refused, no answer holds the password that was sent, in any spelling."""
+        document: dict[str, Any] = {**VALID_SIGNUP, "password": password}
+        if breakage == "email":
+            document["email"] = "not-an-email"
+        elif breakage == "username":
+            document["username"] = "no spaces allowed"
+        elif breakage == "unknown":
+            document["isAdmin"] = True
+        elif breakage == "missing":
+            del document["lastName"]
+        elif breakage == "long name":
+            document["firstName"] = "A" * 101
+        payload = _dumps(document)
+        if breakage == "duplicate":
+            payload = payload[:-1] + b', "password": ' + _dumps(password) + b"}"
+        response, content = send(Squad(), b"application/json", payload)
+        self.assertLess(response.code, 500)
+        self.assert_absent(password, content)
+
+    def test_no_corpus_answer_contains_the_password(self) -> None:
+        """None of the hostile corpus's answers (nor the valid sign-up's) holds its password."""
+        secrets = [VALID_PASSWORD, "other password"]
+        for case in [*CASES, CASES[0]._replace(content_type=b"application/json")]:
+            _, content = send(Squad(), case.content_type, case.body)
+            for secret in secrets:
+                self.assert_absent(secret, content)
+
+    def assert_absent(self, password: str, content: bytes) -> None:
+        text = content.decode("utf-8", "replace")
+        for spelling in {password, json.dumps(password)[1:-1], json.dumps(password)}:
+            self.assertNotIn(spelling, text)
+        self.assertNotIn(password.encode("utf-8", "surrogatepass"), content)
+
+
+# -- the body limit, at the HTTP layer --------------------------------------------------------
+
+
+class Recorder(Resource):
+    """An app that records the bodies it is given and answers 200."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bodies: list[bytes] = []
+        self.kinds: list[type[Request]] = []
+
+    def render_POST(self, request: Request) -> bytes:
+        assert request.content is not None
+        self.bodies.append(request.content.read())
+        self.kinds.append(type(request))
+        return b"ok"
+
+
+class LimitedRequestTests(SynchronousTestCase):
+    """``LimitedRequest`` under an ``HTTPChannel`` on a ``StringTransport``."""
+
+    def setUp(self) -> None:
+        self.app = Recorder()
+        self.site = SquadSite(self.app, reactor=Clock())
+        protocol = self.site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000))
+        self.transport = StringTransport()
+        protocol.makeConnection(self.transport)
+        # SquadSite's protocol is its HTTP/1.1 channel itself (squad serves no TLS, so no HTTP/2).
+        self.channel: Any = protocol
+
+    def head(self, *headers: bytes) -> bytes:
+        return (
+            b"POST /users HTTP/1.1\r\nHost: squad.test\r\n"
+            + b"".join(header + b"\r\n" for header in headers)
+            + b"\r\n"
+        )
+
+    def chunk(self, data: bytes) -> bytes:
+        return b"%x\r\n%s\r\n" % (len(data), data)
+
+    def assert_refused(self) -> None:
+        """The connection got exactly one raw 413 with a JSON body, and is closing."""
+        output = self.transport.value()
+        head, _, content = output.partition(b"\r\n\r\n")
+        self.assertTrue(head.startswith(b"HTTP/1.1 413 "), output[:200])
+        headers = head.lower().split(b"\r\n")[1:]
+        self.assertIn(b"connection: close", headers)
+        self.assertIn(b"content-type: application/json", headers)
+        self.assertIn(b"content-length: %d" % len(content), headers)
+        error = error_body(content)
+        self.assertEqual(error["error"], "body_too_large")
+        self.assertIn("16 KiB", error["message"])
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(self.app.bodies, [])
+
+    def test_uses_limited_requests(self) -> None:
+        """SquadSite's requests are LimitedRequests."""
+        self.channel.dataReceived(self.head(b"Content-Length: 2") + b"{}")
+        self.assertEqual(self.app.kinds, [LimitedRequest])
+
+    def test_content_length_over_the_limit_is_refused_before_the_body(self) -> None:
+        """A Content-Length over 16 KiB is answered 413 at the headers, before any body byte
+        arrives, and the connection is closed."""
+        self.channel.dataReceived(self.head(b"Content-Length: %d" % (MAX_BODY_BYTES + 1)))
+        self.assert_refused()
+
+    def test_huge_content_length_is_refused(self) -> None:
+        """An absurd Content-Length is refused the same way, without trying to hold it."""
+        self.channel.dataReceived(self.head(b"Content-Length: " + b"9" * 30))
+        self.assert_refused()
+
+    def test_body_sent_anyway_is_neither_kept_nor_served(self) -> None:
+        """Bytes a refused client sends anyway (and a request pipelined after them) are
+        dropped: nothing is buffered and the app sees nothing."""
+        self.channel.dataReceived(self.head(b"Content-Length: %d" % (MAX_BODY_BYTES + 1)))
+        request = self.channel.requests[0]
+        answered = len(self.transport.value())
+        for _ in range(4):
+            self.channel.dataReceived(b"x" * (MAX_BODY_BYTES // 4))
+        self.channel.dataReceived(b"x" + self.head(b"Content-Length: 2") + b"{}")
+        self.assertEqual(request.content.getvalue(), b"")
+        self.assertEqual(len(self.transport.value()), answered)
+        self.assert_refused()
+
+    def test_content_length_at_the_limit_is_served(self) -> None:
+        """A body of exactly 16 KiB reaches the app whole."""
+        payload = b"a" * MAX_BODY_BYTES
+        self.channel.dataReceived(self.head(b"Content-Length: %d" % len(payload)) + payload)
+        self.assertEqual(self.app.bodies, [payload])
+        self.assertTrue(self.transport.value().startswith(b"HTTP/1.1 200 "))
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_chunked_body_growing_over_the_limit_is_refused(self) -> None:
+        """A chunked body (no length announced) is counted as it arrives: the chunk that takes
+        it past 16 KiB gets the 413 and the connection closes; later chunks are ignored."""
+        self.channel.dataReceived(self.head(b"Transfer-Encoding: chunked"))
+        for _ in range(4):
+            self.channel.dataReceived(self.chunk(b"b" * (MAX_BODY_BYTES // 4)))
+        self.assertEqual(self.transport.value(), b"")
+        self.channel.dataReceived(self.chunk(b"b"))
+        self.assert_refused()
+        answered = len(self.transport.value())
+        self.channel.dataReceived(self.chunk(b"c" * 1000) + b"0\r\n\r\n")
+        self.assertEqual(len(self.transport.value()), answered)
+        self.assertEqual(self.channel.requests[0].content.getvalue(), b"")
+
+    def test_chunked_body_at_the_limit_is_served(self) -> None:
+        """A chunked body of exactly 16 KiB, in many small chunks, reaches the app whole."""
+        self.channel.dataReceived(self.head(b"Transfer-Encoding: chunked"))
+        for _ in range(MAX_BODY_BYTES // 256):
+            self.channel.dataReceived(self.chunk(b"c" * 256))
+        self.channel.dataReceived(b"0\r\n\r\n")
+        self.assertEqual(self.app.bodies, [b"c" * MAX_BODY_BYTES])
+
+    def test_expect_continue_gets_only_the_413(self) -> None:
+        """A client that asks "Expect: 100-continue" for an oversized body gets the 413 and
+        nothing after it: no "100 Continue" inviting it to send the body it was refused."""
+        self.channel.dataReceived(
+            self.head(b"Content-Length: %d" % (MAX_BODY_BYTES * 4), b"Expect: 100-continue")
+        )
+        self.assertNotIn(b"100 Continue", self.transport.value())
+        self.assert_refused()
+
+    def test_connection_loss_after_a_refusal_is_clean(self) -> None:
+        """When the refused connection closes, the request is finished off without errors."""
+        self.channel.dataReceived(self.head(b"Content-Length: %d" % (MAX_BODY_BYTES + 1)))
+        request = self.channel.requests[0]
+        lost = request.notifyFinish()
+        self.channel.connectionLost(Failure(ConnectionDone()))
+        self.failureResultOf(lost, ConnectionDone)
+
+
+class MalformedHttpTests(SynchronousTestCase):
+    def test_requests_http_refuses_still_get_a_json_error(self) -> None:
+        """Requests Twisted's parser refuses before any route runs (a NUL in a header, a bad
+        Content-Length, a malformed chunk) are still answered with the contract's JSON error
+        body, and never reach the store."""
+        squad = Squad()
+        cases = [
+            b"POST /users HTTP/1.1\r\nHost: s\r\nContent-Type: application/json\x00\r\n"
+            b"Content-Length: 2\r\n\r\n{}",
+            b"POST /users HTTP/1.1\r\nHost: s\r\nContent-Length: 12abc\r\n\r\n{}",
+            b"POST /users HTTP/1.1\r\nHost: s\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        ]
+        for raw in cases:
+            site = SquadSite(squad.api.app.resource(), reactor=squad.clock)
+            channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50001))
+            transport = StringTransport()
+            channel.makeConnection(transport)
+            channel.dataReceived(raw)
+            head, _, content = transport.value().partition(b"\r\n\r\n")
+            self.assertTrue(head.startswith(b"HTTP/1.1 400 "), head)
+            self.assertEqual(squad.store.calls, [])
+            self.assertIn(b"content-type: application/json", head.lower(), raw)
+            error_body(content)

@@ -1,0 +1,127 @@
+"""``twistd squad`` options: defaults, environment, command line, and refusals."""
+
+from __future__ import annotations
+
+from twisted.python import usage
+from twisted.trial.unittest import SynchronousTestCase
+
+from squad.tap import Options
+
+KEY = "A" * 43 + "="  # 32 zero-ish bytes in base64: a well-formed seal key for option tests
+
+
+def parse(argv: list[str], environ: dict[str, str] | None = None) -> Options:
+    options = Options()
+    options._environ = {"SQUAD_SEAL_KEY": KEY, **(environ or {})}
+    options.parseOptions(argv)
+    return options
+
+
+class OptionsTests(SynchronousTestCase):
+    def test_contract_defaults(self) -> None:
+        """With nothing set, every option takes the contract's default."""
+        options = parse([])
+        self.assertEqual(options["port"], "tcp:9000")
+        self.assertEqual(options["mongo-uri"], "mongodb://127.0.0.1:27017")
+        self.assertEqual(options["database"], "squad")
+        self.assertEqual((options["slow-min"], options["slow-max"]), (5.0, 15.0))
+        self.assertIsNone(options["verifier-url"])
+        self.assertFalse(options["allow-flush"])
+        self.assertEqual(options["lease-seconds"], 60.0)
+        self.assertEqual(options["write-concern"], 1)
+        self.assertGreaterEqual(options["workers"], 1)
+
+    def test_environment_fills_in(self) -> None:
+        """Environment variables set what the command line leaves out."""
+        options = parse(
+            [],
+            {
+                "SQUAD_PORT": "tcp:9100",
+                "SQUAD_DATABASE": "other",
+                "SQUAD_SLOW_MIN": "0.5",
+                "SQUAD_SLOW_MAX": "1",
+                "SQUAD_ALLOW_FLUSH": "1",
+                "SQUAD_WORKERS": "3",
+                "SQUAD_WRITE_CONCERN": "majority",
+                "SQUAD_VERIFIER_URL": "http://127.0.0.1:8000/verify",
+            },
+        )
+        self.assertEqual(options["port"], "tcp:9100")
+        self.assertEqual(options["database"], "other")
+        self.assertEqual((options["slow-min"], options["slow-max"]), (0.5, 1.0))
+        self.assertTrue(options["allow-flush"])
+        self.assertEqual(options["workers"], 3)
+        self.assertEqual(options["write-concern"], "majority")
+        self.assertEqual(options["verifier-url"], "http://127.0.0.1:8000/verify")
+
+    def test_command_line_beats_environment(self) -> None:
+        """A value on the command line wins over the same setting in the environment."""
+        options = parse(
+            ["--port", "tcp:9200", "--lease-seconds", "5"],
+            {"SQUAD_PORT": "tcp:9100", "SQUAD_LEASE_SECONDS": "30"},
+        )
+        self.assertEqual(options["port"], "tcp:9200")
+        self.assertEqual(options["lease-seconds"], 5.0)
+
+    def test_bad_values_are_refused_with_a_reason(self) -> None:
+        """Each bad value stops start-up with a one-line message naming the option."""
+        cases = [
+            (["--port", "nonsense:1"], "--port"),
+            (["--mongo-uri", "http://x"], "--mongo-uri"),
+            (["--database", "a/b"], "--database"),
+            (["--workers", "0"], "--workers"),
+            (["--workers", "many"], "--workers"),
+            (["--slow-min", "-1"], "--slow-min"),
+            (["--slow-max", "nan"], "--slow-max"),
+            (["--slow-min", "9", "--slow-max", "2"], "--slow-min"),
+            (["--verifier-url", "ftp://x"], "--verifier-url"),
+            (["--lease-seconds", "0"], "--lease-seconds"),
+            (["--write-concern", "?!"], "--write-concern"),
+            (["--max-connections", "0"], "--max-connections"),
+            (["--max-connections", "lots"], "--max-connections"),
+            (["--request-timeout", "0"], "--request-timeout"),
+            (["--request-timeout", "inf"], "--request-timeout"),
+        ]
+        for argv, name in cases:
+            with self.subTest(argv=argv):
+                error = self.assertRaises(usage.UsageError, parse, argv)
+                self.assertIn(name, str(error))
+                self.assertNotIn("\n", str(error))
+
+    def test_connection_limits(self) -> None:
+        """--max-connections (10,000 per worker) and --request-timeout (10 s) have defaults,
+        environment twins, and reach the workers."""
+        from squad.runtime.supervisor import WORKER_OPTIONS
+
+        options = parse([])
+        self.assertEqual((options["max-connections"], options["request-timeout"]), (10_000, 10.0))
+        options = parse(
+            ["--request-timeout", "2.5"],
+            {"SQUAD_MAX_CONNECTIONS": "500", "SQUAD_REQUEST_TIMEOUT": "7"},
+        )
+        self.assertEqual((options["max-connections"], options["request-timeout"]), (500, 2.5))
+        self.assertIn("max-connections", WORKER_OPTIONS)
+        self.assertIn("request-timeout", WORKER_OPTIONS)
+
+    def test_bad_seal_key_is_refused_without_echoing_it(self) -> None:
+        """A malformed SQUAD_SEAL_KEY stops start-up with a one-line reason that hides the key."""
+        error = self.assertRaises(usage.UsageError, parse, [], {"SQUAD_SEAL_KEY": "not-a-key!"})
+        self.assertIn("--seal-key-file", str(error))
+        self.assertNotIn("not-a-key!", str(error))
+
+    def test_seal_key_file_is_created_private(self) -> None:
+        """Without SQUAD_SEAL_KEY a key file is created, readable by its owner only."""
+        path = self.mktemp() + "/seal.key"
+        options = Options()
+        options._environ = {}
+        options.parseOptions(["--seal-key-file", path])
+        self.assertEqual(len(options["seal-key"]), 32)
+        import os
+        import stat
+
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+
+    def test_bad_environment_values_are_refused_too(self) -> None:
+        """A bad value from the environment is checked like one from the command line."""
+        error = self.assertRaises(usage.UsageError, parse, [], {"SQUAD_SLOW_MAX": "soon"})
+        self.assertIn("--slow-max", str(error))
