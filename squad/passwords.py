@@ -6,15 +6,13 @@ The design, and its trade-off:
 - A standard password KDF is the only thing that may end up in the database: argon2id at the
   OWASP parameters (19 MiB of memory, 2 passes, 1 lane), a random 16-byte salt per password, in
   the PHC string format that argon2-cffi writes and verifies. Each hash costs tens of milliseconds
-  of CPU (see the figures below), which thousands of sign-ups a second on two cores cannot pay
-  while the client waits.
-- So the request path *seals* the password instead: AES-256-GCM, about two microseconds, under a key
-  that lives in a file (or ``SQUAD_SEAL_KEY``) and never in the database, with the user's id as
+  of CPU, which thousands of sign-ups a second on two cores cannot pay while the client waits.
+- So the request path *seals* the password instead: AES-256-GCM, microseconds, under a key that
+  lives in a file (or ``SQUAD_SEAL_KEY``) and never in the database, with the user's id as
   associated data so a sealed blob cannot be moved to another user. The sealed form is what is
   stored with the sign-up; a background hasher (``squad.background.hashing``) later unseals it,
-  stores
-  :func:`hash_password`'s result and deletes the sealed form. The plaintext exists only in
-  memory, never on disk.
+  stores :func:`hash_password`'s result and deletes the sealed form. The plaintext exists only
+  in memory, never on disk.
 - Trade-off: between the 201 and the background hash, a password is protected by the seal key
   rather than by argon2id. Someone who steals both the database *and* the key in that window
   reads the pending passwords (only those: hashed ones stay hashed). Someone who steals only the
@@ -29,17 +27,7 @@ associated data, and the padding (``0x80`` then zeros to a multiple of 64 bytes)
 length. Nonces are random: NIST SP 800-38D caps one key at 2**32 seals, which is about ten days
 of a sustained 5,000 sign-ups a second and many years of any real traffic; rotate the key before.
 
-Measured on the 2-core development machine (Python 3.11, cryptography 50, argon2-cffi 25.1,
-machine shared and loaded, so the spread is noise)::
-
-    S='from squad.passwords import PasswordSealer, generate_key, hash_password;
-       s = PasswordSealer(generate_key()); u = bytes(12)'
-    .venv/bin/python -m timeit -r 7 -s "$S" 's.seal("correct horse battery staple", associated=u)'
-    .venv/bin/python -m timeit -n 20 -r 5 -s "$S" 'hash_password("correct horse battery staple")'
-
-seal 2.2-2.6 µs, unseal 2.0 µs, hash_password 27-34 ms and verify_password the same. argon2-cffi
-releases the GIL while hashing (a busy loop on the main thread kept its full speed beside a thread
-hashing non-stop), so a thread pool does use the second core; each hash holds a core throughout.
+The cost of sealing and hashing, with the commands that measure it, is in docs/security.md.
 """
 
 from __future__ import annotations
@@ -316,6 +304,7 @@ def hash_password(password: str) -> str:
     The argon2id PHC string of ``password`` with a fresh random salt.
 
     CPU-heavy (tens of milliseconds): call it from a thread, never on the reactor thread.
+    argon2-cffi releases the GIL while it hashes, so that thread runs beside the reactor.
     """
     return _HASHER.hash(password)
 

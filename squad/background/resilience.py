@@ -15,10 +15,11 @@ __all__ = ["Backoff", "CircuitBreaker", "CircuitOpen"]
 
 @dataclass(frozen=True)
 class Backoff:
-    """Exponential backoff with full jitter, capped: retries go on forever, but never in a storm.
+    """Exponential backoff with jitter, capped: retries go on forever, but never in a storm.
 
-    Full jitter (a uniform draw below the exponential bound) spreads the retries of thousands
-    of users that failed at the same moment, so a recovering verifier is not hit all at once.
+    Each delay is drawn between half the exponential bound and the bound, which spreads the
+    retries of thousands of users that failed at the same moment, so a recovering verifier is
+    not hit all at once, and still makes every wait grow with the attempts.
     """
 
     base: float = 1.0

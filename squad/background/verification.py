@@ -3,9 +3,8 @@
 Two implementations of one small interface:
 
 - ``StandInVerification`` waits a random time on the reactor's clock, like the original
-  service's stand-in.
-  Thousands of pending users cost one small Deferred each in shared timer slots, not threads,
-  sockets or a timer each.
+  service's stand-in. Thousands of pending users cost one small Deferred each in shared timer
+  slots, not threads, sockets or a timer each.
 - ``HttpVerification`` POSTs the user's id to a verifier service with treq, with a timeout per
   call, a bounded persistent connection pool and a circuit breaker.
 
@@ -55,8 +54,8 @@ class StandInVerification:
 
     Thousands of users wait at once (a 5-15 s step at a thousand sign-ups a second), so a wait
     costs one Deferred in a slot, not a timer, a coroutine and their closures each: tens of
-    thousands of such objects made Python's full garbage collections pause the reactor for
-    hundreds of milliseconds (measured: a 361 ms collection, p99 at 25 connections 465 ms).
+    thousands of such objects make Python's full garbage collections pause the reactor for
+    hundreds of milliseconds (docs/performance.md, "Garbage collection pauses").
     """
 
     def __init__(

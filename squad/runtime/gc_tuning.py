@@ -3,16 +3,14 @@
 CPython walks every tracked object of the oldest generation on a full collection, on the
 reactor thread: while it runs, no request is answered. Two things make that walk short:
 
-- ``gc.freeze()`` once the process has started: the ~100,000 objects of the imported modules
-  (Twisted, Klein, txmongo...) move to a permanent generation no collection walks again.
+- ``gc.freeze()`` once the process has started: the objects of the imported modules (Twisted,
+  Klein, txmongo...) move to a permanent generation no collection walks again.
 - Fewer full collections: the third threshold (10 → 50 collections of the middle generation)
   makes a full collection rarer; what it walks is what is really alive (pending work, bounded by
   the slow work's capacity), and cyclic garbage is still collected, only later.
 
-Measured on one worker under 25 connections for 10 s (a gc.callbacks timer on every
-collection): full collections paused 87 to 147 ms during the run with the defaults, 12 to 78 ms
-with the freeze, and once (92 ms) in 10 s with the freeze and the new threshold; p99 latency
-went from 180-465 ms to 82-152 ms on this shared machine.
+The pauses before and after, and how they were measured: docs/performance.md, "Garbage
+collection pauses".
 """
 
 from __future__ import annotations

@@ -34,7 +34,8 @@ def iso(moment: datetime) -> str:
     """ISO 8601 in UTC with milliseconds and a Z, as mobile clients parse it."""
     if moment.tzinfo is not None and moment.utcoffset():
         moment = moment.astimezone(UTC)
-    # Formatted by hand: strftime and astimezone were half of answering a sign-up's JSON.
+    # Formatted by hand: strftime and astimezone weighed on every answer (docs/performance.md,
+    # "Dates formatted by hand").
     return (
         f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:"
         f"{moment.minute:02d}:{moment.second:02d}.{moment.microsecond // 1000:03d}Z"
@@ -60,7 +61,7 @@ def new_user_document(user_id: ObjectId, signup: SignUp, now: datetime) -> dict[
 
 
 def user_json(document: dict[str, Any]) -> bytes:
-    """The contract's JSON form of a stored user: never the password nor its hash."""
+    """The public JSON form of a stored user: never the password nor its hash."""
     body: dict[str, Any] = {"_id": str(document["_id"])}
     for field in PUBLIC_FIELDS:
         body[field] = document.get(field)

@@ -68,11 +68,9 @@ FLUSH_MARK = "flush"
 _FOREVER = datetime(9999, 1, 1)
 _EPOCH = datetime(1970, 1, 1)
 
-# Operations per bulk message: one round trip each. Unpatched FerretDB v1.24 held one SQL
-# connection per update of a message until the whole message was done (from a pool of 100), so
-# large messages deadlocked it; squad's build closes each one as it goes (bin/patches/,
-# docs/database.md), and a bounded message still shares its round trip without holding the
-# database's writer for long.
+# Operations per bulk message: one round trip each, and few enough that a message does not hold
+# the database's writer for long. Unpatched FerretDB deadlocks on large messages; squad's build
+# does not (docs/database.md, section 6).
 BULK_OPERATIONS_PER_MESSAGE = 100
 # Ids per `_id: {$in: ...}` filter: one SQL statement each on FerretDB, well under SQLite's limit
 # of bound parameters.
@@ -86,8 +84,7 @@ class PendingSignup:
 
     user: dict[str, Any]
     sealed_password: bytes = field(repr=False)
-    #: Who does the work (slow step, then hash): this process, or ``UNOWNED`` when it had no
-    #: room.
+    #: Who does the work (slow step, then hash): this process, or ``UNOWNED`` if it had no room.
     owner: str
     #: Set by the group commit when this item's documents could not all be written.
     error: BaseException | None = field(default=None, repr=False)
@@ -264,10 +261,11 @@ class Store:
         batch) with the users' ids and sealed passwords; then the users in one bulk insert. A
         user is only ever visible with its work already recorded, so an acknowledged user can
         never be left without its slow step or its hash. Work for a user whose own insert then
-        fails is harmless: finishing it updates nothing. Two writes per batch, not three: on
-        SQLite each write is a transaction, and its single writer lock is what sign-ups queue
-        for. A work document that already exists was written by an earlier attempt of this
-        same batch (the ids are squad's own): that is success, not a failure.
+        fails is harmless: finishing it updates nothing. The sealed passwords travel in the work
+        document rather than in a write of their own: on SQLite each write is a transaction
+        behind its single writer lock, which is what sign-ups queue for. A work document that
+        already exists was written by an earlier attempt of this same batch (the ids are
+        squad's own): that is success, not a failure.
         Raises only when the whole batch failed (timeout, lost connection).
         """
         work = [item for item in batch if item.error is None]
