@@ -1,15 +1,10 @@
-"""``twistd squad``: the command-line options and the service tree.
+"""``twistd squad``: the command-line options, and the service tree they choose.
 
-``Options`` converts and checks every option of ``twistd squad``; ``makeService`` only wires::
-
-    MultiService "squad"
-    ├── DatabaseService      the txmongo pool (opened at start, after any fork)
-    ├── ProcessLease         this process's heartbeat; takes over the work of dead processes
-    ├── SlowWork             the slow step of every accepted user, durable in the database
-    ├── PasswordHasher       sealed password → argon2id hash, in the background
-    └── StreamServerEndpointService   HTTP on --port (Klein routes in squad.http.routes)
-
-Command line beats environment beats default.
+``Options`` converts and checks every option (command line beats environment beats default)
+into one frozen ``squad.runtime.settings.Settings``, and refuses a taken port before anything
+starts. ``makeService`` only wires: with ``--workers 1`` the process tree of
+``squad.runtime.service_tree``, otherwise the supervisor of ``squad.runtime.supervisor``,
+whose workers each run that process tree.
 """
 
 from __future__ import annotations
@@ -18,14 +13,16 @@ import math
 import os
 import re
 import socket
-import tempfile
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService
 from twisted.python import usage
 
-from squad.passwords import SealKeyError, key_from_environment, load_or_create_key
+from squad.http.deadlines import MAX_CONNECTIONS, REQUEST_DEADLINE_SECONDS
+from squad.passwords import SealKeyError
+from squad.runtime.settings import Settings, load_seal_key
 
 __all__ = ["Options", "makeService"]
 
@@ -68,13 +65,13 @@ PARAMETERS: list[tuple[str, str, str | None, str]] = [
     (
         "max-connections",
         "SQUAD_MAX_CONNECTIONS",
-        "10000",
+        str(MAX_CONNECTIONS),
         "open connections one worker process holds at most; past it new ones get a 503",
     ),
     (
         "request-timeout",
         "SQUAD_REQUEST_TIMEOUT",
-        "10",
+        f"{REQUEST_DEADLINE_SECONDS:g}",
         "seconds a client may take to send a whole request (headers and body); then 408",
     ),
     (
@@ -116,7 +113,11 @@ def _positive_float(name: str, text: str, *, allow_zero: bool = False) -> float:
 
 
 class Options(usage.Options):
-    """Options of ``twistd squad``; environment variables fill in what the command line omits."""
+    """Options of ``twistd squad``; environment variables fill in what the command line omits.
+
+    ``environ`` and ``probe_port`` are parameters for tests; twistd builds it with neither.
+    Once parsed, ``settings`` holds every value, converted and checked.
+    """
 
     synopsis = "[options]"
     longdesc = (
@@ -136,9 +137,16 @@ class Options(usage.Options):
         for name, env, default, help_text in PARAMETERS
     ]
 
-    def __init__(self) -> None:
+    settings: Settings
+
+    def __init__(
+        self,
+        environ: Mapping[str, str] | None = None,
+        probe_port: Callable[[str], None] | None = None,
+    ) -> None:
         super().__init__()
-        self._environ = dict(os.environ)
+        self._environ = dict(os.environ if environ is None else environ)
+        self._probe_port = probe_port or _probe_port
 
     def postOptions(self) -> None:
         for name, env, default, _ in PARAMETERS:
@@ -170,20 +178,16 @@ class Options(usage.Options):
         self["max-connections"] = self._check_max_connections(self["max-connections"])
         self["request-timeout"] = _positive_float("request-timeout", self["request-timeout"])
         self["instance-name"] = self._check_instance_name(self["instance-name"], self["port"])
-        self["seal-key"] = self._load_seal_key(self["seal-key-file"])
-
-    def _load_seal_key(self, path: str) -> bytes:
-        """The key that seals passwords until they are hashed; never in the database."""
         try:
-            environment_key = self._environ.get("SQUAD_SEAL_KEY")
-            if environment_key:
-                return key_from_environment(environment_key)
-            directory = os.path.dirname(path)
-            if directory:
-                os.makedirs(directory, exist_ok=True)
-            return load_or_create_key(path)
+            self["seal-key"] = load_seal_key(self["seal-key-file"], self._environ)
         except (SealKeyError, OSError) as error:
             raise usage.UsageError(f"--seal-key-file: {error}") from None
+        self.settings = Settings(
+            **{name.replace("-", "_"): self[name] for name, *_ in PARAMETERS},
+            allow_flush=self["allow-flush"],
+            seal_key=self["seal-key"],
+        )
+        self._probe_port(self.settings.port)
 
     @staticmethod
     def _check_port(text: str) -> str:
@@ -263,48 +267,34 @@ class Options(usage.Options):
         )
 
 
+def _probe_port(port: str) -> None:
+    """Stop start-up with one line when a ``tcp:`` port is taken (Twisted would log and idle
+    on). ``SystemExit``, not ``UsageError``: twistd prints its whole usage above the latter,
+    which buries the one line that matters here."""
+    if port.startswith("tcp:"):
+        from squad.runtime.supervisor import bind_listening_socket
+
+        try:
+            bind_listening_socket(port).close()
+        except (OSError, ValueError) as error:
+            raise SystemExit(f"twistd squad: cannot listen on {port}: {error}") from None
+
+
 def makeService(config: Options, reactor: Any = None) -> IService:
-    """Build the service tree for ``config`` (the reactor is a parameter for tests)."""
-    from twisted.logger import Logger
-
-    from squad.runtime.logs import describe_settings
-
-    Logger().info(
-        "squad starting with {settings}",
-        settings=describe_settings(config, [name for name, *_ in PARAMETERS] + ["allow-flush"]),
-    )
+    """The service tree for ``config``: one process, or a supervisor of ``--workers`` of them
+    (the reactor is a parameter for tests)."""
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 
         reactor = global_reactor
-    if config["workers"] > 1:
-        from squad.runtime.metrics import prepare_multiprocess_directory
-        from squad.runtime.supervisor import WorkerSupervisor, bind_listening_sockets
+    settings = config.settings
+    if settings.workers > 1:
+        from squad.runtime.supervisor import supervisor_service
 
-        root = MultiService()
-        root.setName("squad")
-        # Before anything imports prometheus_client: the workers inherit the folder.
-        prepare_multiprocess_directory(tempfile.mkdtemp(prefix="squad-metrics-"))
-        supervisor = WorkerSupervisor(reactor, config, config["workers"])
-        try:
-            # Bound now, not in startService: a busy port must stop start-up with one line.
-            supervisor.listeners = bind_listening_sockets(config["port"], config["workers"])
-        except (OSError, ValueError) as error:
-            raise SystemExit(f"twistd squad: cannot listen on {config['port']}: {error}") from None
-        supervisor.setServiceParent(root)
-        return root
+        return supervisor_service(settings, reactor)
 
-    from squad.runtime.service_tree import build_process_service
-    from squad.runtime.supervisor import bind_listening_socket
-
-    if config["port"].startswith("tcp:"):
-        try:
-            # Fail fast with one line when the port is taken (Twisted would log and idle on).
-            bind_listening_socket(config["port"]).close()
-        except OSError as error:
-            raise SystemExit(f"twistd squad: cannot listen on {config['port']}: {error}") from None
-    service: MultiService = build_process_service(config, reactor)
     from squad.runtime.gc_tuning import tune_collector
+    from squad.runtime.service_tree import build_process_service
 
     reactor.callWhenRunning(tune_collector)
-    return service
+    return build_process_service(settings, reactor)

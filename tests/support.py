@@ -55,8 +55,7 @@ async def start_squad(
     """Start squad in this reactor; stop it and drop its database when the test ends."""
     uri = uri or database_uri()
     database = database or f"squad_test_{uuid.uuid4().hex[:12]}"
-    options = Options()
-    options._environ = {}
+    options = Options(environ={})
     options.parseOptions(
         [
             "--port",

@@ -99,8 +99,12 @@ class PasswordHasher(Service):
         self._wake: Deferred[None] | None = None
         self._loop: Deferred[None] | None = None
         self.hashed = 0
-        #: The live processes, as the lease last saw them (to split a dead one's batches).
-        self.live: Callable[[], Sequence[str]] = lambda: (owner,)
+        # The live processes, as the lease last saw them (to split a dead one's batches).
+        self._live: Sequence[str] = (owner,)
+
+    def note_live(self, owners: Sequence[str]) -> None:
+        """The lease saw these processes alive (this one included) at its last renewal."""
+        self._live = tuple(owners)
 
     @property
     def backlog(self) -> int:
@@ -161,7 +165,7 @@ class PasswordHasher(Service):
         if not left:
             self._seen_dead.update(dead)
             return True
-        live = self.live()
+        live = self._live
         mine = [(batch_id, size) for batch_id, size in left if _share(batch_id, live, self.owner)]
         if mine:
             await self._store.claim_sealed(self.owner, [batch_id for batch_id, _ in mine])

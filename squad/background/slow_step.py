@@ -3,15 +3,13 @@
 After a sign-up is acknowledged its slow step runs (then ``processed: true``), in the process
 that accepted it, once the response has been written. The password hash is not part of it: it
 has its own queue (``squad.background.hashing``), so the slow step never waits for CPU-bound
-hashing. Work
-is recorded per group-commit batch (one ``pending`` document for all its users, their sealed
-passwords included, which move to ``sealed_passwords`` when the batch's slow steps end before
-its hashes), and held in memory per user: at most ``capacity`` users per process. A sign-up
-beyond that is stored as unowned work and adopted from the database when room frees up. Work of
-a process that died is adopted the same way, straight from it, when ``squad.background.takeover``
-finds
-its heartbeat lapsed.
-Finishing is idempotent, so doing an item twice (a take-over race on FerretDB) is harmless.
+hashing. Work is recorded per group-commit batch (one ``pending`` document for all its users,
+their sealed passwords included, which move to ``sealed_passwords`` when the batch's slow steps
+end before its hashes), and held in memory per user: at most ``capacity`` users per process. A
+sign-up beyond that is stored as unowned work and adopted from the database when room frees
+up. Work of a process that died is adopted the same way, straight from it, when
+``squad.background.takeover`` finds its heartbeat lapsed. Finishing is idempotent, so doing an
+item twice (a take-over race on FerretDB) is harmless.
 """
 
 from __future__ import annotations
@@ -87,7 +85,10 @@ class SlowWork(Service):
         owner: str,
         capacity: int = 30_000,
         backoff: Backoff | None = None,
+        on_adopted: Callable[[ObjectId, int], None] = lambda batch_id, unhashed: None,
     ) -> None:
+        """``on_adopted(batch_id, unhashed)`` hears of each batch taken over from another
+        process that still has passwords to hash (the hasher queues it)."""
         self._clock = clock
         self._store = store
         self._verification = verification
@@ -107,7 +108,7 @@ class SlowWork(Service):
         self.completed = 0
         self.failed_attempts = 0
         #: Called with each batch taken over and how many of its passwords still need a hash.
-        self.on_adopted: Callable[[ObjectId, int], None] = lambda batch_id, unhashed: None
+        self._on_adopted = on_adopted
 
     @property
     def held(self) -> int:
@@ -179,7 +180,7 @@ class SlowWork(Service):
         if batch_id in self._batches:
             return  # ours already (a late look for an uncertain batch)
         if adopted.unhashed:
-            self.on_adopted(batch_id, len(adopted.unhashed))
+            self._on_adopted(batch_id, len(adopted.unhashed))
         if not unprocessed:
             self.writer.pending_done(batch_id, self.owner, adopted.unhashed)
             return

@@ -52,43 +52,40 @@ class ProcessLease(Service):
         store: IStore,
         owner: str,
         lease_seconds: float,
+        *,
+        refillers: Sequence[Callable[[Sequence[str]], Awaitable[bool]]] = (),
+        droppers: Sequence[Callable[[float], None]] = (),
+        unowned_written_at: Callable[[], float | None] = lambda: None,
+        on_live: Callable[[Sequence[str]], None] = lambda owners: None,
     ) -> None:
+        """``refillers`` are called after each renewal with the owners whose work may be taken
+        (dead processes, and ``UNOWNED`` once per lease): each adopts what it has room for and
+        answers whether it saw all of it. ``droppers`` are called when another process ran
+        DELETE /collections. ``unowned_written_at`` says when this process last stored unowned
+        work (None: never); the heartbeat carries it, so that other processes look for it.
+        ``on_live`` hears, after each renewal, which processes are alive (this one included)."""
         self._clock = clock
         self._store = store
         self.owner = owner
         self.lease_seconds = lease_seconds
         # Renew several times per lease, so a few lost heartbeats do not make us look dead.
         self.interval = max(0.2, min(lease_seconds / 4, 5.0))
-        self._refillers: list[Callable[[Sequence[str]], Awaitable[bool]]] = []
+        self._refillers = tuple(refillers)
         self._refilling: Deferred[None] | None = None
         self._announced: set[str] = set()
         self._last_look = float("-inf")
         # Whether the last look for unowned work ran out of room before seeing all of it.
         self._unowned_left = False
-        self._unowned_written_at: Callable[[], float | None] = lambda: None
+        self._unowned_written_at = unowned_written_at
         self._flushes: int | None = None
-        self._droppers: list[Callable[[float], None]] = []
+        self._droppers = tuple(droppers)
+        self._on_live = on_live
         self._loop = LoopingCall(self._guarded_tick)
         self._loop.clock = clock
         self._looping: Deferred[LoopingCall] | None = None
         self._outage = OutageLog(log, clock, "Renewing this process's lease")
         #: The processes alive at the last renewal (this one included), sorted.
         self.live_owners: list[str] = [owner]
-
-    def watch_unowned(self, written_at: Callable[[], float | None]) -> None:
-        """``written_at`` says when this process last stored unowned work (None: never); the
-        heartbeat carries it, so that other processes know to look for it."""
-        self._unowned_written_at = written_at
-
-    def add_dropper(self, drop: Callable[[float], None]) -> None:
-        """Called when another process ran DELETE /collections."""
-        self._droppers.append(drop)
-
-    def add_refiller(self, refill: Callable[[Sequence[str]], Awaitable[bool]]) -> None:
-        """Called after each renewal with the owners whose work may be taken (dead processes,
-        and ``UNOWNED`` once per lease); it adopts what it has room for and answers whether
-        it saw all of it."""
-        self._refillers.append(refill)
 
     def startService(self) -> None:
         super().startService()
@@ -149,6 +146,7 @@ class ProcessLease(Service):
         self._flushes = generation
         view = await self._store.lease_view(bson_now(now))
         self.live_owners = sorted({*view.live, self.owner})
+        self._on_live(self.live_owners)
         unowned_mark = view.unowned_at
         dead = [owner for owner in view.dead if owner != self.owner]
         for owner in dead:
@@ -176,13 +174,11 @@ class ProcessLease(Service):
         """Whether this round looks for unowned work (other processes' overflow).
 
         On FerretDB that look reads the whole ``pending`` collection (only ``_id`` filters
-        reach its SQL), which holds every user still waiting for its password hash: 4.7 s at
-        60,000 items, 11 s at 123,000, 23 s at 257,000 while sign-ups were being inserted
-        (``python -m benchmark.db_unowned_look``). So at most once per lease period, and only at
-        start-up (work left from before), when some process said it stored unowned work since
-        our last look, when the last look ran out of room, or as a safety net every
-        UNOWNED_SAFETY_LEASES lease periods (a process that overflowed and died before its next
-        heartbeat).
+        reach its SQL), seconds under load (docs/performance.md, "Looking for unowned work").
+        So at most once per lease period, and only at start-up (work left from before), when
+        some process said it stored unowned work since our last look, when the last look ran
+        out of room, or as a safety net every UNOWNED_SAFETY_LEASES lease periods (a process
+        that overflowed and died before its next heartbeat).
         """
         since = now - self._last_look
         if since < self.lease_seconds:

@@ -1,10 +1,13 @@
 """Request deadlines without a timer per request.
 
-``Deferred.addTimeout`` schedules one reactor timer per request: at thousands of requests a
-second the timer heap churns (profiled: about 10% of a worker's CPU in ``callLater`` and
-``DelayedCall.cancel``). Every sign-up gets the same deadline length, so deadlines expire in
-arrival order: one queue and one coarse tick (every ``resolution`` seconds, only while anything
-is being watched) cancel the late ones. A cancelled watch fails with ``TimeoutError``.
+``Deferred.addTimeout`` schedules one reactor timer per request, and at thousands of requests a
+second the timer heap churns (docs/performance.md has the profile). Every sign-up gets the same
+deadline length, so deadlines expire in arrival order: one queue and one coarse tick (every
+``resolution`` seconds, only while anything is being watched) cancel the late ones. A cancelled
+watch fails with ``TimeoutError``.
+
+:data:`REQUEST_DEADLINE_SECONDS` is the other deadline of a request: how long its client may
+take to send it, enforced by :class:`squad.http.site.SquadSite`.
 """
 
 from __future__ import annotations
@@ -17,9 +20,19 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
-__all__ = ["Deadlines"]
+__all__ = ["MAX_CONNECTIONS", "REQUEST_DEADLINE_SECONDS", "Deadlines"]
 
 T = TypeVar("T")
+
+# How long a client may take to send one request, headers and body, from the first time it is
+# seen arriving: docs/security.md ("Slow clients") explains why 10 s.
+REQUEST_DEADLINE_SECONDS = 10.0
+
+# Open connections one worker process holds at most: ten times what the benchmark sweep opens
+# across all workers, within the file-descriptor limit (raised at start, see fit_connection_cap).
+# Here, beside the other default of the HTTP edge, because squad.tap reads both and this
+# module, unlike the site, does not import the reactor.
+MAX_CONNECTIONS = 10_000
 
 
 class _Watch:

@@ -1,11 +1,12 @@
 """``Idempotency-Key`` on ``POST /users``: a mobile client's retry never creates a second user.
 
 The first request with a key records, before its user is written, the key, a fingerprint of
-its body and the exact answer it will give. A retry with the same key within 24 hours gets that
-answer again; if the first try's user never made it to the database (its write failed after
-the record), the retry writes it, under the recorded id. The same key with another body is
-refused with 422. The fingerprint is an HMAC keyed with the seal key: the body holds the
-password, and a plain hash of it would be a crackable password hash.
+its body and the exact answer it will give. A retry with the same key within
+:data:`IDEMPOTENCY_WINDOW_SECONDS` gets that answer again; if the first try's user never made it
+to the database (its write failed after the record), the retry writes it, under the recorded id.
+The same key with another body is refused (``IDEMPOTENCY_KEY_REUSED``). The fingerprint is an
+HMAC keyed with the seal key: the body holds the password, and a plain hash of it would be a
+crackable password hash.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import hmac
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from bson import ObjectId
 
+from squad.http.fields import IDEMPOTENCY_KEY
 from squad.http.validation import SignUp
 
 __all__ = [
@@ -32,8 +34,7 @@ __all__ = [
 ]
 
 IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600
-MAX_KEY_LENGTH = 255
-_PRINTABLE = re.compile(r"^[\x20-\x7e]+$")
+_KEY: Final = re.compile(IDEMPOTENCY_KEY.pattern)
 
 
 class InvalidIdempotencyKey(ValueError):
@@ -48,9 +49,11 @@ def check_key(raw: bytes | None) -> str | None:
         key = raw.decode("ascii")
     except UnicodeDecodeError:
         raise InvalidIdempotencyKey("must be printable ASCII characters") from None
-    if not key or len(key) > MAX_KEY_LENGTH:
-        raise InvalidIdempotencyKey(f"must be 1 to {MAX_KEY_LENGTH} characters long")
-    if not _PRINTABLE.match(key):
+    if not IDEMPOTENCY_KEY.min_length <= len(key) <= IDEMPOTENCY_KEY.max_length:
+        raise InvalidIdempotencyKey(
+            f"must be {IDEMPOTENCY_KEY.min_length} to {IDEMPOTENCY_KEY.max_length} characters long"
+        )
+    if _KEY.fullmatch(key) is None:
         raise InvalidIdempotencyKey("must be printable ASCII characters")
     return key
 

@@ -1,110 +1,56 @@
 """The OpenAPI 3.1 description of squad's HTTP API, served at ``GET /openapi.json``.
 
 :data:`OPENAPI` is the document as plain data; :func:`openapi_json` is its serialised form,
-built once. The limits come from :mod:`squad.http.validation` itself, so the two cannot drift apart,
-and ``tests.unit.test_openapi`` checks the document against the OpenAPI 3.1 schema, the API's
-routes, every error code the code can answer, and real answer bodies.
+built once. The limits and patterns come from :mod:`squad.http.fields`, the error codes and
+their statuses from :mod:`squad.http.errors`, so the document cannot drift from what the code
+enforces and answers; ``tests.unit.test_openapi`` checks it against the OpenAPI 3.1 schema, the
+API's routes and real answer bodies.
 
-Patterns are ECMA-262, the dialect JSON Schema specifies, written so Python's ``re`` reads them
-the same way: ``\\uXXXX`` escapes, explicit ASCII classes, no ``\\s`` (the two disagree on what
-whitespace is). One difference remains: Python's ``re.search`` lets a final ``$`` match before
-a trailing newline, so a Python validator accepts ``"Ada\\n"`` where squad (and ECMA) refuse it;
-``tests.unit.test_openapi`` validates with ECMA's meaning.
+One difference between the patterns' two readers remains: Python's ``re.search`` lets a final
+``$`` match before a trailing newline, so a Python validator accepts ``"Ada\\n"`` where squad
+(and ECMA-262) refuse it; ``tests.unit.test_openapi`` validates with ECMA's meaning.
 """
 
 from __future__ import annotations
 
 import json
 from functools import cache
-from typing import Final, cast
+from typing import Any, Final, cast
 
 from squad import __version__
-from squad.http.errors import RETRY_AFTER_SECONDS
-from squad.http.site import REQUEST_DEADLINE_SECONDS
-from squad.http.validation import (
-    EMAIL_MAX_LENGTH,
+from squad.http.deadlines import REQUEST_DEADLINE_SECONDS
+from squad.http.errors import ERRORS, RETRY_AFTER_SECONDS, ErrorKind
+from squad.http.fields import (
+    EMAIL,
     EMAIL_MAX_LOCAL_LENGTH,
+    FIELDS,
+    FIRST_NAME,
+    IDEMPOTENCY_KEY,
+    LAST_NAME,
     MAX_BODY_BYTES,
-    NAME_MAX_LENGTH,
-    NAME_MIN_LENGTH,
+    MAX_NESTING,
+    PASSWORD,
     PASSWORD_MAX_BYTES,
-    PASSWORD_MAX_LENGTH,
-    PASSWORD_MIN_LENGTH,
-    USERNAME_MAX_LENGTH,
-    USERNAME_MIN_LENGTH,
+    USER_ID,
+    USERNAME,
+    FieldRule,
 )
+from squad.http.idempotency import IDEMPOTENCY_WINDOW_SECONDS
 
-__all__ = [
-    "ERROR_CODES",
-    "IDEMPOTENCY_KEY_MAX_LENGTH",
-    "OPENAPI",
-    "openapi_json",
-]
-
-#: Every machine code an error body's ``error`` may hold, with the status that carries it.
-ERROR_CODES: Final[dict[str, int]] = {
-    # POST /users, squad.http.validation, in the order its rules are checked.
-    "unsupported_media_type": 415,
-    "unsupported_charset": 415,
-    "body_too_large": 413,
-    "invalid_utf8": 400,
-    "nesting_too_deep": 400,
-    "invalid_json": 400,
-    "non_finite_number": 400,
-    "duplicate_key": 400,
-    "forbidden_key": 400,
-    "not_an_object": 400,
-    "unknown_field": 400,
-    "missing_field": 400,
-    "invalid_type": 400,
-    "empty_field": 400,
-    "too_short": 400,
-    "too_long": 400,
-    "invalid_characters": 400,
-    "surrounding_whitespace": 400,
-    "invalid_email": 400,
-    "invalid_username": 400,
-    "invalid_value": 400,
-    "invalid_fields": 400,
-    # POST /users, the Idempotency-Key header.
-    "invalid_idempotency_key": 400,
-    "idempotency_key_reused": 422,
-    "request_in_progress": 409,
-    # GET /users/{id}.
-    "invalid_id": 400,
-    "user_not_found": 404,
-    # Any route.
-    "not_found": 404,
-    "method_not_allowed": 405,
-    "malformed_http": 400,
-    "database_unavailable": 503,
-    "overloaded": 503,
-    # Any route, answered by squad.http.site before a route sees the request.
-    "request_timeout": 408,
-    "too_many_connections": 503,
-}
-
-IDEMPOTENCY_KEY_MAX_LENGTH: Final = 255
+__all__ = ["OPENAPI", "openapi_json"]
 
 _SCHEMAS = "#/components/schemas/"
 _RESPONSES = "#/components/responses/"
 _HEADERS = "#/components/headers/"
 _PARAMETERS = "#/components/parameters/"
 
-# Control characters (C0, DEL, C1), then the whitespace Python's str.isspace() knows beyond them.
-_CONTROL: Final = r"\u0000-\u001f\u007f-\u009f"
-_SPACE: Final = r"\u0020\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-_NAME_PATTERN: Final = rf"^[^{_SPACE}{_CONTROL}](?:[^{_CONTROL}]*[^{_SPACE}{_CONTROL}])?$"
-
-_ATEXT: Final = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]"
-_LABEL: Final = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_TLD: Final = r"(?:[A-Za-z]{2,63}|[Xx][Nn]--[A-Za-z0-9](?:[A-Za-z0-9-]{0,57}[A-Za-z0-9])?)"
-_EMAIL_PATTERN: Final = (
-    rf"^(?=[^@]{{1,{EMAIL_MAX_LOCAL_LENGTH}}}@){_ATEXT}+(?:\.{_ATEXT}+)*@(?:{_LABEL}\.)+{_TLD}$"
-)
-_USERNAME_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
-_NO_NUL_PATTERN: Final = r"^[^\u0000]*$"
 _OBJECT_ID_PATTERN: Final = r"^[0-9a-f]{24}$"
+
+
+def _text(template: str, **figures: object) -> str:
+    """``template`` with ``{code.code}`` and ``{code.status}`` filled from the table of errors
+    for any machine code, and ``{name}`` from ``figures``."""
+    return template.format_map({**ERRORS, **figures})
 
 
 def _ref(target: str) -> dict[str, object]:
@@ -118,14 +64,28 @@ def _error_answer(description: str) -> dict[str, object]:
     }
 
 
-def _name_field(name: str, example: str) -> dict[str, object]:
+def _status(kind: ErrorKind) -> str:
+    return str(kind.status)
+
+
+def _answers(template: str, *kinds: ErrorKind, **figures: object) -> dict[Any, Any]:
+    """The documented answer of ``kinds``, keyed by the status they share; ``template`` as
+    :func:`_text` reads it."""
+    statuses = {kind.status for kind in kinds}
+    if len(statuses) != 1:
+        raise ValueError(f"one documented answer cannot have the statuses {sorted(statuses)}")
+    return {_status(kinds[0]): _error_answer(_text(template, **figures))}
+
+
+def _name_field(rule: FieldRule, example: str) -> dict[str, object]:
     return {
         "type": "string",
-        "minLength": NAME_MIN_LENGTH,
-        "maxLength": NAME_MAX_LENGTH,
-        "pattern": _NAME_PATTERN,
+        "minLength": rule.min_length,
+        "maxLength": rule.max_length,
+        "pattern": rule.pattern,
         "description": (
-            f"{name}: {NAME_MIN_LENGTH} to {NAME_MAX_LENGTH} characters (Unicode code points). "
+            f"{rule.name}: {rule.min_length} to {rule.max_length} characters "
+            "(Unicode code points). "
             "Any characters except control characters (C0, DEL, C1) and lone surrogates; "
             "leading or trailing whitespace is refused, not trimmed. Stored as sent."
         ),
@@ -137,21 +97,22 @@ _SIGNUP: Final[dict[str, object]] = {
     "type": "object",
     "description": (
         f"A sign-up: exactly these five string fields, in a JSON object of at most "
-        f"{MAX_BODY_BYTES} bytes of UTF-8, nested at most 16 levels deep, without duplicate "
-        "keys, NaN or Infinity, and without keys that start with '$' or contain '.' or NUL."
+        f"{MAX_BODY_BYTES} bytes of UTF-8, nested at most {MAX_NESTING} levels deep, without "
+        "duplicate keys, NaN or Infinity, and without keys that start with '$' or contain '.' "
+        "or NUL."
     ),
-    "required": ["firstName", "lastName", "email", "username", "password"],
+    "required": list(FIELDS),
     "additionalProperties": False,
     "properties": {
-        "firstName": _name_field("firstName", "Ada"),
-        "lastName": _name_field("lastName", "Lovelace"),
-        "email": {
+        FIRST_NAME.name: _name_field(FIRST_NAME, "Ada"),
+        LAST_NAME.name: _name_field(LAST_NAME, "Lovelace"),
+        EMAIL.name: {
             "type": "string",
             "format": "email",
-            "maxLength": EMAIL_MAX_LENGTH,
-            "pattern": _EMAIL_PATTERN,
+            "maxLength": EMAIL.max_length,
+            "pattern": EMAIL.pattern,
             "description": (
-                f"ASCII only, at most {EMAIL_MAX_LENGTH} characters: a dot-atom local part of "
+                f"ASCII only, at most {EMAIL.max_length} characters: a dot-atom local part of "
                 f"at most {EMAIL_MAX_LOCAL_LENGTH} characters (no quoted strings or comments), "
                 "one '@', then at least two dot-separated labels of letters, digits and inner "
                 "hyphens, the last one two or more letters or an xn-- label (internationalised "
@@ -160,26 +121,26 @@ _SIGNUP: Final[dict[str, object]] = {
             ),
             "examples": ["ada@example.com"],
         },
-        "username": {
+        USERNAME.name: {
             "type": "string",
-            "minLength": USERNAME_MIN_LENGTH,
-            "maxLength": USERNAME_MAX_LENGTH,
-            "pattern": _USERNAME_PATTERN,
+            "minLength": USERNAME.min_length,
+            "maxLength": USERNAME.max_length,
+            "pattern": USERNAME.pattern,
             "description": (
-                f"{USERNAME_MIN_LENGTH} to {USERNAME_MAX_LENGTH} characters of A-Z a-z 0-9 . _ -, "
-                "starting with a letter or a digit; case is preserved."
+                f"{USERNAME.min_length} to {USERNAME.max_length} characters of "
+                "A-Z a-z 0-9 . _ -, starting with a letter or a digit; case is preserved."
             ),
             "examples": ["ada_lovelace"],
         },
-        "password": {
+        PASSWORD.name: {
             "type": "string",
             "format": "password",
             "writeOnly": True,
-            "minLength": PASSWORD_MIN_LENGTH,
-            "maxLength": PASSWORD_MAX_LENGTH,
-            "pattern": _NO_NUL_PATTERN,
+            "minLength": PASSWORD.min_length,
+            "maxLength": PASSWORD.max_length,
+            "pattern": PASSWORD.pattern,
             "description": (
-                f"{PASSWORD_MIN_LENGTH} to {PASSWORD_MAX_LENGTH} characters and at most "
+                f"{PASSWORD.min_length} to {PASSWORD.max_length} characters and at most "
                 f"{PASSWORD_MAX_BYTES} bytes of UTF-8; anything except NUL and lone surrogates. "
                 "Whitespace is kept. Stored only as a salted argon2id hash; never answered."
             ),
@@ -243,9 +204,9 @@ _ERROR: Final[dict[str, object]] = {
     "properties": {
         "error": {
             "type": "string",
-            "enum": list(ERROR_CODES),
+            "enum": [kind.code for kind in ErrorKind],
             "description": "A machine code, stable across releases: branch on this. "
-            + "; ".join(f"{code} ({status})" for code, status in ERROR_CODES.items())
+            + "; ".join(f"{kind.code} ({kind.status})" for kind in ErrorKind)
             + ".",
         },
         "message": {
@@ -262,9 +223,9 @@ _ERROR: Final[dict[str, object]] = {
     },
     "examples": [
         {
-            "error": "too_short",
-            "message": "password must be at least 8 characters long.",
-            "field": "password",
+            "error": ErrorKind.TOO_SHORT.code,
+            "message": f"{PASSWORD.name} must be at least {PASSWORD.min_length} characters long.",
+            "field": PASSWORD.name,
         },
     ],
 }
@@ -275,12 +236,13 @@ OPENAPI: Final[dict[str, object]] = {
         "title": "squad",
         "version": __version__,
         "summary": "Sign-up service: stores a user, answers at once, verifies it afterwards.",
-        "description": (
+        "description": _text(
             "POST /users stores a sign-up and answers 201 once the database acknowledged it; a "
             "slow verification step then runs in the background and sets the user's processed "
             "flag to true. Every error answer is a JSON object in the Error schema. An unknown "
-            "address answers 404 (not_found) and a method a route does not accept answers 405 "
-            "(method_not_allowed) with an Allow header."
+            "address answers {not_found.status} ({not_found.code}) and a method a route does not "
+            "accept answers {method_not_allowed.status} ({method_not_allowed.code}) with an Allow "
+            "header."
         ),
     },
     "tags": [
@@ -303,7 +265,7 @@ OPENAPI: Final[dict[str, object]] = {
                 "summary": "Readiness: the database answers.",
                 "responses": {
                     "204": {"description": "The database answers: send traffic here."},
-                    "503": _ref(_RESPONSES + "Unavailable"),
+                    _status(ErrorKind.DATABASE_UNAVAILABLE): _ref(_RESPONSES + "Unavailable"),
                 },
             }
         },
@@ -312,19 +274,20 @@ OPENAPI: Final[dict[str, object]] = {
                 "tags": ["users"],
                 "operationId": "createUser",
                 "summary": "Sign a user up.",
-                "description": (
+                "description": _text(
                     "Validates the body strictly (the first rule broken is reported), stores the "
                     "user with processed false and answers 201 only once the database "
                     "acknowledged the write. A refused request stores nothing. When the "
                     "database cannot take the write in time, or the service sheds load, the "
-                    "answer is a quick 503 with Retry-After, never a hang."
+                    "answer is a quick {overloaded.status} with Retry-After, never a hang."
                 ),
                 "parameters": [_ref(_PARAMETERS + "IdempotencyKey")],
                 "requestBody": {
                     "required": True,
-                    "description": (
+                    "description": _text(
                         "Content-Type must be application/json (a charset parameter, if any, "
-                        "must be UTF-8); anything else is refused with 415."
+                        "must be UTF-8); anything else is refused with "
+                        "{unsupported_media_type.status}."
                     ),
                     "content": {"application/json": {"schema": _ref(_SCHEMAS + "SignUp")}},
                 },
@@ -337,26 +300,33 @@ OPENAPI: Final[dict[str, object]] = {
                         "headers": {"Location": _ref(_HEADERS + "Location")},
                         "content": {"application/json": {"schema": _ref(_SCHEMAS + "User")}},
                     },
-                    "400": _ref(_RESPONSES + "BadRequest"),
-                    "413": _error_answer(
-                        f"The body is larger than {MAX_BODY_BYTES} bytes (body_too_large). "
-                        "The connection is closed after this answer."
+                    _status(ErrorKind.INVALID_JSON): _ref(_RESPONSES + "BadRequest"),
+                    **_answers(
+                        "The body is larger than {limit} bytes ({body_too_large.code}). "
+                        "The connection is closed after this answer.",
+                        ErrorKind.BODY_TOO_LARGE,
+                        limit=MAX_BODY_BYTES,
                     ),
-                    "415": _error_answer(
+                    **_answers(
                         "The Content-Type is not application/json "
-                        "(unsupported_media_type), or names a charset other than UTF-8 "
-                        "(unsupported_charset)."
+                        "({unsupported_media_type.code}), or names a charset other than UTF-8 "
+                        "({unsupported_charset.code}).",
+                        ErrorKind.UNSUPPORTED_MEDIA_TYPE,
+                        ErrorKind.UNSUPPORTED_CHARSET,
                     ),
-                    "409": _error_answer(
+                    **_answers(
                         "A request with the same Idempotency-Key is still being stored "
-                        "(request_in_progress): retry in a moment to get its answer. Nothing "
-                        "was stored by this request."
+                        "({request_in_progress.code}): retry in a moment to get its answer. "
+                        "Nothing was stored by this request.",
+                        ErrorKind.REQUEST_IN_PROGRESS,
                     ),
-                    "422": _error_answer(
-                        "The Idempotency-Key was already used, within 24 hours, with a "
-                        "different body (idempotency_key_reused). Nothing was stored."
+                    **_answers(
+                        "The Idempotency-Key was already used, within {hours} hours, with a "
+                        "different body ({idempotency_key_reused.code}). Nothing was stored.",
+                        ErrorKind.IDEMPOTENCY_KEY_REUSED,
+                        hours=IDEMPOTENCY_WINDOW_SECONDS // 3600,
                     ),
-                    "503": _ref(_RESPONSES + "Unavailable"),
+                    _status(ErrorKind.OVERLOADED): _ref(_RESPONSES + "Unavailable"),
                 },
             }
         },
@@ -371,11 +341,18 @@ OPENAPI: Final[dict[str, object]] = {
                         "description": "The user.",
                         "content": {"application/json": {"schema": _ref(_SCHEMAS + "User")}},
                     },
-                    "400": _error_answer(
-                        "The id is not 24 hexadecimal digits (invalid_id, field _id)."
+                    **_answers(
+                        "The id is not {digits} hexadecimal digits ({invalid_id.code}, field "
+                        "{field}).",
+                        ErrorKind.INVALID_ID,
+                        digits=USER_ID.max_length,
+                        field=USER_ID.name,
                     ),
-                    "404": _error_answer("There is no user with this id (user_not_found)."),
-                    "503": _ref(_RESPONSES + "Unavailable"),
+                    **_answers(
+                        "There is no user with this id ({user_not_found.code}).",
+                        ErrorKind.USER_NOT_FOUND,
+                    ),
+                    _status(ErrorKind.DATABASE_UNAVAILABLE): _ref(_RESPONSES + "Unavailable"),
                 },
             }
         },
@@ -391,11 +368,12 @@ OPENAPI: Final[dict[str, object]] = {
                 ),
                 "responses": {
                     "204": {"description": "Every user was deleted and pending slow work dropped."},
-                    "404": _error_answer(
+                    **_answers(
                         "The service runs without --allow-flush, so this address does not "
-                        "exist (not_found)."
+                        "exist ({not_found.code}).",
+                        ErrorKind.NOT_FOUND,
                     ),
-                    "503": _ref(_RESPONSES + "Unavailable"),
+                    _status(ErrorKind.DATABASE_UNAVAILABLE): _ref(_RESPONSES + "Unavailable"),
                 },
             }
         },
@@ -436,21 +414,24 @@ OPENAPI: Final[dict[str, object]] = {
                 "name": "Idempotency-Key",
                 "in": "header",
                 "required": False,
-                "description": (
-                    "Makes retries safe: within 24 hours, a request with the same key and the "
-                    "same body answers the first request's status and body again and creates "
-                    "nothing; the same key with a different body answers 422. A request whose "
-                    "key's first request is still in flight waits for its answer (409 if it is "
-                    "still unknown near the deadline). A key longer "
-                    f"than {IDEMPOTENCY_KEY_MAX_LENGTH} characters or with characters other than "
-                    "printable ASCII is refused with 400 (invalid_idempotency_key). Use a new "
-                    "random key (a UUID) per sign-up, and the same key for its retries."
+                "description": _text(
+                    "Makes retries safe: within {hours} hours, a request with the same key and "
+                    "the same body answers the first request's status and body again and "
+                    "creates nothing; the same key with a different body answers "
+                    "{idempotency_key_reused.status}. A request whose key's first request is "
+                    "still in flight waits for its answer ({request_in_progress.status} if it is "
+                    "still unknown near the deadline). A key longer than {longest} characters or "
+                    "with characters other than printable ASCII is refused with "
+                    "{invalid_idempotency_key.status} ({invalid_idempotency_key.code}). Use a new "
+                    "random key (a UUID) per sign-up, and the same key for its retries.",
+                    hours=IDEMPOTENCY_WINDOW_SECONDS // 3600,
+                    longest=IDEMPOTENCY_KEY.max_length,
                 ),
                 "schema": {
                     "type": "string",
-                    "minLength": 1,
-                    "maxLength": IDEMPOTENCY_KEY_MAX_LENGTH,
-                    "pattern": r"^[\u0020-\u007e]+$",
+                    "minLength": IDEMPOTENCY_KEY.min_length,
+                    "maxLength": IDEMPOTENCY_KEY.max_length,
+                    "pattern": IDEMPOTENCY_KEY.pattern,
                 },
                 "example": "9b2f6a3e-4d1c-4f7e-8a3b-2c5d6e7f8a9b",
             },
@@ -458,8 +439,10 @@ OPENAPI: Final[dict[str, object]] = {
                 "name": "id",
                 "in": "path",
                 "required": True,
-                "description": "The user's _id: 24 hexadecimal digits.",
-                "schema": {"type": "string", "pattern": r"^[0-9a-fA-F]{24}$"},
+                "description": (
+                    f"The user's {USER_ID.name}: {USER_ID.max_length} hexadecimal digits."
+                ),
+                "schema": {"type": "string", "pattern": USER_ID.pattern},
                 "example": "65f1c0ffee0123456789abcd",
             },
         },
@@ -479,10 +462,13 @@ OPENAPI: Final[dict[str, object]] = {
         },
         "responses": {
             "RequestTimeout": _error_answer(
-                "The request did not arrive whole, headers and body, within --request-timeout "
-                f"seconds ({REQUEST_DEADLINE_SECONDS:g} by default) of its first byte "
-                "(request_timeout). Nothing was stored; the connection is closed after this "
-                "answer."
+                _text(
+                    "The request did not arrive whole, headers and body, within "
+                    "--request-timeout seconds ({deadline:g} by default) of its first byte "
+                    "({request_timeout.code}). Nothing was stored; the connection is closed "
+                    "after this answer.",
+                    deadline=REQUEST_DEADLINE_SECONDS,
+                )
             ),
             "BadRequest": _error_answer(
                 "The request was refused and nothing was stored: invalid JSON, a body that is "
@@ -491,11 +477,11 @@ OPENAPI: Final[dict[str, object]] = {
                 "Idempotency-Key. error says which rule, field which field."
             ),
             "Unavailable": {
-                "description": (
-                    "The database did not answer in time (database_unavailable), the service "
-                    "is shedding load (overloaded), or this process holds too many connections "
-                    "(too_many_connections: the request was not read, and the connection is "
-                    "closed). Nothing was stored; retry after Retry-After."
+                "description": _text(
+                    "The database did not answer in time ({database_unavailable.code}), the "
+                    "service is shedding load ({overloaded.code}), or this process holds too many "
+                    "connections ({too_many_connections.code}: the request was not read, and the "
+                    "connection is closed). Nothing was stored; retry after Retry-After."
                 ),
                 "headers": {"Retry-After": _ref(_HEADERS + "RetryAfter")},
                 "content": {"application/json": {"schema": _ref(_SCHEMAS + "Error")}},
@@ -507,12 +493,14 @@ OPENAPI: Final[dict[str, object]] = {
 
 def _answers_to_any_request() -> None:
     # squad.http.site gives these to any request, on any route, before the route sees it: a client
-    # too slow to send its request (408) and a process at its connection cap (503).
+    # too slow to send its request and a process at its connection cap.
     paths = cast(dict[str, dict[str, dict[str, dict[str, object]]]], OPENAPI["paths"])
+    timeout, refused = ErrorKind.REQUEST_TIMEOUT, ErrorKind.TOO_MANY_CONNECTIONS
     for path_item in paths.values():
         for operation in path_item.values():
-            operation["responses"].setdefault("408", _ref(_RESPONSES + "RequestTimeout"))
-            operation["responses"].setdefault("503", _ref(_RESPONSES + "Unavailable"))
+            responses = operation["responses"]
+            responses.setdefault(_status(timeout), _ref(_RESPONSES + "RequestTimeout"))
+            responses.setdefault(_status(refused), _ref(_RESPONSES + "Unavailable"))
 
 
 _answers_to_any_request()

@@ -10,13 +10,12 @@ whether or not its client stayed to hear the answer.
 from __future__ import annotations
 
 import hmac
-import json
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from bson import ObjectId
-from bson.errors import InvalidId
 from klein import Klein
 from twisted.internet.defer import CancelledError, Deferred, TimeoutError, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
@@ -28,7 +27,8 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from squad.background.slow_step import SlowWork
 from squad.http.deadlines import Deadlines
-from squad.http.errors import count_error, write_error
+from squad.http.errors import ErrorKind, write_error
+from squad.http.fields import IDEMPOTENCY_KEY, USER_ID
 from squad.http.idempotency import (
     IDEMPOTENCY_WINDOW_SECONDS,
     InvalidIdempotencyKey,
@@ -41,20 +41,21 @@ from squad.http.idempotency import (
 from squad.http.openapi import openapi_json
 from squad.http.validation import InvalidRequest, SignUp, check_content_type, parse_signup
 from squad.passwords import PasswordSealer
-from squad.runtime.metrics import render
+from squad.runtime.metrics import render, route_labeller
 from squad.storage.documents import bson_now, new_user_document, user_json
 from squad.storage.group_commit import GroupCommit
 from squad.storage.store import IStore, PendingSignup
 
-__all__ = ["SquadAPI"]
+__all__ = ["ROUTE_TEMPLATES", "SignupActivity", "SquadAPI", "path_template", "route_of"]
 
 log = Logger()
 
 JSON = b"application/json"
 # A duplicate of an Idempotency-Key in flight looks this often whether the first one's user is
-# stored, and gives up (409) this long before its own deadline.
+# stored, and gives up (request_in_progress) this long before its own deadline.
 FIRST_OUTCOME_POLL_SECONDS = 0.05
 FIRST_OUTCOME_SLACK = 0.25
+_USER_ID: Final = re.compile(USER_ID.pattern)
 
 
 def _relay(source: Deferred[None]) -> Deferred[None]:
@@ -70,6 +71,22 @@ def _relay(source: Deferred[None]) -> Deferred[None]:
 
     source.addBoth(forward)
     return relay
+
+
+class SignupActivity:
+    """When the last sign-up arrived: background work holds back while sign-ups flow."""
+
+    def __init__(self, clock: IReactorTime, quiet_after: float = 0.5) -> None:
+        self._clock = clock
+        self._quiet_after = quiet_after
+        self._last = float("-inf")
+
+    def saw_signup(self) -> None:
+        self._last = self._clock.seconds()
+
+    def busy(self) -> bool:
+        """A sign-up arrived within the last ``quiet_after`` seconds."""
+        return self._clock.seconds() - self._last < self._quiet_after
 
 
 class SquadAPI:
@@ -91,8 +108,10 @@ class SquadAPI:
         idempotency_secret: bytes = b"",
         on_shed: Callable[[], None] = lambda: None,
         on_flush: Callable[[], None] = lambda: None,
+        activity: SignupActivity | None = None,
     ) -> None:
         self._clock = clock
+        self._activity = activity or SignupActivity(clock)
         self._store = store
         self._commit = commit
         self._slow_work = slow_work
@@ -103,17 +122,12 @@ class SquadAPI:
         self._on_shed = on_shed
         self._on_flush = on_flush
         self.waiting = 0
-        self.last_signup_at = float("-inf")
         self._deadlines = Deadlines(clock)
         self._idempotency_secret = idempotency_secret
 
     def stop(self) -> None:
         """The process is stopping: no more deadline ticks."""
         self._deadlines.stop()
-
-    def busy(self) -> bool:
-        """Sign-ups arrived within the last half second: background work should hold back."""
-        return self._clock.seconds() - self.last_signup_at < 0.5
 
     # -- health -------------------------------------------------------------------------------
 
@@ -127,9 +141,7 @@ class SquadAPI:
         try:
             await self._store.ping()
         except Exception:
-            return write_error(
-                request, 503, "database_unavailable", "The database is not answering right now."
-            )
+            return write_error(request, ErrorKind.DATABASE_UNAVAILABLE)
         request.setResponseCode(204)
         return b""
 
@@ -137,31 +149,22 @@ class SquadAPI:
 
     @app.route("/users", methods=["POST"])
     async def create_user(self, request: IRequest) -> bytes:
-        self.last_signup_at = self._clock.seconds()
+        self._activity.saw_signup()
         if self.waiting >= self.max_waiting:
             self._on_shed()
-            return write_error(
-                request,
-                503,
-                "overloaded",
-                "The service is busy right now; please try again in a moment.",
-            )
+            return write_error(request, ErrorKind.OVERLOADED)
         try:
             check_content_type(request.getHeader(b"content-type"))
             signup = parse_signup(request.content.read())
             key = check_key(request.getHeader(b"idempotency-key"))
         except InvalidRequest as refused:
-            count_error(refused.code)
-            request.setResponseCode(refused.status)
-            request.setHeader(b"content-type", JSON)
-            return json.dumps(refused.body()).encode("utf-8")
+            return write_error(request, refused.kind, refused.message, field=refused.field)
         except InvalidIdempotencyKey as refused:
             return write_error(
                 request,
-                400,
-                "invalid_idempotency_key",
+                ErrorKind.INVALID_IDEMPOTENCY_KEY,
                 f"The Idempotency-Key header {refused}.",
-                field="Idempotency-Key",
+                field=IDEMPOTENCY_KEY.name,
             )
 
         # One deadline for everything that touches the database: the key lookup and the write.
@@ -213,12 +216,7 @@ class SquadAPI:
                     return self._created(request, claim.user_id, claim.response)
                 if first == "in_flight":
                     return write_error(
-                        request,
-                        409,
-                        "request_in_progress",
-                        "A sign-up with this Idempotency-Key is still being stored; retry in a"
-                        " moment to get its answer.",
-                        field="Idempotency-Key",
+                        request, ErrorKind.REQUEST_IN_PROGRESS, field=IDEMPOTENCY_KEY.name
                     )
         except CancelledError:
             raise
@@ -227,12 +225,7 @@ class SquadAPI:
             return self._unavailable(request)
         if claim == "conflict":
             return write_error(
-                request,
-                422,
-                "idempotency_key_reused",
-                "This Idempotency-Key was already used with a different sign-up; use a new key"
-                " for a new sign-up.",
-                field="Idempotency-Key",
+                request, ErrorKind.IDEMPOTENCY_KEY_REUSED, field=IDEMPOTENCY_KEY.name
             )
         if isinstance(claim, Recorded):
             # The first try recorded its answer but its user never reached the database: write
@@ -264,8 +257,7 @@ class SquadAPI:
     def _unavailable(self, request: IRequest) -> bytes:
         return write_error(
             request,
-            503,
-            "database_unavailable",
+            ErrorKind.DATABASE_UNAVAILABLE,
             "Your sign-up could not be confirmed right now. Please retry in a moment (with the"
             " same Idempotency-Key, a retry never creates a second account).",
         )
@@ -310,8 +302,8 @@ class SquadAPI:
         def start(_: object = None) -> None:
             self._slow_work.accept(item.user_id)
 
-        # The answer is written right after this callback; start once it is out. A client that
-        # already left gets no answer, but its stored user is processed all the same.
+        # The answer is written right after this callback, so start once it is out, or at once
+        # for a client that already left (its stored user is processed all the same).
         if getattr(request, "_disconnected", False) or getattr(request, "finished", False):
             start()
         else:
@@ -323,26 +315,14 @@ class SquadAPI:
 
     @app.route("/users/<user_id>", methods=["GET"])
     async def get_user(self, request: IRequest, user_id: str) -> bytes:
+        if _USER_ID.fullmatch(user_id) is None:
+            return write_error(request, ErrorKind.INVALID_ID, field=USER_ID.name)
         try:
-            if len(user_id) != 24:
-                raise InvalidId(user_id)
-            oid = ObjectId(user_id)
-        except (InvalidId, TypeError):
-            return write_error(
-                request,
-                400,
-                "invalid_id",
-                "A user id is 24 hexadecimal digits, like 65f1c0ffee0123456789abcd.",
-                field="_id",
-            )
-        try:
-            found = await self._store.find_user(oid)
+            found = await self._store.find_user(ObjectId(user_id))
         except Exception:
-            return write_error(
-                request, 503, "database_unavailable", "The database is not answering right now."
-            )
+            return write_error(request, ErrorKind.DATABASE_UNAVAILABLE)
         if found is None:
-            return write_error(request, 404, "user_not_found", f"There is no user {user_id}.")
+            return write_error(request, ErrorKind.USER_NOT_FOUND, f"There is no user {user_id}.")
         request.setHeader(b"content-type", JSON)
         return user_json(found)
 
@@ -366,9 +346,7 @@ class SquadAPI:
         try:
             await self._store.delete_everything(bson_now(self._clock.seconds()))
         except Exception:
-            return write_error(
-                request, 503, "database_unavailable", "The database is not answering right now."
-            )
+            return write_error(request, ErrorKind.DATABASE_UNAVAILABLE)
         self._slow_work.drop_all()
         self._on_flush()
         request.setResponseCode(204)
@@ -381,7 +359,7 @@ class SquadAPI:
         return self._not_found(request)
 
     def _not_found(self, request: IRequest) -> bytes:
-        return write_error(request, 404, "not_found", "There is nothing at this address.")
+        return write_error(request, ErrorKind.NOT_FOUND)
 
     @app.handle_errors(MethodNotAllowed)
     def method_not_allowed(self, request: IRequest, failure: Failure) -> bytes:
@@ -389,10 +367,24 @@ class SquadAPI:
         request.setHeader(b"allow", ", ".join(allowed).encode("ascii"))
         return write_error(
             request,
-            405,
-            "method_not_allowed",
+            ErrorKind.METHOD_NOT_ALLOWED,
             f"This address does not accept {request.method.decode('ascii', 'replace')}.",
         )
+
+
+def path_template(rule: str) -> str:
+    """A Klein rule as an OpenAPI path template: ``/users/<user_id>`` is ``/users/{id}``."""
+    # squad's one path variable is a user's id, which the OpenAPI document calls id.
+    return re.sub(r"<[^>]+>", "{id}", rule)
+
+
+#: The path of every route, as a template, in the order the routes are declared.
+ROUTE_TEMPLATES: Final = tuple(
+    dict.fromkeys(path_template(rule.rule) for rule in SquadAPI.app.url_map.iter_rules())
+)
+
+#: The metric label of a request path: its route's template, or "other".
+route_of: Final = route_labeller(ROUTE_TEMPLATES)
 
 
 def _timestamp(moment: datetime) -> float:
@@ -401,5 +393,5 @@ def _timestamp(moment: datetime) -> float:
 
 
 def _naive(moment: datetime) -> datetime:
-    # txmongo returns naive UTC datetimes; ours carry tzinfo. Compare like with like.
+    # txmongo returns naive UTC datetimes and ours carry tzinfo, so both are compared naive.
     return moment.replace(tzinfo=None)

@@ -25,11 +25,10 @@ cap a new connection gets a fast 503 with ``Retry-After`` and is closed, without
 from __future__ import annotations
 
 import contextlib
-import json
 import resource
 from collections.abc import Callable
 from io import BytesIO
-from typing import Any
+from typing import Any, Final
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
@@ -40,8 +39,11 @@ from twisted.web.http import HTTPChannel
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
-from squad.http.validation import MAX_BODY_BYTES
-from squad.runtime.metrics import SquadMetrics, method_label, route_of
+from squad.http.deadlines import MAX_CONNECTIONS, REQUEST_DEADLINE_SECONDS
+from squad.http.errors import ErrorKind, render_error
+from squad.http.fields import MAX_BODY_BYTES
+from squad.http.routes import route_of
+from squad.runtime.metrics import SquadMetrics, method_label
 
 __all__ = [
     "MAX_CONNECTIONS",
@@ -50,6 +52,7 @@ __all__ = [
     "SquadChannel",
     "SquadSite",
     "fit_connection_cap",
+    "raw_error",
 ]
 
 log = Logger()
@@ -58,73 +61,51 @@ log = Logger()
 # starts it again, so it alone does not stop a client that trickles a request.
 IDLE_TIMEOUT_SECONDS = 30
 
-# How long a client may take to send one request, headers and body, from the first time it is
-# seen arriving. A sign-up request is about 1 KiB and the largest body accepted 16 KiB: at 2G
-# speed (~50 kbit/s) that is under 3 s, and a lost segment costs TCP 1, 2 then 4 s of
-# retransmission, so 10 s lets slow honest clients through. It is also the
-# time a client waits for its answer (the benchmark's and mobile clients' request timeouts are
-# about 10 s), so a request slower than this could not be answered usefully anyway.
-REQUEST_DEADLINE_SECONDS = 10.0
-
-# Open connections one worker process holds at most. Each costs a file descriptor and a few
-# KiB; 10,000 is ten times the most connections the benchmark sweep opens across all workers,
-# and fits the file-descriptor limit (raised at start when needed, see fit_connection_cap).
-MAX_CONNECTIONS = 10_000
-
-# Past the cap, connections still waiting for their 503 to be read. Beyond this many, new ones
-# are closed at once (without an answer) so a flood cannot use up the file descriptors.
+# Past the cap, connections that may wait for their 503 to be read; new ones beyond it are closed
+# at once, without an answer, so a flood cannot use up the file descriptors.
 MAX_REFUSING = 1_000
 
 # File descriptors a worker needs besides its HTTP connections (database pools, logs, pipes).
 _OTHER_DESCRIPTORS = 256
 
 
-def _raw_answer(status: int, reason: bytes, code: str, message: str, *headers: bytes) -> bytes:
-    body = json.dumps({"error": code, "message": message}).encode("utf-8")
+# RFC 9110's reason phrases for the statuses written by hand (Twisted's table has older ones).
+_REASONS: Final = {
+    400: b"Bad Request",
+    408: b"Request Timeout",
+    413: b"Payload Too Large",
+    503: b"Service Unavailable",
+}
+
+
+def raw_error(kind: ErrorKind, message: str | None = None) -> bytes:
+    """A whole HTTP/1.1 error answer, from status line to body, for writing straight to the
+    socket of a connection that is closed after it."""
+    answer = render_error(kind, message)
+    content_type, *others = answer.headers
     return b"".join(
         [
-            b"HTTP/1.1 %d %s\r\n" % (status, reason),
-            b"Content-Type: application/json\r\n",
-            b"Content-Length: %d\r\n" % len(body),
-            *(header + b"\r\n" for header in headers),
+            b"HTTP/1.1 %d %s\r\n" % (answer.status, _REASONS[answer.status]),
+            b"%s: %s\r\n" % content_type,
+            b"Content-Length: %d\r\n" % len(answer.body),
+            *(b"%s: %s\r\n" % header for header in others),
             b"Connection: close\r\n\r\n",
-            body,
+            answer.body,
         ]
     )
 
 
 def request_timeout_answer(seconds: float) -> bytes:
     """The 408 sent to a client that did not send its whole request within ``seconds``."""
-    return _raw_answer(
-        408,
-        b"Request Timeout",
-        "request_timeout",
+    return raw_error(
+        ErrorKind.REQUEST_TIMEOUT,
         f"The request did not arrive completely within {seconds:g} seconds; send it again.",
     )
 
 
-TOO_MANY_CONNECTIONS = _raw_answer(
-    503,
-    b"Service Unavailable",
-    "too_many_connections",
-    "This server holds too many connections right now; retry in a moment.",
-    b"Retry-After: 1",
-)
-
-
-BAD_REQUEST = _raw_answer(
-    400,
-    b"Bad Request",
-    "malformed_http",
-    "The request is not valid HTTP (a malformed header, length or chunk).",
-)
-
-TOO_LARGE = _raw_answer(
-    413,
-    b"Payload Too Large",
-    "body_too_large",
-    f"The request body is larger than the {MAX_BODY_BYTES // 1024} KiB this service accepts.",
-)
+TOO_MANY_CONNECTIONS: Final = raw_error(ErrorKind.TOO_MANY_CONNECTIONS)
+BAD_REQUEST: Final = raw_error(ErrorKind.MALFORMED_HTTP)
+TOO_LARGE: Final = raw_error(ErrorKind.BODY_TOO_LARGE)
 
 
 class LimitedRequest(Request):
@@ -313,8 +294,8 @@ class SquadSite(Site):
         self.channels: set[SquadChannel] = set()
         self.refusing: set[_ConnectionRefusal] = set()
         self._timeout_answer = request_timeout_answer(request_deadline)
-        # A tenth of the deadline, at most a second: a late request is caught at most that
-        # much after its deadline, and 10,000 connections cost a few ms per sweep.
+        # A tenth of the deadline, at most a second: a late request is caught at most that much
+        # after its deadline, and a sweep stays rare next to the requests it watches.
         self.sweep_interval = min(1.0, request_deadline / 10)
         self._sweeper = LoopingCall(self.sweep)
         clock: IReactorTime = self.reactor
@@ -373,9 +354,8 @@ class SquadSite(Site):
         if self.metrics is None:
             return
         route = route_of(request.path)
-        # prometheus_client's labels() validates and locks on every call (about 1% of a
-        # worker's CPU under load, py-spy): the few children there are are looked up once
-        # (bounded: methods, routes and status codes each come from a short list).
+        # prometheus_client's labels() validates and locks on every call, so each child is looked
+        # up once (bounded: methods, routes and status codes each come from a short list).
         key = (method_label(request.method), route, request.code)
         counted = self._request_counters.get(key)
         if counted is None:

@@ -1,18 +1,18 @@
 """Logging through ``twisted.logger``: readable text by default, JSON lines on request.
 
-``twistd --logger squad.runtime.logs.json_observer squad …`` (or ``SQUAD_LOG_FORMAT=json``, which
-the
+``twistd --logger squad.logs.json_observer squad …`` (or ``SQUAD_LOG_FORMAT=json``, which the
 worker processes follow too) writes one JSON object per line for log shippers. squad logs no
-request bodies and no access lines; the start-up line states the effective settings with the
-secrets left out.
+request bodies and no access lines; each process's start-up line states its settings, the seal
+key left out.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
+from twisted.application.service import Service
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import (
     FilteringLogObserver,
@@ -29,18 +29,18 @@ from twisted.logger import (
 )
 from zope.interface import implementer
 
+if TYPE_CHECKING:
+    from squad.runtime.settings import Settings
+
 __all__ = [
     "OutageLog",
-    "describe_settings",
+    "SettingsLog",
     "json_observer",
     "observer_from_environment",
     "quiet",
 ]
 
 log = Logger()
-
-# Never written to a log, whatever the option's value.
-SECRET_SETTINGS = frozenset({"seal-key"})
 
 
 @implementer(ILogFilterPredicate)
@@ -118,6 +118,15 @@ class OutageLog:
         self._failures = 0
 
 
-def describe_settings(config: Any, names: list[str]) -> dict[str, object]:
-    """The effective settings for the start-up line, secrets left out."""
-    return {name: config[name] for name in names if name not in SECRET_SETTINGS}
+class SettingsLog(Service):
+    """Says once, at start, what this process runs with: one line per process."""
+
+    def __init__(self, settings: Settings, role: str) -> None:
+        self._settings = settings
+        self._role = role
+
+    def startService(self) -> None:
+        super().startService()
+        # Keyed by option name, as an operator typed them.
+        options = {name.replace("_", "-"): value for name, value in self._settings.public().items()}
+        log.info("squad starting ({role}) with {settings}", role=self._role, settings=options)

@@ -10,10 +10,18 @@ gauges of queue sizes are sampled once a second, not per request.
 from __future__ import annotations
 
 import os
+import re
 import shutil
+from collections.abc import Callable, Iterable
 from typing import Any
 
-__all__ = ["SquadMetrics", "method_label", "prepare_multiprocess_directory", "render", "route_of"]
+__all__ = [
+    "SquadMetrics",
+    "method_label",
+    "prepare_multiprocess_directory",
+    "render",
+    "route_labeller",
+]
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -28,12 +36,12 @@ def prepare_multiprocess_directory(directory: str) -> None:
     os.environ[MULTIPROC_ENV] = directory
 
 
-def forget_process(pid: int) -> None:
-    """A worker died: drop its live gauges (its counters still count)."""
-    if os.environ.get(MULTIPROC_ENV):
-        from prometheus_client import multiprocess
+def forget_process(pid: int, directory: str) -> None:
+    """A worker writing its metrics in ``directory`` died: drop its live gauges (its counters
+    still count)."""
+    from prometheus_client import multiprocess
 
-        multiprocess.mark_process_dead(pid)
+    multiprocess.mark_process_dead(pid, directory)
 
 
 def render() -> tuple[bytes, str]:
@@ -49,16 +57,6 @@ def render() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
-_ROUTES = {
-    "/health": "/health",
-    "/ready": "/ready",
-    "/users": "/users",
-    "/collections": "/collections",
-    "/metrics": "/metrics",
-    "/openapi.json": "/openapi.json",
-}
-
-
 _METHODS = {
     method.encode("ascii"): method
     for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -71,14 +69,30 @@ def method_label(method: bytes) -> str:
     return _METHODS.get(method, "other")
 
 
-def route_of(path: bytes) -> str:
-    """A bounded label for a request path: the route template, never the raw path."""
-    text = path.split(b"?", 1)[0].decode("latin-1")
-    if text in _ROUTES:
-        return _ROUTES[text]
-    if text.startswith("/users/") and text.count("/") == 2:
-        return "/users/{id}"
-    return "other"
+def route_labeller(templates: Iterable[str]) -> Callable[[bytes], str]:
+    """A function giving each request path a bounded label: the one of ``templates`` (such as
+    ``/users/{id}``, where a ``{...}`` part stands for one path segment, possibly empty) that the
+    path without its query matches, templates without variables first, else "other"."""
+    exact: dict[str, str] = {}
+    variable: list[tuple[re.Pattern[str], str]] = []
+    for template in templates:
+        if "{" in template:
+            parts = re.split(r"\{[^}]*\}", template)
+            variable.append((re.compile("[^/]*".join(map(re.escape, parts))), template))
+        else:
+            exact.setdefault(template, template)
+
+    def route_of(path: bytes) -> str:
+        text = path.split(b"?", 1)[0].decode("latin-1")
+        label = exact.get(text)
+        if label is not None:
+            return label
+        for pattern, template in variable:
+            if pattern.fullmatch(text) is not None:
+                return template
+        return "other"
+
+    return route_of
 
 
 class SquadMetrics:

@@ -9,12 +9,12 @@ from typing import Any
 
 from bson import ObjectId
 from treq.client import HTTPClient
-from twisted.application.internet import StreamServerEndpointService
+from twisted.application.internet import StreamServerEndpointService, TimerService
 from twisted.application.service import MultiService, Service
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
-from twisted.internet.task import LoopingCall, deferLater
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool
@@ -26,10 +26,12 @@ from squad.background.resilience import CircuitBreaker
 from squad.background.slow_step import SlowWork
 from squad.background.takeover import ProcessLease, new_owner_id
 from squad.background.verification import HttpVerification, StandInVerification, Verification
-from squad.http.routes import SquadAPI
+from squad.http.routes import SignupActivity, SquadAPI
 from squad.http.site import SquadSite, fit_connection_cap
 from squad.passwords import PasswordSealer
+from squad.runtime.logs import SettingsLog
 from squad.runtime.metrics import SquadMetrics
+from squad.runtime.settings import Settings
 from squad.storage.database import DatabaseService
 from squad.storage.failover import retry_once_on_failover
 from squad.storage.group_commit import GroupCommit
@@ -106,27 +108,14 @@ def timed_write(
     return write_and_measure
 
 
-class MetricsSampler(Service):
-    """Once a second: queue sizes to gauges, progress counters to counters (off the hot path)."""
+class MetricsSampler:
+    """Queue sizes to gauges, progress counters to counters (off the hot path)."""
 
-    def __init__(
-        self, clock: Any, metrics: SquadMetrics, slow_work: SlowWork, hasher: PasswordHasher
-    ) -> None:
+    def __init__(self, metrics: SquadMetrics, slow_work: SlowWork, hasher: PasswordHasher) -> None:
         self._metrics = metrics
         self._slow_work = slow_work
         self._hasher = hasher
         self._seen = {"done": 0, "failed": 0, "hashed": 0}
-        self._loop = LoopingCall(self.sample)
-        self._loop.clock = clock
-
-    def startService(self) -> None:
-        super().startService()
-        self._loop.start(1.0, now=False)
-
-    def stopService(self) -> None:
-        super().stopService()
-        if self._loop.running:
-            self._loop.stop()
 
     def sample(self) -> None:
         metrics, work = self._metrics, self._slow_work
@@ -251,64 +240,67 @@ class DrainService(Service):
 
 
 def build_process_service(
-    config: Any,
+    settings: Settings,
     reactor: Any,
     adopt: tuple[int, int] | None = None,
+    role: str = "process",
 ) -> MultiService:
-    """One process's service tree; ``adopt`` is an inherited (fd, family) to serve on."""
+    """One process's service tree, stopped in reverse order::
+
+    SequentialMultiService "squad"
+    ├── SettingsLog           one line: what this process runs with
+    ├── DatabaseService       the txmongo pools (opened at start, after any fork)
+    ├── VerifierConnections   with --verifier-url: the persistent HTTP pool
+    ├── ProcessLease          heartbeat; takes over the work of dead processes
+    ├── SlowWork              the slow step of every accepted user, durable
+    ├── PasswordHasher        sealed password -> argon2id hash, in the background
+    ├── DrainService          at stop: waits (bounded) for requests on the database
+    ├── TimerService          queue sizes to gauges, once a second (MetricsSampler)
+    └── "http"                the site on --port, or on the socket ``adopt`` (fd, family)
+    """
     root = SequentialMultiService()
     root.setName("squad")
+    SettingsLog(settings, role).setServiceParent(root)
 
     database = DatabaseService(
-        config["mongo-uri"],
-        config["database"],
+        settings.mongo_uri,
+        settings.database,
         pool_size=POOL_SIZE,
-        write_concern=config["write-concern"],
+        write_concern=settings.write_concern,
     )
     database.setServiceParent(root)
     store = database.store
-
     owner = new_owner_id()
-    lease = ProcessLease(reactor, store, owner, config["lease-seconds"])
-    lease.setServiceParent(root)
-
-    verification: Verification
-    if config["verifier-url"]:
-        connections = VerifierConnections(reactor)
-        connections.setServiceParent(root)
-        verification = HttpVerification(
-            connections.client,
-            config["verifier-url"],
-            CircuitBreaker(reactor),
-            reactor,
-            timeout=30.0,
-        )
-    else:
-        verification = StandInVerification(reactor, config["slow-min"], config["slow-max"])
-    # The hasher holds back while sign-ups flow; the API (built below) says when they do.
-    serving: list[SquadAPI] = []
-
-    def busy() -> bool:
-        return bool(serving) and serving[0].busy()
+    metrics = SquadMetrics.get()
+    metrics.instance_info.labels(settings.instance_name).set(1)
+    sealer = PasswordSealer(settings.seal_key)
+    activity = SignupActivity(reactor)
 
     writer = FinishWriter(reactor, store)
-    slow_work = SlowWork(reactor, store, verification, writer, owner)
-    slow_work.setServiceParent(root)
-    lease.add_refiller(slow_work.refill)
-    lease.watch_unowned(lambda: slow_work.unowned_written_at)
-    lease.add_dropper(slow_work.drop_accepted_before)
-
-    hasher = PasswordHasher(
-        reactor, PasswordSealer(config["seal-key"]), store, writer, owner, busy=busy
+    hasher = PasswordHasher(reactor, sealer, store, writer, owner, busy=activity.busy)
+    slow_work = SlowWork(
+        reactor,
+        store,
+        verification_for(settings, reactor, root),
+        writer,
+        owner,
+        on_adopted=hasher.enqueue,
     )
-    hasher.live = lambda: lease.live_owners
-    slow_work.on_adopted = hasher.enqueue
+    lease = ProcessLease(
+        reactor,
+        store,
+        owner,
+        settings.lease_seconds,
+        refillers=(slow_work.refill, hasher.refill),
+        droppers=(slow_work.drop_accepted_before, hasher.drop_accepted_before),
+        unowned_written_at=lambda: slow_work.unowned_written_at,
+        on_live=hasher.note_live,
+    )
+    # The lease starts before the work it refills and stops after it has handed that back.
+    lease.setServiceParent(root)
+    slow_work.setServiceParent(root)
     hasher.setServiceParent(root)
-    lease.add_refiller(hasher.refill)
-    lease.add_dropper(hasher.drop_accepted_before)
 
-    metrics = SquadMetrics.get()
-    metrics.instance_info.labels(config["instance-name"]).set(1)
     commit: GroupCommit[PendingSignup] = GroupCommit(
         reactor,
         recording_work(
@@ -334,32 +326,34 @@ def build_process_service(
         store,
         commit,
         slow_work,
-        hasher.sealer,
-        allow_flush=config["allow-flush"],
+        sealer,
+        activity=activity,
+        allow_flush=settings.allow_flush,
         on_shed=metrics.shed.inc,
         on_flush=hasher.drop_all,
         # Derived, not the seal key itself: a fingerprint must never help unseal anything.
         idempotency_secret=hmac.new(
-            config["seal-key"], b"squad idempotency fingerprints", hashlib.sha256
+            settings.seal_key, b"squad idempotency fingerprints", hashlib.sha256
         ).digest(),
     )
-    serving.append(api)
 
     # Stopped before the database (services stop in reverse order): in-flight answers finish.
     DrainService(reactor, api).setServiceParent(root)
-    MetricsSampler(reactor, metrics, slow_work, hasher).setServiceParent(root)
+    sampling = TimerService(1.0, MetricsSampler(metrics, slow_work, hasher).sample)
+    sampling.clock = reactor
+    sampling.setServiceParent(root)
     site = SquadSite(
         api.app.resource(),
         metrics=metrics,
         reactor=reactor,
-        request_deadline=config["request-timeout"],
-        max_connections=fit_connection_cap(config["max-connections"]),
+        request_deadline=settings.request_timeout,
+        max_connections=fit_connection_cap(settings.max_connections),
     )
     http: Service
     if adopt is None:
         http = StreamServerEndpointService(
             PortKeepingEndpoint(
-                endpoints.serverFromString(reactor, listen_description(config["port"]))
+                endpoints.serverFromString(reactor, listen_description(settings.port))
             ),
             site,
         )
@@ -368,3 +362,19 @@ def build_process_service(
     http.setName("http")
     http.setServiceParent(root)
     return root
+
+
+def verification_for(settings: Settings, reactor: Any, root: MultiService) -> Verification:
+    """The slow step's call: an HTTP POST to --verifier-url (its connection pool joins
+    ``root``, to close at stop), or the stand-in timer."""
+    if settings.verifier_url is None:
+        return StandInVerification(reactor, settings.slow_min, settings.slow_max)
+    connections = VerifierConnections(reactor)
+    connections.setServiceParent(root)
+    return HttpVerification(
+        connections.client,
+        settings.verifier_url,
+        CircuitBreaker(reactor),
+        reactor,
+        timeout=30.0,
+    )

@@ -5,12 +5,9 @@ Python process with its own reactor and its own database pool. Each worker gets 
 socket of its own, all bound to the same port with ``SO_REUSEPORT``, so the kernel spreads new
 connections evenly over the workers (by a hash of the client's address and port).
 
-One socket shared by all workers was simpler, but the kernel then gives a connection to
-whichever worker accepts first, and Twisted accepts many per wake-up: ``./bin/benchmark 25``
-(25 connections opened at once) landed 24/1, 25/0 and 10/15 on two workers in successive runs
-(accepting one connection per wake-up did not even it out), and at 100 connections the runs
-with every connection on one worker served about 1,800 requests/s against about 2,400 when
-both worked.
+Not one socket shared by all workers: the kernel then gives a burst of connections to
+whichever worker accepts first, and Twisted accepts many per wake-up, so one worker can end
+up with all of them (docs/performance.md, "Connection balance", has the measurements).
 
 The parent keeps every socket open: while a dead worker is being replaced, the connections
 the kernel gives its socket wait in that socket's backlog for the replacement instead of being
@@ -22,28 +19,31 @@ not exited after ``STOP_GRACE`` seconds.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from typing import Any
 
-from twisted.application.service import Service
+from twisted.application.service import MultiService, Service
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorProcess, IReactorTime
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from squad.runtime.metrics import forget_process
+from squad.runtime.logs import SettingsLog
+from squad.runtime.metrics import MULTIPROC_ENV, forget_process
+from squad.runtime.settings import WORKER_SETTINGS_ENV, Settings
 
 __all__ = [
     "STOP_GRACE",
     "WorkerSupervisor",
     "bind_listening_socket",
     "bind_listening_sockets",
-    "worker_config",
+    "supervisor_service",
 ]
 
 log = Logger()
@@ -52,26 +52,6 @@ log = Logger()
 STOP_GRACE = 8.0
 # A worker that keeps dying is restarted at most this often.
 RESTART_DELAY = 0.5
-
-# Options a worker needs, passed as JSON (the seal key travels by file or environment only).
-WORKER_OPTIONS = (
-    "mongo-uri",
-    "database",
-    "slow-min",
-    "slow-max",
-    "verifier-url",
-    "allow-flush",
-    "lease-seconds",
-    "write-concern",
-    "instance-name",
-    "max-connections",
-    "request-timeout",
-    "seal-key-file",
-)
-
-
-def worker_config(config: Any, index: int) -> str:
-    return json.dumps({"index": index, **{name: config[name] for name in WORKER_OPTIONS}})
 
 
 def _parse_tcp(port: str) -> tuple[int, int, str, int]:
@@ -146,19 +126,22 @@ class _WorkerProtocol(ProcessProtocol):
 class WorkerSupervisor(Service):
     """Starts, watches and stops the worker processes."""
 
-    def __init__(self, reactor: Any, config: Any, count: int) -> None:
+    def __init__(self, reactor: Any, settings: Settings) -> None:
         self._reactor: IReactorProcess = reactor
         self._clock: IReactorTime = reactor
-        self._config = config
-        self.count = count
+        self._settings = settings
+        self.count = settings.workers
         self.listeners: list[socket.socket] = []
+        # The workers' shared metrics folder (prometheus_client's multiprocess mode).
+        self.metrics_directory: str | None = None
         self.workers: dict[int, _WorkerProtocol] = {}
         self.restarts = 0
 
     def startService(self) -> None:
         super().startService()
         if not self.listeners:
-            self.listeners = bind_listening_sockets(self._config["port"], self.count)
+            self.listeners = bind_listening_sockets(self._settings.port, self.count)
+        self.metrics_directory = tempfile.mkdtemp(prefix="squad-metrics-")
         host, port = self.listeners[0].getsockname()[:2]
         log.info(
             "squad listening on {host}:{port} with {count} worker processes",
@@ -173,7 +156,9 @@ class WorkerSupervisor(Service):
         fd = self.listeners[index].fileno()
         protocol = _WorkerProtocol(self, index)
         environment = dict(os.environ)
-        environment["SQUAD_WORKER_CONFIG"] = worker_config(self._config, index)
+        environment[WORKER_SETTINGS_ENV] = self._settings.to_json()
+        if self.metrics_directory is not None:
+            environment[MULTIPROC_ENV] = self.metrics_directory
         process = self._reactor.spawnProcess(
             protocol,
             sys.executable,
@@ -188,8 +173,8 @@ class WorkerSupervisor(Service):
         if self.workers.get(protocol.index) is not protocol:
             return
         del self.workers[protocol.index]
-        if protocol.pid is not None:
-            forget_process(protocol.pid)
+        if protocol.pid is not None and self.metrics_directory is not None:
+            forget_process(protocol.pid, self.metrics_directory)
         if not self.running:
             return
         self.restarts += 1
@@ -224,6 +209,9 @@ class WorkerSupervisor(Service):
             for listener in self.listeners:
                 listener.close()
             self.listeners = []
+            if self.metrics_directory is not None:
+                shutil.rmtree(self.metrics_directory, ignore_errors=True)
+                self.metrics_directory = None
 
         return all_ended.addCallback(done)
 
@@ -234,3 +222,13 @@ def _signal(worker: _WorkerProtocol, number: int) -> None:
         return
     with contextlib.suppress(Exception):  # the process already exited
         transport.signalProcess(number)
+
+
+def supervisor_service(settings: Settings, reactor: Any) -> MultiService:
+    """The parent's service tree for ``--workers`` above 1: its start-up line, then the
+    supervisor of the worker processes."""
+    root = MultiService()
+    root.setName("squad")
+    SettingsLog(settings, "supervisor").setServiceParent(root)
+    WorkerSupervisor(reactor, settings).setServiceParent(root)
+    return root

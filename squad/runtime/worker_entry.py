@@ -1,14 +1,13 @@
 """The entry point of one worker process: ``python -m squad.runtime.worker_entry FD``.
 
-Started by ``squad.runtime.supervisor.WorkerSupervisor``; serves HTTP on the inherited listening
-socket
-FD with its own reactor and database pool. SIGTERM stops it gracefully: stop accepting, let
+Started by ``squad.runtime.supervisor.WorkerSupervisor``, with its settings as JSON in
+``SQUAD_WORKER_SETTINGS``; serves HTTP on the inherited listening socket FD with its own
+reactor and database pool. SIGTERM stops it gracefully: stop accepting, let
 in-flight requests finish, hand pending work back to the pool, exit.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -27,26 +26,16 @@ def main(argv: list[str]) -> None:
     from squad.runtime.gc_tuning import tune_collector
     from squad.runtime.logs import observer_from_environment
     from squad.runtime.service_tree import build_process_service
-    from squad.tap import Options
+    from squad.runtime.settings import WORKER_SETTINGS_ENV, Settings
 
     fd = int(argv[1])
-    settings = json.loads(os.environ["SQUAD_WORKER_CONFIG"])
-    settings.pop("index")  # which worker this is: only for a reader of the environment
-    arguments: list[str] = []
-    for name, value in settings.items():
-        if isinstance(value, bool):
-            if value:
-                arguments.append(f"--{name}")
-        elif value is not None:
-            arguments += [f"--{name}", str(value)]
-    options = Options()
-    options.parseOptions(arguments)
+    settings = Settings.from_json(os.environ[WORKER_SETTINGS_ENV], os.environ)
 
     globalLogBeginner.beginLoggingTo([observer_from_environment()], redirectStandardIO=False)
     listener = socket.socket(fileno=fd)
     family = listener.family
     listener.detach()
-    service = build_process_service(options, reactor, adopt=(fd, family))
+    service = build_process_service(settings, reactor, adopt=(fd, family), role="worker")
     service.startService()
 
     def stop() -> Deferred[None]:

@@ -23,7 +23,7 @@ from twisted.trial.unittest import SkipTest, TestCase
 
 from tests.support import RunningSquad, database_uri, start_squad
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SIGNUP = {
     "firstName": "Katherine",
     "lastName": "Johnson",

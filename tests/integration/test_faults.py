@@ -38,7 +38,7 @@ from squad.runtime.service_tree import DrainService
 from squad.runtime.supervisor import RESTART_DELAY
 from tests.support import database_uri, drop_database, mongo, start_squad
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 JSON_HEADERS: dict[bytes | str, bytes | str] = {"Content-Type": "application/json"}
 
 

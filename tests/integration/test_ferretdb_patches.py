@@ -28,7 +28,7 @@ from txmongo.connection import ConnectionPool
 
 from tests.support import database_uri, drop_database, mongo
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def scratch_collection(test: TestCase) -> Any:

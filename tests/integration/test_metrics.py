@@ -13,12 +13,12 @@ from pathlib import Path
 import treq
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from squad.runtime.metrics import method_label, route_of
+from squad.runtime.metrics import method_label, route_labeller
 from tests.support import database_uri, drop_database
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SIGNUP = {
     "firstName": "Grace",
     "lastName": "Hopper",
@@ -45,13 +45,32 @@ def sample(text: str, name: str) -> float:
     return 0.0
 
 
-class RouteLabelTests(TestCase):
+class RouteLabelTests(SynchronousTestCase):
     def test_routes_are_templates_not_raw_paths(self) -> None:
-        """Labels stay bounded: ids and unknown paths collapse into templates."""
-        self.assertEqual(route_of(b"/users"), "/users")
-        self.assertEqual(route_of(b"/users/65f1c0ffee0123456789abcd"), "/users/{id}")
-        self.assertEqual(route_of(b"/users?x=1"), "/users")
-        self.assertEqual(route_of(b"/wp-admin/../../etc"), "other")
+        """Labels stay bounded: a path is labelled with the template it matches, a variable
+        part standing for one segment, its query ignored, and anything else is "other"."""
+        route_of = route_labeller(["/things", "/things/{id}", "/a/{x}/b/{y}"])
+        self.assertEqual(route_of(b"/things"), "/things")
+        self.assertEqual(route_of(b"/things?x=1"), "/things")
+        self.assertEqual(route_of(b"/things/65f1c0ffee0123456789abcd"), "/things/{id}")
+        self.assertEqual(route_of(b"/a/1/b/2?c=/d"), "/a/{x}/b/{y}")
+        for path in (b"/things/1/2", b"/a/1/b", b"/thing", b"things", b"/wp-admin/../../etc"):
+            self.assertEqual(route_of(path), "other", path)
+
+    def test_a_template_without_variables_comes_first(self) -> None:
+        """A fixed path is labelled with its own template even when a template with a variable
+        would match it too."""
+        route_of = route_labeller(["/things/{id}", "/things/new"])
+        self.assertEqual(route_of(b"/things/new"), "/things/new")
+        self.assertEqual(route_of(b"/things/old"), "/things/{id}")
+
+    def test_templates_are_not_patterns(self) -> None:
+        """Characters a regular expression would read specially match only themselves."""
+        route_of = route_labeller(["/openapi.json", "/a+/{id}"])
+        self.assertEqual(route_of(b"/openapi.json"), "/openapi.json")
+        self.assertEqual(route_of(b"/openapiXjson"), "other")
+        self.assertEqual(route_of(b"/a+/1"), "/a+/{id}")
+        self.assertEqual(route_of(b"/aa/1"), "other")
 
     def test_methods_are_a_short_list(self) -> None:
         """Known methods keep their name; any token a client makes up is "other", so random

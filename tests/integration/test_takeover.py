@@ -1,6 +1,6 @@
 """A process killed mid slow step: another takes its users over and processes every one.
 
-The second test is issue 7's: separate ``twistd -n squad`` instances (not workers of one
+The second test runs separate ``twistd -n squad`` instances (not workers of one
 service) on one database, as behind a load balancer; one is SIGKILLed while its users are mid
 slow step and the instances still running finish every one.
 """
@@ -24,7 +24,7 @@ from twisted.trial.unittest import TestCase
 from tests.integration.test_database_outage import free_port, wait_for_port
 from tests.support import database_uri, drop_database, mongo, start_squad
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 JSON_HEADERS: dict[bytes | str, bytes | str] = {"Content-Type": "application/json"}
 
 

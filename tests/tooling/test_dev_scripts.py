@@ -19,7 +19,7 @@ from twisted.internet import reactor
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 
-REPOSITORY = Path(__file__).resolve().parent.parent
+REPOSITORY = Path(__file__).resolve().parents[2]
 # System tools only (bash, coreutils): none of the tests may find a real docker by accident.
 SYSTEM_PATH = "/usr/bin:/bin"
 

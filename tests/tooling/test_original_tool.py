@@ -353,7 +353,7 @@ class ErrorCounterTests(SynchronousTestCase):
         from prometheus_client import REGISTRY
         from twisted.web.test.requesthelper import DummyRequest
 
-        from squad.http.errors import write_error
+        from squad.http.errors import ErrorKind, write_error
         from squad.runtime.metrics import SquadMetrics
 
         SquadMetrics.get()
@@ -364,7 +364,7 @@ class ErrorCounterTests(SynchronousTestCase):
 
         before = count()
         request = cast(IRequest, DummyRequest([b"x"]))
-        write_error(request, 404, "not_found", "There is nothing at this address.")
+        write_error(request, ErrorKind.NOT_FOUND)
         self.assertEqual(count(), before + 1)
 
 

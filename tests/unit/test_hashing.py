@@ -187,7 +187,7 @@ class TakeOverTests(SynchronousTestCase):
             owner,
             hash_off_thread=lambda password: succeed("hash"),
         )
-        hasher.live = lambda: live
+        hasher.note_live(live)
         hasher.running = True  # queues without hashing: the test looks at what it took
         return hasher
 

@@ -1,9 +1,10 @@
 """The OpenAPI description (squad.http.openapi) is valid, complete and true to the code.
 
-"True to the code" is checked three ways: the error codes and statuses are read from the
-modules that answer them (by their syntax tree, so a new code cannot be forgotten), real answer
-bodies are validated against the component schemas, and the sign-up schema is shown to accept
-exactly what :func:`squad.http.validation.parse_signup` accepts, field by field.
+"True to the code" is checked three ways: the error codes and statuses are those of the one
+table in squad.http.errors, which every answering module reads (checked on their syntax trees,
+so no code can be spelt outside it), real answer bodies are validated against the component
+schemas, and the sign-up schema is shown to accept exactly what
+:func:`squad.http.validation.parse_signup` accepts, field by field.
 """
 
 from __future__ import annotations
@@ -30,17 +31,25 @@ from twisted.web.test.requesthelper import DummyRequest
 
 import squad
 from squad.http import validation
-from squad.http.errors import RETRY_AFTER_SECONDS, write_error
-from squad.http.openapi import ERROR_CODES, OPENAPI, openapi_json
-from squad.http.routes import SquadAPI
-from squad.http.site import TOO_LARGE
+from squad.http.errors import ERRORS, RETRY_AFTER_SECONDS, ErrorKind, render_error, write_error
+from squad.http.fields import FIELDS, PASSWORD, SIGNUP_FIELDS
+from squad.http.openapi import OPENAPI, openapi_json
+from squad.http.routes import ROUTE_TEMPLATES, SquadAPI, path_template
+from squad.http.site import (
+    BAD_REQUEST,
+    TOO_LARGE,
+    TOO_MANY_CONNECTIONS,
+    request_timeout_answer,
+)
 from squad.http.validation import InvalidRequest, SignUp, check_content_type, parse_signup
 from squad.storage.documents import bson_now, new_user_document, user_json
 from tests.hostile_corpus import CASES, VALID_SIGNUP
 
 HTTP_PACKAGE = Path(squad.__file__).parent / "http"
+# The modules that answer errors, as opposed to the table itself and the document describing it.
+ANSWERING_MODULES = ("validation", "idempotency", "routes", "site")
 
-# The contract's routes (CONTRACT.md, "HTTP API") and the answers each must document.
+# The API's routes and the answers each must document.
 CONTRACT_ROUTES: dict[tuple[str, str], set[str]] = {
     ("/health", "get"): {"204"},
     ("/ready", "get"): {"204", "503"},
@@ -50,7 +59,7 @@ CONTRACT_ROUTES: dict[tuple[str, str], set[str]] = {
     ("/metrics", "get"): {"200"},
     ("/openapi.json", "get"): {"200"},
 }
-# The user's fields, as CONTRACT.md lists them for the 201 answer.
+# The user's fields, as the API promises them in the 201 answer.
 CONTRACT_USER_FIELDS = {
     "_id",
     "firstName",
@@ -63,6 +72,8 @@ CONTRACT_USER_FIELDS = {
 }
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 SNAKE_CASE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+")
+# A machine code named in a description: "(overloaded)" or "(invalid_id, field _id)".
+CODE_IN_PROSE = re.compile(r"\(([a-z][a-z0-9]*(?:_[a-z0-9]+)*)[),:]")
 DOCUMENT_URI = "urn:squad:openapi"
 
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -123,12 +134,29 @@ def calls_to(tree: ast.Module, function: str) -> Iterator[ast.Call]:
                 yield node
 
 
-def literal(node: ast.expr) -> object:
-    return node.value if isinstance(node, ast.Constant) else None
+def kinds_named(tree: ast.Module) -> list[str]:
+    """The members of ErrorKind that ``tree`` refers to (``ErrorKind.NAME``), in order."""
+    return [
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "ErrorKind"
+    ]
 
 
-def status_and_code(call: ast.Call, status_at: int, code_at: int) -> tuple[object, object]:
-    return literal(call.args[status_at]), literal(call.args[code_at])
+def resolved(answer: dict[str, Any]) -> dict[str, Any]:
+    """A documented answer, following its $ref into the components if it has one."""
+    if "$ref" not in answer:
+        return answer
+    components: Any = OPENAPI["components"]
+    found: dict[str, Any] = components["responses"][answer["$ref"].rsplit("/", 1)[1]]
+    return found
+
+
+def body_of(raw: bytes) -> Any:
+    """The JSON body of a whole HTTP answer written by hand."""
+    return json.loads(raw.split(b"\r\n\r\n", 1)[1])
 
 
 class DocumentTests(SynchronousTestCase):
@@ -188,13 +216,18 @@ class RouteTests(SynchronousTestCase):
             documented = set(described[route]["responses"])
             self.assertEqual(statuses - documented, set(), route)
 
-    def test_every_klein_route_is_described(self) -> None:
-        """Each route squad.http.routes serves appears in the document, with the same methods."""
-        described = {(re.sub(r"\{[^}]+\}", "{}", path), method) for path, method, _ in operations()}
-        for rule in SquadAPI.app.url_map.iter_rules():
-            template = re.sub(r"<[^>]+>", "{}", rule.rule)
-            for method in set(rule.methods or ()) - {"HEAD", "OPTIONS"}:
-                self.assertIn((template, method.lower()), described, rule.rule)
+    def test_the_klein_routes_are_the_described_ones(self) -> None:
+        """The document describes exactly the routes squad.http.routes serves, each under the
+        template its metric label uses, with the same methods."""
+        served = {
+            (path_template(rule.rule), method.lower())
+            for rule in SquadAPI.app.url_map.iter_rules()
+            for method in set(rule.methods or ()) - {"HEAD", "OPTIONS"}
+        }
+        described = {(path, method) for path, method, _ in operations()}
+        self.assertEqual(served, described)
+        paths: Any = OPENAPI["paths"]
+        self.assertEqual(set(ROUTE_TEMPLATES), set(paths))
 
     def test_error_answers_use_the_error_schema(self) -> None:
         """Every 4xx and 5xx answer has a JSON body in the Error schema, and every 503 a
@@ -238,77 +271,85 @@ class RouteTests(SynchronousTestCase):
 
 class ErrorCodeTests(SynchronousTestCase):
     def setUp(self) -> None:
-        self.enum = set(component("Error")["properties"]["error"]["enum"])
+        self.error = component("Error")["properties"]["error"]
 
-    def test_enum_is_the_code_table(self) -> None:
-        """The Error schema's enum lists exactly the codes of squad.http.openapi.ERROR_CODES."""
-        self.assertEqual(self.enum, set(ERROR_CODES))
+    def test_enum_is_the_table(self) -> None:
+        """The Error schema's enum lists exactly the codes of squad.http.errors' table, in its
+        order."""
+        self.assertEqual(self.error["enum"], [kind.code for kind in ErrorKind])
 
-    def test_codes_raised_by_validation(self) -> None:
-        """Every machine code squad.http.validation can raise (any snake_case string passed to a
-        call in its source) is in the enum."""
-        raised = {
-            argument.value
-            for call in ast.walk(module_tree("validation"))
-            if isinstance(call, ast.Call)
-            for argument in call.args
-            if isinstance(argument, ast.Constant)
-            and isinstance(argument.value, str)
-            and SNAKE_CASE.fullmatch(argument.value)
+    def test_description_gives_each_code_its_status(self) -> None:
+        """The error property's description names every code with the status of the table."""
+        for kind in ErrorKind:
+            self.assertIn(f"{kind.code} ({kind.status})", self.error["description"])
+
+    def test_documented_answers_name_codes_of_their_status(self) -> None:
+        """Every code an answer's description names is a code of the table whose status is the
+        one the answer is documented under, so prose cannot name a code the table lacks."""
+        named = 0
+        for path, method, operation in operations():
+            for status, declared in operation["responses"].items():
+                description = resolved(declared)["description"]
+                for code in CODE_IN_PROSE.findall(description):
+                    named += 1
+                    self.assertIn(code, ERRORS, (path, method, status))
+                    self.assertEqual(str(ERRORS[code].status), status, (path, method, code))
+        self.assertGreaterEqual(named, 10)
+
+    def test_no_module_spells_a_code(self) -> None:
+        """No module of squad.http but the table writes a machine code as a string: every
+        other one names a member of ErrorKind, so a code cannot exist in one place only."""
+        for path in sorted(HTTP_PACKAGE.glob("*.py")):
+            if path.stem == "errors":
+                continue
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                    self.assertNotIn(node.value, ERRORS, path.name)
+
+    def test_answers_are_given_by_kind(self) -> None:
+        """Every refusal and error answer in the answering modules is built from a kind of the
+        table, never from a status and a code written at the call."""
+        kind_at = {
+            "InvalidRequest": 0,
+            "write_error": 1,
+            "raw_error": 0,
+            "render_error": 0,
+            "_refuse_field": 0,
+            "_refuse_key": 1,
         }
-        self.assertGreaterEqual(len(raised), 20)
-        self.assertEqual(raised - self.enum, set())
+        calls = 0
+        for module in ANSWERING_MODULES:
+            for function, position in kind_at.items():
+                for call in calls_to(module_tree(module), function):
+                    calls += 1
+                    argument = call.args[position]
+                    self.assertFalse(isinstance(argument, ast.Constant), (module, function))
+        self.assertGreater(calls, 40)
 
-    def test_codes_in_the_validation_docstring(self) -> None:
-        """Every code in squad.http.validation's table of rules is in the enum, with its status."""
+    def test_every_kind_is_answered(self) -> None:
+        """Each kind of the table is given by some answering module, so the document lists no
+        code the service never answers."""
+        used = {name for module in ANSWERING_MODULES for name in kinds_named(module_tree(module))}
+        self.assertEqual({kind.name for kind in ErrorKind} - used, set())
+        self.assertEqual(used - {kind.name for kind in ErrorKind}, set())
+
+    def test_validation_docstring_lists_what_it_raises(self) -> None:
+        """squad.http.validation's list of rules names, in the table's order, exactly the kinds
+        the module raises."""
         doc = validation.__doc__ or ""
-        table = doc[doc.index("The rules") : doc.index("Fields are checked")]
-        documented = {
-            token for token in re.findall(r"``([^`]+)``", table) if SNAKE_CASE.fullmatch(token)
-        }
-        self.assertGreaterEqual(len(documented), 20)
-        self.assertEqual(documented - self.enum, set())
-        for status, code in re.findall(r"(\d{3}) ``([a-z0-9_]+)``", table):
-            self.assertEqual(ERROR_CODES[code], int(status), code)
-
-    def test_statuses_of_validation_refusals(self) -> None:
-        """Each direct InvalidRequest(status, code, ...) in squad.http.validation carries the status
-        the table gives its code."""
-        found = 0
-        for call in calls_to(module_tree("validation"), "InvalidRequest"):
-            status, code = status_and_code(call, 0, 1)
-            if isinstance(status, int) and isinstance(code, str):
-                found += 1
-                self.assertEqual(ERROR_CODES[code], status, code)
-        self.assertGreater(found, 5)
-
-    def test_codes_answered_by_the_routes(self) -> None:
-        """Every write_error(request, status, code, ...) in squad.http.routes, and every raw answer
-        of
-        squad.http.site (413, 400, 408, 503), uses a code of the enum with the status the table
-        gives
-        it."""
-        answered = [
-            status_and_code(call, 1, 2) for call in calls_to(module_tree("routes"), "write_error")
+        listed = [
+            token
+            for token in re.findall(r"``([A-Z0-9_]+)``", doc[doc.index("The rules") :])
+            if token in ErrorKind.__members__
         ]
-        answered += [
-            status_and_code(call, 0, 2)
-            for name in ("_raw_error", "_raw_answer")
-            for call in calls_to(module_tree("site"), name)
-            # _raw_error only passes its own arguments on to _raw_answer.
-            if isinstance(call.args[0], ast.Constant)
-        ]
-        self.assertGreaterEqual(len(answered), 5)
-        for status, code in answered:
-            self.assertIsInstance(code, str)
-            self.assertIn(code, self.enum)
-            self.assertEqual(ERROR_CODES[str(code)], status, code)
+        raised = set(kinds_named(module_tree("validation")))
+        self.assertEqual(listed, [kind.name for kind in ErrorKind if kind.name in raised])
 
     def test_hostile_corpus_codes(self) -> None:
-        """Every refusal the hostile corpus expects uses a code of the enum with its status."""
+        """Every refusal the hostile corpus expects uses a code of the table with its status."""
         for case in CASES:
-            self.assertIn(case.code, self.enum, case.name)
-            self.assertEqual(ERROR_CODES[case.code], case.status, case.name)
+            self.assertIn(case.code, ERRORS, case.name)
+            self.assertEqual(ERRORS[case.code].status, case.status, case.name)
 
 
 class UserSchemaTests(SynchronousTestCase):
@@ -370,41 +411,62 @@ class ErrorSchemaTests(SynchronousTestCase):
         self.validator = schema_validator("Error")
 
     def test_every_hostile_refusal_validates(self) -> None:
-        """The body of every refusal squad.http.validation makes for the hostile corpus is a valid
-        Error."""
+        """The answer to every refusal squad.http.validation makes for the hostile corpus has a
+        valid Error body."""
         for case in CASES:
             try:
                 check_content_type(case.content_type)
                 parse_signup(case.body)
             except InvalidRequest as refused:
-                self.validator.validate(refused.body())
-                self.assertEqual(refused.body()["error"], case.code)
+                body = json.loads(
+                    render_error(refused.kind, refused.message, field=refused.field).body
+                )
+                self.validator.validate(body)
+                self.assertEqual(body["error"], case.code)
             else:
                 self.fail(f"{case.name} was accepted")
 
-    def test_constructed_refusals_validate(self) -> None:
-        """InvalidRequest bodies, with and without a field, are valid Errors for every code."""
-        for code, status in ERROR_CODES.items():
-            self.validator.validate(InvalidRequest(status, code, "Some sentence.").body())
-            self.validator.validate(InvalidRequest(status, code, "Bad.", "email").body())
+    def test_every_kind_renders_a_valid_error(self) -> None:
+        """Every kind's answer, with its own sentence or another, with and without a field, has
+        a valid Error body."""
+        for kind in ErrorKind:
+            self.validator.validate(json.loads(render_error(kind).body))
+            self.validator.validate(json.loads(render_error(kind, "Bad.", field="email").body))
 
     def test_route_error_answers_validate(self) -> None:
         """write_error's bodies are valid Errors, and its 503s carry Retry-After as the
         document says."""
         request: Any = DummyRequest([b"users"])
-        body = write_error(request, 503, "database_unavailable", "Not now.")
+        body = write_error(request, ErrorKind.DATABASE_UNAVAILABLE, "Not now.")
         self.validator.validate(json.loads(body))
         self.assertEqual(
             request.responseHeaders.getRawHeaders(b"retry-after"),
             [str(RETRY_AFTER_SECONDS).encode("ascii")],
         )
         request = DummyRequest([b"users", b"x"])
-        body = write_error(request, 400, "invalid_id", "Bad id.", field="_id")
+        body = write_error(request, ErrorKind.INVALID_ID, field="_id")
         self.validator.validate(json.loads(body))
 
-    def test_raw_too_large_answer_validates(self) -> None:
-        """The 413 written straight to the socket by squad.http.site has a valid Error body."""
-        self.validator.validate(json.loads(TOO_LARGE.split(b"\r\n\r\n", 1)[1]))
+    def test_raw_answers_validate(self) -> None:
+        """The answers squad.http.site writes straight to the socket (413, 400, 408, 503) have
+        valid Error bodies."""
+        for raw in (TOO_LARGE, BAD_REQUEST, TOO_MANY_CONNECTIONS, request_timeout_answer(10.0)):
+            self.validator.validate(body_of(raw))
+
+    def test_example_is_a_real_refusal(self) -> None:
+        """The Error schema's example is exactly what a sign-up with a too-short password gets."""
+        (example,) = component("Error")["examples"]
+        short = "p" * (PASSWORD.min_length - 1)
+        try:
+            parse_signup(json.dumps({**VALID_SIGNUP, "password": short}).encode("utf-8"))
+        except InvalidRequest as error:
+            refused = error
+        else:
+            self.fail("a too-short password was accepted")
+        self.assertEqual(
+            json.loads(render_error(refused.kind, refused.message, field=refused.field).body),
+            example,
+        )
 
     def test_unknown_code_is_refused(self) -> None:
         """An error code missing from the table fails validation, so new codes get documented."""
@@ -470,27 +532,20 @@ class SignUpSchemaTests(SynchronousTestCase):
             accepted = True
         self.assertEqual(self.validator.is_valid(document), accepted, document)
 
-    def test_fields_and_limits_are_validations(self) -> None:
-        """The SignUp schema has the five fields, all required, nothing else, and the length
-        limits of squad.http.validation."""
+    def test_fields_and_limits_are_the_rules(self) -> None:
+        """The SignUp schema has the five fields, all required, nothing else, each with the
+        lengths and the pattern of its rule in squad.http.fields (an absent minLength is JSON
+        Schema's 0)."""
         schema = component("SignUp")
-        self.assertEqual(schema["required"], list(validation.FIELDS))
-        self.assertEqual(set(schema["properties"]), set(validation.FIELDS))
+        self.assertEqual(schema["required"], list(FIELDS))
         self.assertIs(schema["additionalProperties"], False)
-        limits = {
-            name: (field.get("minLength"), field.get("maxLength"))
+        described = {
+            name: (field.get("minLength", 0), field["maxLength"], field["pattern"])
             for name, field in schema["properties"].items()
         }
-        names = (validation.NAME_MIN_LENGTH, validation.NAME_MAX_LENGTH)
         self.assertEqual(
-            limits,
-            {
-                "firstName": names,
-                "lastName": names,
-                "email": (None, validation.EMAIL_MAX_LENGTH),
-                "username": (validation.USERNAME_MIN_LENGTH, validation.USERNAME_MAX_LENGTH),
-                "password": (validation.PASSWORD_MIN_LENGTH, validation.PASSWORD_MAX_LENGTH),
-            },
+            described,
+            {rule.name: (rule.min_length, rule.max_length, rule.pattern) for rule in SIGNUP_FIELDS},
         )
 
     def test_valid_signup_is_accepted(self) -> None:

@@ -17,7 +17,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from squad.http.errors import RETRY_AFTER_SECONDS
 from squad.http.idempotency import IDEMPOTENCY_WINDOW_SECONDS
+from squad.http.routes import ROUTE_TEMPLATES, path_template, route_of
 from squad.http.site import SquadSite
+from squad.runtime.metrics import SquadMetrics
 from squad.storage.documents import bson_now
 from squad.storage.store import UNOWNED
 from tests.fakes import OWNER, START, Squad, error_body
@@ -608,3 +610,78 @@ class RoutingTests(APITestCase):
             (allow,) = self.header(response, "allow")
             self.assertEqual({name.strip() for name in allow.split(",")}, allowed, path)
         self.assertEqual(self.squad.store.calls, [])
+
+
+class RouteLabelTests(APITestCase):
+    """The metric label of a request path comes from the Klein routes themselves."""
+
+    def test_templates_are_the_klein_routes(self) -> None:
+        """Every Klein rule gives one template, its variable written {id} as in the OpenAPI
+        document, in the order the routes are declared."""
+        self.assertEqual(
+            ROUTE_TEMPLATES,
+            (
+                "/health",
+                "/ready",
+                "/users",
+                "/users/{id}",
+                "/metrics",
+                "/openapi.json",
+                "/collections",
+            ),
+        )
+        self.assertEqual(path_template("/users/<user_id>"), "/users/{id}")
+        self.assertEqual(path_template("/a/<int:n>/b/<x>"), "/a/{id}/b/{id}")
+
+    def test_labels_of_known_and_unknown_paths(self) -> None:
+        """Each path is labelled with its route's template, its query ignored and an id in
+        any form collapsed into {id}; anything else, near misses included, is "other"."""
+        labels = {
+            b"/health": "/health",
+            b"/ready": "/ready",
+            b"/users": "/users",
+            b"/users?x=1": "/users",
+            b"/users/65f1c0ffee0123456789abcd": "/users/{id}",
+            b"/users/abc?x=1/2": "/users/{id}",
+            b"/users/a%2Fb": "/users/{id}",
+            b"/users/\xff": "/users/{id}",
+            b"/users/": "/users/{id}",
+            b"/metrics": "/metrics",
+            b"/openapi.json": "/openapi.json",
+            b"/collections": "/collections",
+        }
+        for path, label in labels.items():
+            self.assertEqual(route_of(path), label, path)
+        for path in (
+            b"",
+            b"/",
+            b"health",
+            b"/HEALTH",
+            b"/health/",
+            b"/collections/",
+            b"//users",
+            b"/users//",
+            b"/users/abc/",
+            b"/users/abc/def",
+            b"/nope",
+            b"?/users",
+            b"/wp-admin/../../etc",
+        ):
+            self.assertEqual(route_of(path), "other", path)
+
+    def test_site_counts_requests_by_route(self) -> None:
+        """The site labels each answered request with its route's template, not its path."""
+        from prometheus_client import REGISTRY
+
+        site = self.squad.http.site
+        assert isinstance(site, SquadSite)
+        site.metrics = SquadMetrics.get()
+        labels = {"method": "GET", "route": "/users/{id}", "status": "404"}
+
+        def count() -> float:
+            return REGISTRY.get_sample_value("squad_http_requests_total", labels) or 0.0
+
+        before = count()
+        response = self.answer(self.squad.request("GET", f"/users/{ObjectId()}"))
+        self.assertEqual(response.code, 404)
+        self.assertEqual(count(), before + 1)

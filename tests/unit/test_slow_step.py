@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from typing import Any
 
 from bson import ObjectId
@@ -132,6 +133,11 @@ class SlowWorkTestCase(SynchronousTestCase):
         self.verification = ManualVerification()
         self.writer = FinishWriter(self.clock, self.store, interval=INTERVAL)
         self.backoff = Backoff(base=1.0, cap=8.0, rng=random.Random(3))
+        # What the slow work tells the hasher of adopted batches; a test may route it elsewhere.
+        self.adopted: list[tuple[ObjectId, int]] = []
+        self.on_adopted: Callable[[ObjectId, int], None] = lambda batch_id, size: (
+            self.adopted.append((batch_id, size))
+        )
         self.work = SlowWork(
             self.clock,
             self.store,
@@ -140,9 +146,13 @@ class SlowWorkTestCase(SynchronousTestCase):
             OWNER,
             capacity=self.capacity,
             backoff=self.backoff,
+            on_adopted=self.tell_adopted,
         )
         self.work.startService()
         self.addCleanup(self.work.stopService)
+
+    def tell_adopted(self, batch_id: ObjectId, size: int) -> None:
+        self.on_adopted(batch_id, size)
 
     def accept_batch(self, size: int = 1) -> tuple[ObjectId, list[ObjectId]]:
         """Sign-ups as the API and the group commit make them: reserve, store one batch, then
@@ -458,8 +468,7 @@ class RefillTests(SlowWorkTestCase):
         """Taking over a batch hands its passwords not hashed yet to this process's hasher,
         and when its slow steps end, only those move to sealed_passwords, under this
         process."""
-        queued: list[tuple[ObjectId, int]] = []
-        self.work.on_adopted = lambda batch_id, size: queued.append((batch_id, size))
+        queued = self.adopted
         hashed = self.store.seed_user(owner=None, password_hash="$argon2id$h")
         waiting = self.store.seed_user(owner=None)
         batch_id = self.store.seed_pending([hashed, waiting], "dead", [b"s1", b"s2"])
@@ -868,7 +877,7 @@ class RecordingWorkTests(SlowWorkTestCase):
             OWNER,
             hash_off_thread=lambda password: succeed("hash"),
         )
-        self.work.on_adopted = self.hasher.enqueue
+        self.on_adopted = self.hasher.enqueue
         self.write = recording_work(self.store.insert_signups, self.work, self.hasher)
 
     def signups(self, count: int) -> list[PendingSignup]:

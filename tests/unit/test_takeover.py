@@ -19,11 +19,11 @@ class ProcessLeaseTests(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(1_000_000)
         self.store = FakeStore()
-        self.lease = ProcessLease(self.clock, self.store, "me", lease_seconds=10)
         self.looks: list[list[str]] = []
         self.drops: list[float] = []
         self.seen_all = True
         self.refilling: Deferred[bool] | None = None
+        self.unowned_written_at: float | None = None
 
         def refill(owners: Sequence[str]) -> Deferred[bool]:
             self.looks.append(list(owners))
@@ -31,8 +31,15 @@ class ProcessLeaseTests(SynchronousTestCase):
                 return self.refilling
             return succeed(self.seen_all)
 
-        self.lease.add_refiller(refill)
-        self.lease.add_dropper(self.drops.append)
+        self.lease = ProcessLease(
+            self.clock,
+            self.store,
+            "me",
+            lease_seconds=10,
+            refillers=[refill],
+            droppers=[self.drops.append],
+            unowned_written_at=lambda: self.unowned_written_at,
+        )
 
     def tick(self) -> None:
         self.successResultOf(ensureDeferred(self.lease.tick()))
@@ -100,14 +107,13 @@ class ProcessLeaseTests(SynchronousTestCase):
         self.lease.startService()
         self.successResultOf(self.lease.stopService())
         self.assertEqual(self.store.calls[-1], ("mark_stopped", ("me",)))
-        other = ProcessLease(self.clock, self.store, "other", lease_seconds=10)
         looks: list[list[str]] = []
 
         def refill(owners: Sequence[str]) -> Deferred[bool]:
             looks.append(list(owners))
             return succeed(True)
 
-        other.add_refiller(refill)
+        other = ProcessLease(self.clock, self.store, "other", lease_seconds=10, refillers=[refill])
         self.successResultOf(ensureDeferred(other.tick()))
         self.assertEqual(looks, [["me", UNOWNED]])
 
@@ -191,17 +197,16 @@ class ProcessLeaseTests(SynchronousTestCase):
         the hand-over at stop; without any, the field is absent."""
         self.tick()
         self.assertNotIn("unowned_at", self.store.process_docs["me"])
-        written = [self.clock.seconds()]
-        self.lease.watch_unowned(lambda: written[0])
+        self.unowned_written_at = self.clock.seconds()
         self.tick()
         mark = self.store.process_docs["me"]["unowned_at"]
-        self.assertEqual(mark.replace(tzinfo=UTC).timestamp(), written[0])
+        self.assertEqual(mark.replace(tzinfo=UTC).timestamp(), self.unowned_written_at)
         self.clock.advance(3)
-        written[0] = self.clock.seconds()
+        self.unowned_written_at = self.clock.seconds()
         self.lease.startService()
         self.successResultOf(self.lease.stopService())
         mark = self.store.process_docs["me"]["unowned_at"]
-        self.assertEqual(mark.replace(tzinfo=UTC).timestamp(), written[0])
+        self.assertEqual(mark.replace(tzinfo=UTC).timestamp(), self.unowned_written_at)
 
     def test_a_flush_elsewhere_drops_work_held_here(self) -> None:
         """When DELETE /collections ran in another process, this one drops its older work."""

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import socket
+
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from squad.tap import Options
+from squad.runtime.settings import Settings
+from squad.tap import PARAMETERS, Options
 
 KEY = "A" * 43 + "="  # 32 zero-ish bytes in base64: a well-formed seal key for option tests
 
 
 def parse(argv: list[str], environ: dict[str, str] | None = None) -> Options:
-    options = Options()
-    options._environ = {"SQUAD_SEAL_KEY": KEY, **(environ or {})}
+    """``Options`` parsed from ``argv`` and ``environ`` alone, with no port probed."""
+    options = Options(
+        environ={"SQUAD_SEAL_KEY": KEY, **(environ or {})}, probe_port=lambda port: None
+    )
     options.parseOptions(argv)
     return options
 
@@ -89,10 +94,8 @@ class OptionsTests(SynchronousTestCase):
                 self.assertNotIn("\n", str(error))
 
     def test_connection_limits(self) -> None:
-        """--max-connections (10,000 per worker) and --request-timeout (10 s) have defaults,
-        environment twins, and reach the workers."""
-        from squad.runtime.supervisor import WORKER_OPTIONS
-
+        """--max-connections (10,000 per worker) and --request-timeout (10 s) have defaults and
+        environment twins."""
         options = parse([])
         self.assertEqual((options["max-connections"], options["request-timeout"]), (10_000, 10.0))
         options = parse(
@@ -100,8 +103,6 @@ class OptionsTests(SynchronousTestCase):
             {"SQUAD_MAX_CONNECTIONS": "500", "SQUAD_REQUEST_TIMEOUT": "7"},
         )
         self.assertEqual((options["max-connections"], options["request-timeout"]), (500, 2.5))
-        self.assertIn("max-connections", WORKER_OPTIONS)
-        self.assertIn("request-timeout", WORKER_OPTIONS)
 
     def test_bad_seal_key_is_refused_without_echoing_it(self) -> None:
         """A malformed SQUAD_SEAL_KEY stops start-up with a one-line reason that hides the key."""
@@ -112,8 +113,7 @@ class OptionsTests(SynchronousTestCase):
     def test_seal_key_file_is_created_private(self) -> None:
         """Without SQUAD_SEAL_KEY a key file is created, readable by its owner only."""
         path = self.mktemp() + "/seal.key"
-        options = Options()
-        options._environ = {}
+        options = Options(environ={}, probe_port=lambda port: None)
         options.parseOptions(["--seal-key-file", path])
         self.assertEqual(len(options["seal-key"]), 32)
         import os
@@ -125,3 +125,41 @@ class OptionsTests(SynchronousTestCase):
         """A bad value from the environment is checked like one from the command line."""
         error = self.assertRaises(usage.UsageError, parse, [], {"SQUAD_SLOW_MAX": "soon"})
         self.assertIn("--slow-max", str(error))
+
+
+class SettingsTests(SynchronousTestCase):
+    """``Options.settings``: every option once, typed, and the same in a worker."""
+
+    def test_every_option_is_a_setting(self) -> None:
+        """Each option of PARAMETERS and --allow-flush lands in the settings, converted."""
+        options = parse(["--workers", "3", "--allow-flush", "--slow-min", "0.5"])
+        settings = options.settings
+        for name, *_ in PARAMETERS:
+            self.assertEqual(getattr(settings, name.replace("-", "_")), options[name])
+        self.assertEqual((settings.workers, settings.slow_min), (3, 0.5))
+        self.assertTrue(settings.allow_flush)
+        self.assertEqual(len(settings.seal_key), 32)
+
+    def test_a_worker_gets_the_same_settings_without_the_key_in_its_environment(self) -> None:
+        """The JSON a supervisor hands a worker round-trips every setting, and the seal key
+        is loaded by the worker itself, never written into that JSON."""
+        settings = parse(["--verifier-url", "http://127.0.0.1:1/v", "--workers", "2"]).settings
+        text = settings.to_json()
+        self.assertNotIn('seal_key"', text)
+        self.assertNotIn(KEY, text)
+        again = Settings.from_json(text, {"SQUAD_SEAL_KEY": KEY})
+        self.assertEqual(again, settings)
+        self.assertEqual(again.seal_key, settings.seal_key)
+
+    def test_a_taken_port_stops_start_up_with_one_line(self) -> None:
+        """A port something already listens on stops start-up with one line naming it, before
+        any service is built."""
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        self.addCleanup(listener.close)
+        port = f"tcp:{listener.getsockname()[1]}:interface=127.0.0.1"
+        options = Options(environ={"SQUAD_SEAL_KEY": KEY})
+        error = self.assertRaises(SystemExit, options.parseOptions, ["--port", port])
+        self.assertIn(f"cannot listen on {port}", str(error))
+        self.assertNotIn("\n", str(error))
