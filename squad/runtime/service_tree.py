@@ -13,7 +13,12 @@ from twisted.application.internet import StreamServerEndpointService, TimerServi
 from twisted.application.service import MultiService, Service
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred, ensureDeferred, maybeDeferred, succeed
-from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IProtocolFactory,
+    IReactorTime,
+    IStreamServerEndpoint,
+)
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -94,7 +99,9 @@ def _work_batches(batch: list[PendingSignup]) -> dict[ObjectId, tuple[str, list[
 
 
 def timed_write(
-    clock: Any, write: Callable[[list[PendingSignup]], Awaitable[None]], metrics: SquadMetrics
+    clock: IReactorTime,
+    write: Callable[[list[PendingSignup]], Awaitable[None]],
+    metrics: SquadMetrics,
 ) -> Callable[[list[PendingSignup]], Awaitable[None]]:
     async def write_and_measure(batch: list[PendingSignup]) -> None:
         started = clock.seconds()
@@ -222,7 +229,7 @@ class AdoptedPortService(Service):
 class DrainService(Service):
     """Stopped first: waits (bounded) for requests still waiting on the database."""
 
-    def __init__(self, clock: Any, api: SquadAPI, limit: float = 5.0) -> None:
+    def __init__(self, clock: IReactorTime, api: SquadAPI, limit: float = 5.0) -> None:
         self._clock = clock
         self._api = api
         self._limit = limit
