@@ -20,10 +20,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from twisted.application.service import Service
+from twisted.application.internet import TimerService
+from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from squad.runtime.logs import OutageLog
@@ -43,7 +43,7 @@ def new_owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-class ProcessLease(Service):
+class ProcessLease(MultiService):
     """Renews this process's lease and hands the work of lapsed processes back to the pool."""
 
     def __init__(
@@ -80,30 +80,22 @@ class ProcessLease(Service):
         self._flushes: int | None = None
         self._droppers = tuple(droppers)
         self._on_live = on_live
-        self._loop = LoopingCall(self._guarded_tick)
-        self._loop.clock = clock
-        self._looping: Deferred[LoopingCall] | None = None
+        super().__init__()
+        # Its stop waits for a renewal in flight, which would otherwise land after the
+        # hand-over below and undo it (the work would wait for the lease to lapse).
+        renewing = TimerService(self.interval, self._guarded_tick)
+        renewing.clock = clock
+        renewing.setServiceParent(self)
         self._outage = OutageLog(log, clock, "Renewing this process's lease")
         #: The processes alive at the last renewal (this one included), sorted.
         self.live_owners: list[str] = [owner]
 
-    def startService(self) -> None:
-        super().startService()
-        # Fires once the loop is stopped and the round it started, if any, has ended.
-        self._looping = self._loop.start(self.interval, now=True)
-
     def stopService(self) -> Deferred[None]:
-        super().stopService()
-        if self._loop.running:
-            self._loop.stop()
         return ensureDeferred(self._hand_over())
 
     async def _hand_over(self) -> None:
-        if self._looping is not None:
-            # A renewal still in flight would set our heartbeat after the hand-over below
-            # and undo it (the work would wait for the lease to lapse).
-            looping, self._looping = self._looping, None
-            await looping
+        if self.running:
+            await super().stopService()
         if self._refilling is not None:
             # The slow work stopped first, so its adoption ends after the current round.
             await self._refilling
