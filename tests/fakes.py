@@ -54,6 +54,7 @@ __all__ = [
     "Squad",
     "StoreDown",
     "error_body",
+    "quick_hasher",
 ]
 
 OWNER = "test-host:1:abcdef01"
@@ -436,6 +437,29 @@ class ManualVerification:
         self.waiting[index].errback(Failure(error))
 
 
+def quick_hasher(
+    clock: Clock,
+    store: FakeStore,
+    writer: FinishWriter,
+    *,
+    sealer: PasswordSealer | None = None,
+    owner: str = OWNER,
+    busy: Callable[[], bool] = lambda: False,
+    hash_off_thread: Callable[[str], Deferred[str]] = lambda password: succeed("hash"),
+) -> PasswordHasher:
+    """A real ``PasswordHasher`` on ``clock`` and the fake store (not started) whose hashing is
+    ``hash_off_thread``, answering at once: no argon2, no thread."""
+    return PasswordHasher(
+        clock,
+        sealer or PasswordSealer(bytes(range(32))),
+        store,
+        writer,
+        owner,
+        busy=busy,
+        hash_off_thread=hash_off_thread,
+    )
+
+
 class Squad:
     """The HTTP app of one process on fakes: ``FakeStore``, ``ManualVerification``, ``Clock``.
 
@@ -469,12 +493,11 @@ class Squad:
         self.slow_work.startService()
         self.sealer = PasswordSealer(bytes(range(32)))
         # Not started: it only queues what it is handed, unless a test starts it.
-        self.hasher = PasswordHasher(
+        self.hasher = quick_hasher(
             self.clock,
-            self.sealer,
             self.store,
             self.writer,
-            OWNER,
+            sealer=self.sealer,
             hash_off_thread=lambda password: succeed(f"hash of {len(password)} characters"),
         )
         self.commit: GroupCommit[PendingSignup] = GroupCommit(

@@ -18,7 +18,9 @@ from __future__ import annotations
 import json
 from typing import NamedTuple
 
-__all__ = ["CASES", "JSON", "VALID_PASSWORD", "VALID_SIGNUP", "HostileCase", "body"]
+from tests.signups import VALID_SIGNUP
+
+__all__ = ["CASES", "JSON", "HostileCase", "body"]
 
 
 class HostileCase(NamedTuple):
@@ -31,14 +33,6 @@ class HostileCase(NamedTuple):
 
 
 JSON = b"application/json"
-VALID_PASSWORD = "correct horse battery staple"
-VALID_SIGNUP: dict[str, object] = {
-    "firstName": "Ada",
-    "lastName": "Lovelace",
-    "email": "ada@example.com",
-    "username": "ada_lovelace",
-    "password": VALID_PASSWORD,
-}
 _MISSING = object()
 
 

@@ -6,86 +6,33 @@ test. squad runs in this reactor, on real sockets.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import tempfile
-import time
-from pathlib import Path
-
 from twisted.internet import reactor
 from twisted.internet.defer import DeferredList, ensureDeferred
-from twisted.internet.task import deferLater
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
 
-from tests.support import RunningSquad, database_uri, start_squad
-
-ROOT = Path(__file__).resolve().parents[2]
-SIGNUP = {
-    "firstName": "Katherine",
-    "lastName": "Johnson",
-    "email": "katherine@example.org",
-    "username": "kjohnson",
-    "password": "trajectories-1962",
-}
-JSON_HEADERS: dict[bytes | str, bytes | str] = {"Content-Type": "application/json"}
+from tests.signups import VALID_SIGNUP
+from tests.support import (
+    Answer,
+    PrivateDatabase,
+    RunningSquad,
+    database_uri,
+    request,
+    sleep,
+    start_squad,
+)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+async def post(squad: RunningSquad) -> Answer:
+    """POST /users with the valid sign-up, timed."""
+    return await request("POST", squad.url + "/users", VALID_SIGNUP)
 
 
-class PrivateDatabase:
-    """bin/db on its own port and folder, killed and restarted at will."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.data = tempfile.mkdtemp(prefix="squad-outage-db-")
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def uri(self) -> str:
-        return f"mongodb://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [str(ROOT / "bin" / "db"), "--port", str(self.port), "--data", self.data],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-
-    def kill(self) -> None:
-        if self.process is not None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-            self.process = None
-
-    def cleanup(self) -> None:
-        self.kill()
-        shutil.rmtree(self.data, ignore_errors=True)
-
-
-async def wait_for_port(port: int, seconds: float = 20.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        await deferLater(reactor, 0.1, lambda: None)
-    raise AssertionError(f"nothing listens on {port} after {seconds} s")
-
-
-async def post(squad: RunningSquad) -> tuple[int, float, list[str] | None]:
-    started = reactor.seconds()
-    response = await squad.post("/users", data=json.dumps(SIGNUP).encode(), headers=JSON_HEADERS)
-    await response.content()
-    return response.code, reactor.seconds() - started, response.headers.getRawHeaders("retry-after")
+async def squad_on_a_private_database(test: TestCase) -> tuple[PrivateDatabase, RunningSquad]:
+    """A private database, started, and squad in this reactor on it."""
+    database_uri()  # the suite's database must be there too (bin/test built bin/db's binary)
+    db = PrivateDatabase(test)
+    await db.start()
+    return db, await start_squad(test, uri=db.uri)
 
 
 class DatabaseOutageTests(TestCase):
@@ -95,39 +42,26 @@ class DatabaseOutageTests(TestCase):
         """While the database is down POST /users answers 503 with Retry-After within 2.5 s and
         /ready answers 503; once it is back /ready returns 204 within 15 s, without restarting
         squad, and users acknowledged before the outage are still there."""
-        database_uri()  # the suite's database must be there too (bin/test built bin/db's binary)
-        if not (ROOT / ".tools" / "bin" / "ferretdb").exists() and not shutil.which("mongod"):
-            raise SkipTest("no embedded database binary: run ./bin/setup")
-        db = PrivateDatabase()
-        self.addCleanup(db.cleanup)
-        db.start()
-        await wait_for_port(db.port)
-        squad = await start_squad(self, uri=db.uri)
+        db, squad = await squad_on_a_private_database(self)
 
-        code, _, _ = await post(squad)
-        self.assertEqual(code, 201)
-        before = json.loads(
-            await (
-                await squad.post("/users", data=json.dumps(SIGNUP).encode(), headers=JSON_HEADERS)
-            ).content()
-        )
+        self.assertEqual((await post(squad)).code, 201)
+        before = (await post(squad)).json()
 
         db.kill()
         for _ in range(3):
-            code, took, retry_after = await post(squad)
-            self.assertEqual(code, 503)
-            self.assertLess(took, 2.5)
-            self.assertTrue(retry_after)
+            answer = await post(squad)
+            self.assertEqual(answer.code, 503)
+            self.assertLess(answer.took, 2.5)
+            self.assertTrue(answer.retry_after)
         ready = await squad.get("/ready")
         self.assertEqual(ready.code, 503)
 
-        db.start()
+        await db.start()
         back = reactor.seconds()
         while (await squad.get("/ready")).code != 204:
             self.assertLess(reactor.seconds() - back, 15, "not ready 15 s after the database")
-            await deferLater(reactor, 0.2, lambda: None)
-        code, _, _ = await post(squad)
-        self.assertEqual(code, 201)
+            await sleep(0.2)
+        self.assertEqual((await post(squad)).code, 201)
         found = await squad.get(f"/users/{before['_id']}")
         self.assertEqual(found.code, 200)
         await found.content()
@@ -137,57 +71,38 @@ class DatabaseOutageTests(TestCase):
         answer is a 201 or a 503 with Retry-After, none takes over 2.5 s, sign-ups succeed
         again after the restart without restarting squad, and every user answered 201 —
         before, during or after the outage — is in the database."""
-        database_uri()
-        if not (ROOT / ".tools" / "bin" / "ferretdb").exists() and not shutil.which("mongod"):
-            raise SkipTest("no embedded database binary: run ./bin/setup")
-        db = PrivateDatabase()
-        self.addCleanup(db.cleanup)
-        db.start()
-        await wait_for_port(db.port)
-        squad = await start_squad(self, uri=db.uri)
+        db, squad = await squad_on_a_private_database(self)
 
-        answers: list[tuple[int, float, list[str] | None, str | None]] = []
+        answers: list[Answer] = []
         phase = {"running": True}
 
         async def client() -> None:
             while phase["running"]:
-                started = reactor.seconds()
-                response = await squad.post(
-                    "/users", data=json.dumps(SIGNUP).encode(), headers=JSON_HEADERS
-                )
-                body = json.loads(await response.content())
-                answers.append(
-                    (
-                        response.code,
-                        reactor.seconds() - started,
-                        response.headers.getRawHeaders("retry-after"),
-                        body.get("_id"),
-                    )
-                )
+                answers.append(await post(squad))
 
         clients = [ensureDeferred(client()) for _ in range(10)]
-        await deferLater(reactor, 1.0, lambda: None)
+        await sleep(1.0)
         db.kill()
-        await deferLater(reactor, 3.0, lambda: None)
-        db.start()
-        await wait_for_port(db.port)
+        await sleep(3.0)
+        await db.start()
         restarted_at = len(answers)
         deadline = reactor.seconds() + 15
-        while not any(code == 201 for code, *_ in answers[restarted_at:]):
+        while not any(answer.code == 201 for answer in answers[restarted_at:]):
             self.assertLess(reactor.seconds(), deadline, "no 201 within 15 s of the restart")
-            await deferLater(reactor, 0.2, lambda: None)
-        await deferLater(reactor, 1.0, lambda: None)
+            await sleep(0.2)
+        await sleep(1.0)
         phase["running"] = False
         results = await DeferredList(clients, consumeErrors=True)
         self.assertTrue(all(ok for ok, _ in results), results)
 
-        codes = {code for code, *_ in answers}
+        codes = {answer.code for answer in answers}
         self.assertEqual(codes, {201, 503}, codes)
-        for code, took, retry_after, _ in answers:
-            self.assertLess(took, 2.5)
-            if code == 503:
-                self.assertTrue(retry_after)
-        acknowledged = [user_id for code, _, _, user_id in answers if code == 201]
+        for answer in answers:
+            self.assertIsInstance(answer.json(), dict)  # a JSON body, whatever the status
+            self.assertLess(answer.took, 2.5)
+            if answer.code == 503:
+                self.assertTrue(answer.retry_after)
+        acknowledged = [answer.json()["_id"] for answer in answers if answer.code == 201]
         for user_id in acknowledged:
             found = await squad.get(f"/users/{user_id}")
             self.assertEqual(found.code, 200, f"acknowledged user {user_id} is missing")

@@ -10,106 +10,36 @@ whole module stays around a minute.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
 import signal
-import socket
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-import treq
 from bson import ObjectId
 from twisted.internet import endpoints, reactor
 from twisted.internet.defer import DeferredList, ensureDeferred
-from twisted.internet.task import deferLater
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
 from squad.runtime.service_tree import DrainService
 from squad.runtime.supervisor import RESTART_DELAY
-from tests.support import database_uri, drop_database, mongo, start_squad
-
-ROOT = Path(__file__).resolve().parents[2]
-JSON_HEADERS: dict[bytes | str, bytes | str] = {"Content-Type": "application/json"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(0.2)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
-
-
-def signup(n: int) -> bytes:
-    tag = uuid.uuid4().hex[:8]
-    return json.dumps(
-        {
-            "firstName": "Mary",
-            "lastName": "Jackson",
-            "email": f"mary.{tag}.{n}@example.org",
-            "username": f"mjackson{tag}{n}",
-            "password": "wind-tunnel-1958",
-        }
-    ).encode()
-
-
-async def sleep(seconds: float) -> None:
-    await deferLater(reactor, seconds, lambda: None)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], limit: float, what: str) -> float:
-    """Seconds until ``check()`` is true; fails the test with ``what`` after ``limit``."""
-    started = time.monotonic()
-    while True:
-        try:
-            if await check():
-                return time.monotonic() - started
-        except Exception:
-            pass  # the database or squad is still coming back: look again
-        if time.monotonic() - started > limit:
-            raise AssertionError(f"{what}: not within {limit:g} s")
-        await sleep(0.1)
-
-
-class Answer:
-    """One HTTP answer and how long it took."""
-
-    def __init__(self, code: int, body: bytes, headers: Any, took: float) -> None:
-        self.code = code
-        self.body = body
-        self.headers = headers
-        self.took = took
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    @property
-    def retry_after(self) -> list[bytes] | None:
-        found: list[bytes] | None = self.headers.getRawHeaders(b"retry-after")
-        return found
-
-
-async def request(method: str, url: str, body: bytes | None = None) -> Answer:
-    started = time.monotonic()
-    response = await treq.request(
-        method, url, data=body, headers=JSON_HEADERS, persistent=False, timeout=10
-    )
-    content = await response.content()
-    return Answer(response.code, content, response.headers, time.monotonic() - started)
+from tests.signups import signup
+from tests.support import (
+    Answer,
+    PrivateDatabase,
+    SquadProcess,
+    database_uri,
+    drop_database,
+    eventually,
+    mongo,
+    request,
+    sleep,
+    start_squad,
+)
 
 
 def children(pid: int) -> set[int]:
@@ -125,163 +55,6 @@ def children(pid: int) -> set[int]:
             if int(fields[1]) == pid and fields[0] != "Z":
                 found.add(int(entry))
     return found
-
-
-def twistd() -> list[str]:
-    beside = Path(sys.executable).parent / "twistd"
-    if beside.exists():
-        return [str(beside)]
-    return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
-
-
-def squad_environment() -> dict[str, str]:
-    """The suite's environment without SQUAD_ settings, with the checkout importable: an
-    editable install does not put ``twisted/plugins`` where twistd looks for plugins."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SQUAD_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return env
-
-
-class SquadProcess:
-    """``twistd -n squad`` as a real process tree in its own process group."""
-
-    def __init__(self, test: TestCase, uri: str, database: str, key_file: str, *argv: str) -> None:
-        self.port = free_port()
-        self.log_path = os.path.abspath(str(test.mktemp()) + ".log")
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    *twistd(),
-                    "--pidfile=",
-                    "-n",
-                    "squad",
-                    "--port",
-                    f"tcp:{self.port}:interface=127.0.0.1",
-                    "--mongo-uri",
-                    uri,
-                    "--database",
-                    database,
-                    "--seal-key-file",
-                    key_file,
-                    *argv,
-                ],
-                cwd=ROOT,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env=squad_environment(),
-            )
-        test.addCleanup(self.kill)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def log_tail(self) -> str:
-        with open(self.log_path, errors="replace") as log:
-            return "".join(log.readlines()[-30:])
-
-    def signal(self, number: int) -> None:
-        os.kill(self.process.pid, number)
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group (the parent and every worker)."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-
-    async def ready(self, limit: float = 30.0) -> None:
-        async def serving() -> bool:
-            if self.process.poll() is not None:
-                raise AssertionError(
-                    f"squad exited with status {self.process.returncode}:\n{self.log_tail()}"
-                )
-            return (await request("GET", self.url + "/ready")).code == 204
-
-        started = time.monotonic()
-        while not await _safely(serving):
-            if time.monotonic() - started > limit:
-                raise AssertionError(f"squad not ready after {limit:g} s:\n{self.log_tail()}")
-            await sleep(0.1)
-
-    async def post(self, n: int) -> Answer:
-        return await request("POST", self.url + "/users", signup(n))
-
-    async def post_many(self, count: int) -> list[ObjectId]:
-        """POST ``count`` sign-ups; each must be acknowledged."""
-        ids = []
-        for n in range(count):
-            answer = await self.post(n)
-            assert answer.code == 201, (answer.code, answer.body)
-            ids.append(ObjectId(answer.json()["_id"]))
-        return ids
-
-
-async def _safely(check: Callable[[], Awaitable[bool]]) -> bool:
-    try:
-        return await check()
-    except AssertionError:
-        raise
-    except Exception:
-        return False
-
-
-class PrivateDatabase:
-    """``bin/db`` on its own port and folder: killed, frozen and restarted at will."""
-
-    def __init__(self, test: TestCase) -> None:
-        binary = os.environ.get("SQUAD_TEST_FERRETDB") or str(ROOT / ".tools/bin/ferretdb")
-        if not os.path.exists(binary) and not shutil.which("mongod"):
-            raise SkipTest(
-                "needs the embedded database binary to start a private database: run"
-                " ./bin/setup (./bin/test sets SQUAD_TEST_FERRETDB)"
-            )
-        self.port = free_port()
-        self.data = os.path.abspath(str(test.mktemp()))
-        self.log_path = self.data + ".log"
-        self.process: subprocess.Popen[bytes] | None = None
-        test.addCleanup(self.kill)
-
-    @property
-    def uri(self) -> str:
-        return f"mongodb://127.0.0.1:{self.port}"
-
-    async def start(self) -> float:
-        """Start it (same port, same data) and return once it accepts connections."""
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [str(ROOT / "bin" / "db"), "--port", str(self.port), "--data", self.data],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-        async def accepting() -> bool:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                with open(self.log_path, errors="replace") as log:
-                    raise AssertionError(f"bin/db exited:\n{log.read()[-2000:]}")
-            return port_open(self.port)
-
-        return await eventually(accepting, 30, "the private database accepting connections")
-
-    def signal(self, number: int) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, number)
-
-    def kill(self) -> None:
-        if self.process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGCONT)
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-            self.process = None
 
 
 class Verifier(Resource):
@@ -312,10 +85,14 @@ class FaultTests(TestCase):
         self.addCleanup(drop_database, uri, name)
         return name
 
-    def key_file(self) -> str:
+    def setUp(self) -> None:
         # Instances on one database must share the seal key, or none could hash the passwords
-        # of users another accepted.
-        return os.path.abspath(str(self.mktemp()) + ".key")
+        # of users another accepted: every instance a test starts reads this one.
+        self.key_file = os.path.abspath(str(self.mktemp()) + ".key")
+
+    def squad(self, database: str, options: str) -> SquadProcess:
+        """``twistd -n squad`` with ``options`` (as on a command line) on ``database``."""
+        return SquadProcess(self, database_uri(), database, self.key_file, *options.split())
 
     async def users(self, uri: str, database: str) -> Any:
         pool, db = await mongo(uri, database)
@@ -330,20 +107,7 @@ class FaultTests(TestCase):
         by a worker of the same service after the lease."""
         uri = database_uri()
         database = self.database(uri)
-        squad = SquadProcess(
-            self,
-            uri,
-            database,
-            self.key_file(),
-            "--workers",
-            "2",
-            "--lease-seconds",
-            "3",
-            "--slow-min",
-            "5",
-            "--slow-max",
-            "6",
-        )
+        squad = self.squad(database, "--workers 2 --lease-seconds 3 --slow-min 5 --slow-max 6")
         await squad.ready()
         ids = await squad.post_many(6)
         users = await self.users(uri, database)
@@ -379,7 +143,7 @@ class FaultTests(TestCase):
         none refused or reset."""
         uri = database_uri()
         database = self.database(uri)
-        squad = SquadProcess(self, uri, database, self.key_file(), "--workers", "2")
+        squad = self.squad(database, "--workers 2")
         await squad.ready()
         victim = sorted(children(squad.pid))[0]
         os.kill(victim, signal.SIGKILL)
@@ -403,21 +167,7 @@ class FaultTests(TestCase):
         up at once (long before the 60 s lease) and finishes it."""
         uri = database_uri()
         database = self.database(uri)
-        key = self.key_file()
-        first = SquadProcess(
-            self,
-            uri,
-            database,
-            key,
-            "--workers",
-            "2",
-            "--lease-seconds",
-            "60",
-            "--slow-min",
-            "30",
-            "--slow-max",
-            "30",
-        )
+        first = self.squad(database, "--workers 2 --lease-seconds 60 --slow-min 30 --slow-max 30")
         await first.ready()
         ids = await first.post_many(6)
 
@@ -474,19 +224,8 @@ class FaultTests(TestCase):
         for owner in owners - {""}:
             self.assertEqual(heartbeats.get(owner), datetime(1970, 1, 1), "work not handed over")
 
-        second = SquadProcess(
-            self,
-            uri,
-            database,
-            key,
-            "--workers",
-            "1",
-            "--lease-seconds",
-            "60",
-            "--slow-min",
-            "0.1",
-            "--slow-max",
-            "0.2",
+        second = self.squad(
+            database, "--workers 1 --lease-seconds 60 --slow-min 0.1 --slow-max 0.2"
         )
         await second.ready()
 
@@ -510,16 +249,8 @@ class FaultTests(TestCase):
             Site(verifier)
         )
         self.addCleanup(port.stopListening)
-        squad = SquadProcess(
-            self,
-            uri,
-            database,
-            self.key_file(),
-            "--workers",
-            "1",
-            "--verifier-url",
-            f"http://127.0.0.1:{port.getHost().port}/verify",
-        )
+        verifier_url = f"http://127.0.0.1:{port.getHost().port}/verify"
+        squad = self.squad(database, f"--workers 1 --verifier-url {verifier_url}")
         await squad.ready()
         [user_id] = await squad.post_many(1)
         users = await self.users(uri, database)

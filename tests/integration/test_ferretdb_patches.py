@@ -9,26 +9,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from bson import ObjectId
 from pymongo import DeleteOne, ReturnDocument, UpdateOne
 from pymongo.errors import WriteError
-from twisted.internet import reactor
 from twisted.internet.defer import gatherResults
-from twisted.internet.task import deferLater
 from twisted.trial.unittest import SkipTest, TestCase
 from txmongo.connection import ConnectionPool
 
-from tests.support import database_uri, drop_database, mongo
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import ROOT, PrivateDatabase, database_uri, drop_database, mongo, sleep
 
 
 async def scratch_collection(test: TestCase) -> Any:
@@ -184,54 +176,21 @@ class UpdateMessageTests(TestCase):
         self.assertEqual(found, {"new": 1, 0: 5, 1: 6, 2: 7})
 
 
-async def sleep(seconds: float) -> None:
-    await deferLater(reactor, seconds)
+def private_ferretdb(test: TestCase) -> PrivateDatabase:
+    """``bin/db`` (so its SQLite settings too) on a free port and a folder of the test's own,
+    where ``bin/db`` runs FerretDB."""
+    if shutil.which("mongod"):
+        raise SkipTest("bin/db runs mongod here, not FerretDB on SQLite")
+    if not os.path.exists(ROOT / ".tools" / "bin" / "ferretdb"):
+        raise SkipTest("needs FerretDB built by ./bin/setup")
+    return PrivateDatabase(test)
 
 
-class PrivateFerretDB:
-    """``bin/db`` (so its SQLite settings too) on a free port and a folder of the test's own."""
-
-    def __init__(self, test: TestCase) -> None:
-        if shutil.which("mongod"):
-            raise SkipTest("bin/db runs mongod here, not FerretDB on SQLite")
-        if not os.path.exists(ROOT / ".tools" / "bin" / "ferretdb"):
-            raise SkipTest("needs FerretDB built by ./bin/setup")
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = int(probe.getsockname()[1])
-        self.data = os.path.abspath(test.mktemp())
-        self.uri = f"mongodb://127.0.0.1:{self.port}"
-        with open(self.data + ".log", "wb") as log:
-            self.process = subprocess.Popen(
-                [str(ROOT / "bin" / "db"), "--port", str(self.port), "--data", self.data],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        test.addCleanup(self.stop)
-
-    async def started(self) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, "bin/db exited: see " + self.data + ".log"
-            with socket.socket() as probe:
-                probe.settimeout(0.2)
-                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            await sleep(0.1)
-        raise AssertionError("the private database did not start within 30 s")
-
-    def wal_bytes(self, database: str) -> int:
-        try:
-            return os.stat(os.path.join(self.data, database + ".sqlite-wal")).st_size
-        except FileNotFoundError:
-            return 0
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-        self.process.wait(10)
+def wal_bytes(server: PrivateDatabase, database: str) -> int:
+    try:
+        return os.stat(os.path.join(server.data, database + ".sqlite-wal")).st_size
+    except FileNotFoundError:
+        return 0
 
 
 class WriterLockAndCheckpointTests(TestCase):
@@ -265,17 +224,17 @@ class WriterLockAndCheckpointTests(TestCase):
         """bin/db turns SQLite's own checkpoints off; the patched FerretDB checkpoints every
         250 ms instead and truncates the WAL once it is over 16 MiB: after writing about 24 MB,
         the WAL never got near 64 MiB and is back under 16 MiB within 3 s without more writes."""
-        server = PrivateFerretDB(self)
-        await server.started()
+        server = private_ferretdb(self)
+        await server.start()
         pool = ConnectionPool(server.uri)
         self.addCleanup(pool.disconnect)
         things = pool.walcheck.things
         largest = 0
         for _ in range(30):
             await things.insert_many([{"pad": "x" * 8000} for _ in range(100)])
-            largest = max(largest, server.wal_bytes("walcheck"))
+            largest = max(largest, wal_bytes(server, "walcheck"))
         self.assertLess(largest, 64 << 20)
         deadline = time.monotonic() + 3
-        while server.wal_bytes("walcheck") > 16 << 20:
+        while wal_bytes(server, "walcheck") > 16 << 20:
             self.assertLess(time.monotonic(), deadline, "the WAL was not truncated within 3 s")
             await sleep(0.1)

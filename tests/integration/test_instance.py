@@ -10,8 +10,8 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import provider
 
+from tests.options import parse
 from tests.support import start_squad
-from tests.unit.test_tap import parse
 
 
 class InstanceNameOptionTests(SynchronousTestCase):

@@ -2,39 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
-import socket
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import treq
-from twisted.internet import reactor
-from twisted.internet.task import deferLater
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from squad.runtime.metrics import method_label, route_labeller
-from tests.support import database_uri, drop_database
-
-ROOT = Path(__file__).resolve().parents[2]
-SIGNUP = {
-    "firstName": "Grace",
-    "lastName": "Hopper",
-    "email": "grace@example.org",
-    "username": "grace",
-    "password": "cobol-forever-1959",
-}
-
-
-JSON_HEADERS: dict[bytes | str, bytes | str] = {"Content-Type": "application/json"}
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.support import SquadProcess, database_uri, drop_database, sleep
 
 
 def sample(text: str, name: str) -> float:
@@ -88,61 +63,17 @@ class MetricsAcrossWorkersTests(TestCase):
         """With two worker processes, a scrape of either counts every request both served."""
         uri = database_uri()
         database = f"squad_metrics_{uuid.uuid4().hex[:8]}"
-        port = free_port()
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "twisted",
-                "squad",
-                "--port",
-                f"tcp:{port}:interface=127.0.0.1",
-                "--mongo-uri",
-                uri,
-                "--database",
-                database,
-                "--workers",
-                "2",
-                "--seal-key-file",
-                os.path.abspath(self.mktemp() + ".key"),
-                "--slow-min",
-                "0.1",
-                "--slow-max",
-                "0.2",
-            ],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-        def stop() -> None:
-            process.terminate()
-            process.wait(timeout=15)
-
         self.addCleanup(drop_database, uri, database)
-        self.addCleanup(stop)
-        url = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                if (await treq.get(url + "/health", persistent=False)).code == 204:
-                    break
-            except Exception:
-                pass
-            await deferLater(reactor, 0.1, lambda: None)
+        key = os.path.abspath(self.mktemp() + ".key")
+        squad = SquadProcess(
+            self, uri, database, key, "--workers", "2", "--slow-min", "0.1", "--slow-max", "0.2"
+        )
+        await squad.ready()
         sent = 20
-        for _ in range(sent):
-            # A new connection each time: the kernel spreads them over both workers.
-            response = await treq.post(
-                url + "/users",
-                data=json.dumps(SIGNUP).encode(),
-                headers=JSON_HEADERS,
-                persistent=False,
-            )
-            self.assertEqual(response.code, 201)
-            await response.content()
-        await deferLater(reactor, 1.5, lambda: None)  # gauges are sampled once a second
-        scrape = await treq.get(url + "/metrics", persistent=False)
+        # A new connection each time: the kernel spreads them over both workers.
+        await squad.post_many(sent)
+        await sleep(1.5)  # gauges are sampled once a second
+        scrape = await treq.get(squad.url + "/metrics", persistent=False)
         self.assertEqual(scrape.code, 200)
         text = (await scrape.content()).decode()
         self.assertEqual(

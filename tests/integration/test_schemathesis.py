@@ -38,20 +38,13 @@ from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
 from squad.http.validation import MAX_BODY_BYTES
+from tests.signups import VALID_SIGNUP
 from tests.support import start_squad
 
 #: Generated examples per operation and per mode (positive, negative). About 600 requests in all.
 MAX_EXAMPLES = 60
 #: The sign-up route gets more: it is where hostile bodies matter.
 MAX_EXAMPLES_SIGNUP = 150
-
-VALID_SIGNUP = {
-    "firstName": "Ada",
-    "lastName": "Lovelace",
-    "email": "ada@example.org",
-    "username": "ada.l",
-    "password": "correct horse battery staple",
-}
 
 
 @dataclass

@@ -14,7 +14,6 @@ from twisted.internet.task import LoopingCall, deferLater
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
-from tests.integration.test_users import post_signup
 from tests.support import RunningSquad, start_squad
 
 HEAD = b"POST /users HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
@@ -73,7 +72,7 @@ class SlowClientTests(TestCase):
         trickle.clock = reactor
         trickling = trickle.start(0.2, now=True)
         try:
-            response = await post_signup(squad)
+            response = await squad.post_signup()
             self.assertEqual(response.code, 201)
             await response.content()
             received = await client.closed
@@ -113,7 +112,7 @@ class SlowClientTests(TestCase):
         first.transport.loseConnection()
         await first.closed
         await deferLater(reactor, 0.1, lambda: None)
-        response = await post_signup(squad)
+        response = await squad.post_signup()
         self.assertEqual(response.code, 201)
         await response.content()
         for holder in holders:

@@ -7,75 +7,16 @@ slow step and the instances still running finish every one.
 
 from __future__ import annotations
 
-import json
 import os
-import signal
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 
-import treq
-from bson import ObjectId
 from twisted.internet import reactor
-from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.integration.test_database_outage import free_port, wait_for_port
-from tests.support import database_uri, drop_database, mongo, start_squad
+from tests.support import SquadProcess, database_uri, drop_database, mongo, sleep, start_squad
 
-ROOT = Path(__file__).resolve().parents[2]
-JSON_HEADERS: dict[bytes | str, bytes | str] = {"Content-Type": "application/json"}
-
-
-def signup(n: int) -> bytes:
-    return json.dumps(
-        {
-            "firstName": "Margaret",
-            "lastName": "Hamilton",
-            "email": f"margaret{n}@example.org",
-            "username": f"mhamilton{n}",
-            "password": "apollo-guidance-11",
-        }
-    ).encode()
-
-
-def squad_instance(
-    uri: str, database: str, key_file: str, port: int, *argv: str
-) -> subprocess.Popen[bytes]:
-    """``twistd -n squad`` as its own process group (one worker), on 127.0.0.1:``port``."""
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "twisted",
-            "squad",
-            "--port",
-            f"tcp:{port}:interface=127.0.0.1",
-            "--mongo-uri",
-            uri,
-            "--database",
-            database,
-            "--workers",
-            "1",
-            "--lease-seconds",
-            "2",
-            "--seal-key-file",
-            key_file,
-            *argv,
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith("SQUAD_")},
-    )
-
-
-def kill_group(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+# Each instance is one worker; its lease lapses 2 s after it dies.
+LEASE = ("--workers", "1", "--lease-seconds", "2")
 
 
 class TakeOverTests(TestCase):
@@ -87,51 +28,14 @@ class TakeOverTests(TestCase):
         uri = database_uri()
         database = f"squad_takeover_{uuid.uuid4().hex[:8]}"
         self.addCleanup(drop_database, uri, database)
-        port = free_port()
         # Instances on one database share the seal key, or none could hash another's passwords.
         key_file = os.path.abspath(self.mktemp() + ".key")
-        first = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "twisted",
-                "squad",
-                "--port",
-                f"tcp:{port}:interface=127.0.0.1",
-                "--mongo-uri",
-                uri,
-                "--database",
-                database,
-                "--workers",
-                "1",
-                "--lease-seconds",
-                "2",
-                "--slow-min",
-                "60",
-                "--slow-max",
-                "60",
-                "--seal-key-file",
-                key_file,
-            ],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+        first = SquadProcess(
+            self, uri, database, key_file, *LEASE, "--slow-min", "60", "--slow-max", "60"
         )
-        self.addCleanup(lambda: first.kill() if first.poll() is None else None)
-        await wait_for_port(port)
-        ids = []
-        for n in range(5):
-            response = await treq.post(
-                f"http://127.0.0.1:{port}/users",
-                data=signup(n),
-                headers=JSON_HEADERS,
-                persistent=False,
-            )
-            self.assertEqual(response.code, 201)
-            ids.append(ObjectId((await treq.json_content(response))["_id"]))
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait()
+        await first.ready()
+        ids = await first.post_many(5)
+        first.kill()
 
         await start_squad(
             self,
@@ -152,7 +56,7 @@ class TakeOverTests(TestCase):
             done = await db.users.count_documents(finished, timeout=5)
             if done == len(ids):
                 break
-            await deferLater(reactor, 0.1, lambda: None)
+            await sleep(0.1)
         processed = await db.users.count_documents(
             {"_id": {"$in": ids}, "processed": True}, timeout=5
         )
@@ -172,31 +76,20 @@ class TakeOverTests(TestCase):
         database = f"squad_instances_{uuid.uuid4().hex[:8]}"
         self.addCleanup(drop_database, uri, database)
         key_file = os.path.abspath(self.mktemp() + ".key")
-        ports = [free_port() for _ in range(3)]
         instances = []
-        for number, port in enumerate(ports):
+        for number in range(3):
             # The doomed instance's slow step outlasts the test: its users are mid step when
             # it dies. The survivors' steps are short so the test runs in seconds.
             slow = ["60", "60"] if number == 0 else ["0.1", "0.2"]
-            instance = squad_instance(
-                uri, database, key_file, port, "--slow-min", slow[0], "--slow-max", slow[1]
+            instance = SquadProcess(
+                self, uri, database, key_file, *LEASE, "--slow-min", slow[0], "--slow-max", slow[1]
             )
-            self.addCleanup(kill_group, instance)
             instances.append(instance)
             if number == 0:
-                await wait_for_port(port)  # it creates the shared seal key first
-        for port in ports[1:]:
-            await wait_for_port(port)
-        ids = []
-        for n in range(8):
-            response = await treq.post(
-                f"http://127.0.0.1:{ports[0]}/users",
-                data=signup(100 + n),
-                headers=JSON_HEADERS,
-                persistent=False,
-            )
-            self.assertEqual(response.code, 201)
-            ids.append(ObjectId((await treq.json_content(response))["_id"]))
+                await instance.ready()  # it creates the shared seal key first
+        for instance in instances[1:]:
+            await instance.ready()
+        ids = await instances[0].post_many(8)
         pool, db = await mongo(uri, database)
         self.addCleanup(pool.disconnect)
         mid_step = await db.users.count_documents(
@@ -204,8 +97,7 @@ class TakeOverTests(TestCase):
         )
         self.assertEqual(mid_step, len(ids))
 
-        os.killpg(instances[0].pid, signal.SIGKILL)
-        instances[0].wait()
+        instances[0].kill()
         killed_at = reactor.seconds()
 
         finished = {"_id": {"$in": ids}, "processed": True, "password_hash": {"$exists": True}}
@@ -214,10 +106,10 @@ class TakeOverTests(TestCase):
             done = await db.users.count_documents(finished, timeout=5)
             if done == len(ids):
                 break
-            await deferLater(reactor, 0.2, lambda: None)
+            await sleep(0.2)
         self.assertEqual(done, len(ids))
         for survivor in instances[1:]:
-            self.assertIsNone(survivor.poll(), "a surviving instance stopped")
+            self.assertIsNone(survivor.process.poll(), "a surviving instance stopped")
         for _ in range(50):  # the pending documents go once the finishing writes are done
             left = [
                 await db[name].count_documents({}, timeout=5)
@@ -225,7 +117,7 @@ class TakeOverTests(TestCase):
             ]
             if left == [0, 0]:
                 break
-            await deferLater(reactor, 0.2, lambda: None)
+            await sleep(0.2)
         self.assertEqual(await db.pending.count_documents({}, timeout=5), 0)
         self.assertEqual(await db.sealed_passwords.count_documents({}, timeout=5), 0)
 

@@ -8,35 +8,10 @@ from typing import Any
 import treq
 from bson import ObjectId
 from twisted.internet import reactor
-from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from tests.support import RunningSquad, mongo, start_squad
-
-SIGNUP = {
-    "firstName": "Ada",
-    "lastName": "Lovelace",
-    "email": "ada@example.org",
-    "username": "ada.l",
-    "password": "correct horse battery staple",
-}
-
-
-async def post_signup(squad: RunningSquad, body: dict[str, Any] | None = None) -> Any:
-    return await squad.post(
-        "/users",
-        data=json.dumps(body or SIGNUP).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-
-
-async def wait_until(predicate: Any, timeout: float = 10.0, step: float = 0.05) -> None:
-    waited = 0.0
-    while not await predicate():
-        if waited >= timeout:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await deferLater(reactor, step, lambda: None)
-        waited += step
+from tests.signups import USER_FIELDS, VALID_SIGNUP
+from tests.support import eventually, mongo, sleep, start_squad
 
 
 class UsersIntegrationTests(TestCase):
@@ -45,22 +20,10 @@ class UsersIntegrationTests(TestCase):
     async def test_post_then_get_shows_processed_false_then_true(self) -> None:
         """POST answers 201 at once with processed false; after the slow step GET shows true."""
         squad = await start_squad(self, "--slow-min", "0.3", "--slow-max", "0.5")
-        response = await post_signup(squad)
+        response = await squad.post_signup()
         self.assertEqual(response.code, 201)
         body = json.loads(await response.content())
-        self.assertEqual(
-            set(body),
-            {
-                "_id",
-                "firstName",
-                "lastName",
-                "email",
-                "username",
-                "processed",
-                "date_created",
-                "date_updated",
-            },
-        )
+        self.assertEqual(set(body), USER_FIELDS)
         self.assertFalse(body["processed"])
         self.assertEqual(response.headers.getRawHeaders("location"), [f"/users/{body['_id']}"])
         fetched = await treq.json_content(await squad.get(f"/users/{body['_id']}"))
@@ -70,14 +33,14 @@ class UsersIntegrationTests(TestCase):
             user = await treq.json_content(await squad.get(f"/users/{body['_id']}"))
             return bool(user["processed"])
 
-        await wait_until(processed)
+        await eventually(processed, 10, "the user processed")
         user = await treq.json_content(await squad.get(f"/users/{body['_id']}"))
         self.assertGreater(user["date_updated"], user["date_created"])
 
     async def test_stored_document_has_the_contract_fields_and_no_plaintext(self) -> None:
         """The database holds BSON dates, processed, and only a salted hash of the password."""
         squad = await start_squad(self, "--slow-min", "0.1", "--slow-max", "0.2")
-        body = json.loads(await (await post_signup(squad)).content())
+        body = json.loads(await (await squad.post_signup()).content())
         pool, db = await mongo(squad.uri, squad.database)
         self.addCleanup(pool.disconnect)
 
@@ -85,13 +48,13 @@ class UsersIntegrationTests(TestCase):
             doc = await db.users.find_one({"_id": ObjectId(body["_id"])}, timeout=5)
             return bool(doc and doc.get("password_hash") and doc.get("processed"))
 
-        await wait_until(hashed, timeout=20)
+        await eventually(hashed, 20, "the password hashed and the user processed")
         doc = await db.users.find_one({"_id": ObjectId(body["_id"])}, timeout=5)
-        self.assertEqual(doc["email"], "ada@example.org")
+        self.assertEqual(doc["email"], VALID_SIGNUP["email"])
         self.assertEqual(type(doc["date_created"]).__name__, "datetime")
         self.assertTrue(doc["password_hash"].startswith("$argon2id$"))
         everything = json.dumps([d async for d in _all_documents(db)], default=str)
-        self.assertNotIn(SIGNUP["password"], everything)
+        self.assertNotIn(VALID_SIGNUP["password"], everything)
 
         async def finished() -> bool:
             left = [
@@ -100,7 +63,7 @@ class UsersIntegrationTests(TestCase):
             ]
             return left == [0, 0]
 
-        await wait_until(finished, timeout=10)
+        await eventually(finished, 10, "no pending work or sealed password left")
 
     async def test_unknown_and_malformed_ids(self) -> None:
         """GET /users answers 404 for an unknown id and 400 for a malformed one."""
@@ -114,7 +77,7 @@ class UsersIntegrationTests(TestCase):
     async def test_invalid_body_stores_nothing(self) -> None:
         """A refused sign-up answers 400 with a JSON error and leaves the database empty."""
         squad = await start_squad(self)
-        response = await post_signup(squad, {**SIGNUP, "email": "not-an-email"})
+        response = await squad.post_signup({**VALID_SIGNUP, "email": "not-an-email"})
         self.assertEqual(response.code, 400)
         error = await treq.json_content(response)
         self.assertEqual(error["error"], "invalid_email")
@@ -126,7 +89,7 @@ class UsersIntegrationTests(TestCase):
         """With --allow-flush, DELETE /collections removes every user and all pending work."""
         squad = await start_squad(self, "--allow-flush")
         for _ in range(3):
-            self.assertEqual((await post_signup(squad)).code, 201)
+            self.assertEqual((await squad.post_signup()).code, 201)
         self.assertEqual((await squad.delete("/collections")).code, 204)
         pool, db = await mongo(squad.uri, squad.database)
         self.addCleanup(pool.disconnect)
@@ -136,7 +99,7 @@ class UsersIntegrationTests(TestCase):
     async def test_delete_collections_is_absent_without_the_flag(self) -> None:
         """Without --allow-flush, DELETE /collections answers 404 and deletes nothing."""
         squad = await start_squad(self)
-        self.assertEqual((await post_signup(squad)).code, 201)
+        self.assertEqual((await squad.post_signup()).code, 201)
         self.assertEqual((await squad.delete("/collections")).code, 404)
         pool, db = await mongo(squad.uri, squad.database)
         self.addCleanup(pool.disconnect)
@@ -146,33 +109,27 @@ class UsersIntegrationTests(TestCase):
         """A retry with the same Idempotency-Key gets the same 201 and body; nothing new is
         stored. The same key with another body is refused with 422."""
         squad = await start_squad(self)
-        headers = {"Content-Type": "application/json", "Idempotency-Key": "retry-me-1"}
-        first = await squad.post("/users", data=json.dumps(SIGNUP).encode(), headers=headers)
-        second = await squad.post("/users", data=json.dumps(SIGNUP).encode(), headers=headers)
+        headers = {"Idempotency-Key": "retry-me-1"}
+        first = await squad.post_signup(headers=headers)
+        second = await squad.post_signup(headers=headers)
         self.assertEqual((first.code, second.code), (201, 201))
         self.assertEqual(await first.content(), await second.content())
         self.assertEqual(
             first.headers.getRawHeaders("location"), second.headers.getRawHeaders("location")
         )
-        other = await squad.post(
-            "/users", data=json.dumps({**SIGNUP, "username": "other"}).encode(), headers=headers
-        )
+        other = await squad.post_signup({**VALID_SIGNUP, "username": "other"}, headers)
         self.assertEqual(other.code, 422)
         self.assertEqual((await treq.json_content(other))["error"], "idempotency_key_reused")
         pool, db = await mongo(squad.uri, squad.database)
         self.addCleanup(pool.disconnect)
         self.assertEqual(await db.users.count_documents({}, timeout=5), 1)
         stored = json.dumps([d async for d in _all_documents(db)], default=str)
-        self.assertNotIn(SIGNUP["password"], stored)
+        self.assertNotIn(VALID_SIGNUP["password"], stored)
 
     async def test_malformed_idempotency_key_is_refused(self) -> None:
         """An Idempotency-Key over 255 characters is refused with 400 and stores nothing."""
         squad = await start_squad(self)
-        response = await squad.post(
-            "/users",
-            data=json.dumps(SIGNUP).encode(),
-            headers={"Content-Type": "application/json", "Idempotency-Key": "k" * 256},
-        )
+        response = await squad.post_signup(headers={"Idempotency-Key": "k" * 256})
         self.assertEqual(response.code, 400)
         self.assertEqual((await treq.json_content(response))["error"], "invalid_idempotency_key")
 
@@ -190,14 +147,14 @@ class UsersIntegrationTests(TestCase):
         globalLogPublisher.addObserver(observe)
         self.addCleanup(globalLogPublisher.removeObserver, observe)
         squad = await start_squad(self, "--slow-min", "0.1", "--slow-max", "0.2")
-        await post_signup(squad)
-        await post_signup(squad, {**SIGNUP, "email": "broken"})
-        await post_signup(squad, {**SIGNUP, "extra": SIGNUP["password"]})
-        await deferLater(reactor, 0.5, lambda: None)
+        await squad.post_signup()
+        await squad.post_signup({**VALID_SIGNUP, "email": "broken"})
+        await squad.post_signup({**VALID_SIGNUP, "extra": VALID_SIGNUP["password"]})
+        await sleep(0.5)
         self.assertTrue(lines)
         for line in lines:
             json.loads(line)
-            self.assertNotIn(SIGNUP["password"], line)
+            self.assertNotIn(VALID_SIGNUP["password"], line)
 
     async def test_verifier_failures_are_retried_until_it_answers(self) -> None:
         """With --verifier-url, a verifier that fails twice then answers 2xx leaves the user
@@ -222,7 +179,7 @@ class UsersIntegrationTests(TestCase):
         self.addCleanup(port.stopListening)
         url = f"http://127.0.0.1:{port.getHost().port}/verify"
         squad = await start_squad(self, "--verifier-url", url)
-        body = json.loads(await (await post_signup(squad)).content())
+        body = json.loads(await (await squad.post_signup()).content())
         pool, db = await mongo(squad.uri, squad.database)
         self.addCleanup(pool.disconnect)
 
@@ -230,13 +187,13 @@ class UsersIntegrationTests(TestCase):
             doc = await db.users.find_one({"_id": ObjectId(body["_id"])}, timeout=5)
             return bool(doc and doc.get("verification", {}).get("state") == "retrying")
 
-        await wait_until(retrying, timeout=10)
+        await eventually(retrying, 10, 'verification.state "retrying"')
 
         async def processed() -> bool:
             user = await treq.json_content(await squad.get(f"/users/{body['_id']}"))
             return bool(user["processed"])
 
-        await wait_until(processed, timeout=20)
+        await eventually(processed, 20, "the user processed once the verifier answered")
         self.assertEqual(len(calls), 3)
         self.assertEqual(json.loads(calls[-1]), {"id": body["_id"]})
 

@@ -18,7 +18,7 @@ from benchmark.sweep import TargetContext, select_targets
 
 
 class DurationTests(SynchronousTestCase):
-    """Durations are typed the way the seed's tool took them."""
+    """Durations are typed the way the original challenge's tool took them."""
 
     def test_bare_number_is_seconds(self) -> None:
         """A bare number is seconds: ``45`` is 45 s."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from benchmark.hash_drain import DrainFigures, parse_metrics, watch_backlog
+from tests.benchmark_fixtures import FakeTime
 
 EXPOSITION = """\
 # HELP squad_password_hash_backlog Sealed passwords waiting to be hashed
@@ -27,17 +28,6 @@ class ScriptedProgress:
         return self.readings.pop(0)
 
 
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 class HashDrainTests(SynchronousTestCase):
     def test_parse_metrics(self) -> None:
         """Samples are read by name; labelled series of one name are summed; comments skipped."""
@@ -49,7 +39,7 @@ class HashDrainTests(SynchronousTestCase):
     def test_drain_is_timed_and_rated(self) -> None:
         """Readings stop when the backlog is empty; the figures give the starting backlog, the
         time it took and the hashing rate; each reading reports the rate since the last."""
-        time = FakeTime()
+        time = FakeTime(100.0)
         progress = ScriptedProgress([(100, 0), (60, 40), (10, 90), (0, 100)])
         reports: list[tuple[float, int, float | None]] = []
         figures = watch_backlog(
@@ -67,7 +57,7 @@ class HashDrainTests(SynchronousTestCase):
 
     def test_gives_up_at_the_limit(self) -> None:
         """A backlog still there after ``limit`` seconds ends the wait, not drained."""
-        time = FakeTime()
+        time = FakeTime(100.0)
         progress = ScriptedProgress([(50, 0), (40, 10), (30, 20), (20, 30)])
         figures = watch_backlog(
             progress, interval=1.0, limit=2.0, clock=time.clock, sleep=time.sleep

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,7 @@ from benchmark.rate import (
     wal_file,
 )
 from benchmark.store import DRAIN_LIMIT
-from tests.tooling.test_benchmark_report import _level, _load
+from tests.benchmark_fixtures import FakeTime, level_result, load_figures
 
 START = datetime(2026, 12, 1, 20, 0, 0, tzinfo=UTC)
 
@@ -161,17 +163,17 @@ def sample(**metrics: float) -> Sample:
     return Sample(0.0, "after", {name: metrics.get(name) for name in METRICS}, None, None)
 
 
-class FakeTime:
-    """A clock that moves only when slept."""
+class ScriptedCount:
+    """The database's count of unprocessed users, read from a script; notes the time of each."""
 
-    def __init__(self) -> None:
-        self.now = 0.0
+    def __init__(self, time: FakeTime, left: Iterable[int]) -> None:
+        self.time = time
+        self.left = iter(left)
+        self.counted_at: list[float] = []
 
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
+    def __call__(self) -> int:
+        self.counted_at.append(self.time.now)
+        return next(self.left)
 
 
 class WaitTests(SynchronousTestCase):
@@ -190,18 +192,13 @@ class WaitTests(SynchronousTestCase):
     def test_counts_once_when_metrics_say_zero(self) -> None:
         """The database is counted only once /metrics says nothing is left."""
         readings = iter([sample(**{SLOW_STEPS_RUNNING: n, FINISH_BACKLOG: 0}) for n in (9, 3, 0)])
-        counts: list[int] = []
-
-        def count() -> int:
-            counts.append(0)
-            return 0
-
         fake = FakeTime()
+        count = ScriptedCount(fake, repeat(0))
         outcome = wait_until_processed(
             lambda: next(readings), count, interval=2.0, clock=fake.clock, sleep=fake.sleep
         )
         self.assertEqual((outcome.seconds, outcome.processed, outcome.gave_up), (4.0, True, False))
-        self.assertEqual(len(counts), 1)
+        self.assertEqual(len(count.counted_at), 1)
 
     def test_recounts_while_the_database_disagrees(self) -> None:
         """
@@ -209,18 +206,12 @@ class WaitTests(SynchronousTestCase):
         database is counted again at most every recount interval.
         """
         zero = sample(**{SLOW_STEPS_RUNNING: 0, FINISH_BACKLOG: 0})
-        left = iter([40, 12, 0])
-        counted_at: list[float] = []
         fake = FakeTime()
-
-        def count() -> int:
-            counted_at.append(fake.now)
-            return next(left)
-
+        count = ScriptedCount(fake, [40, 12, 0])
         outcome = wait_until_processed(
             lambda: zero, count, interval=2.0, recount=10.0, clock=fake.clock, sleep=fake.sleep
         )
-        self.assertEqual(counted_at, [0.0, 10.0, 20.0])
+        self.assertEqual(count.counted_at, [0.0, 10.0, 20.0])
         self.assertEqual((outcome.processed, outcome.remaining), (True, 0))
 
     def test_unwritten_results_do_not_hold_off_the_count(self) -> None:
@@ -232,14 +223,8 @@ class WaitTests(SynchronousTestCase):
         readings = iter(
             [sample(**{SLOW_STEPS_RUNNING: 0, FINISH_BACKLOG: n}) for n in (900, 2, 2, 1, 2)]
         )
-        left = iter([300, 0])
-        counted_at: list[float] = []
         fake = FakeTime()
-
-        def count() -> int:
-            counted_at.append(fake.now)
-            return next(left)
-
+        count = ScriptedCount(fake, [300, 0])
         outcome = wait_until_processed(
             lambda: next(readings),
             count,
@@ -248,7 +233,7 @@ class WaitTests(SynchronousTestCase):
             clock=fake.clock,
             sleep=fake.sleep,
         )
-        self.assertEqual(counted_at, [0.0, 4.0])
+        self.assertEqual(count.counted_at, [0.0, 4.0])
         self.assertEqual((outcome.processed, outcome.seconds), (True, 4.0))
 
     def test_gives_up_at_the_limit(self) -> None:
@@ -279,7 +264,7 @@ class WaitTests(SynchronousTestCase):
 
 def rate_run(**changes: Any) -> RateRun:
     """A 30 s run at 500/s whose figures meet every sustained-load target."""
-    load = _load(50, 500.0, 12.0, 15_000)
+    load = load_figures(50, 500.0, 12.0, 15_000)
     samples = [
         Sample(
             float(at),
@@ -301,7 +286,7 @@ def rate_run(**changes: Any) -> RateRun:
         "duration": 30.0,
         "slow_max": 15.0,
         "load_seconds": 30.0,
-        "result": _level(load, 15_000, rss=300.0),
+        "result": level_result(load, 15_000, rss=300.0),
         "samples": samples,
         "wait": None,
         "lag": lag_report(users, START.timestamp()),
@@ -346,11 +331,11 @@ class JudgeTests(SynchronousTestCase):
         """
         users = [user(n / 100, 6.0) for n in range(1000)] + [user(25.0, 40.0), user(26.0, None)]
         big = [Sample(0.0, "load", {}, 100 * 1024 * 1024, 500.0)]
-        failing = _load(50, 400.0, 80.0, 12_000, timeouts=3)
+        failing = load_figures(50, 400.0, 80.0, 12_000, timeouts=3)
         run = rate_run(
             lag=lag_report(users, START.timestamp()),
             samples=big,
-            result=_level(failing, 12_003),
+            result=level_result(failing, 12_003),
             wait=WaitOutcome(600.0, False, 1, True),
         )
         judged = {j.target: (j.met, j.measured) for j in judge(run)}

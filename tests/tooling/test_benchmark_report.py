@@ -21,6 +21,7 @@ from benchmark.figures import (
 )
 from benchmark.report import box_table, console_report, render_markdown, write_report
 from benchmark.store import nothing_lost, wait_for_drain
+from tests.benchmark_fixtures import level_result, load_figures, recorded_sweep
 
 # What runner.js printed after a real 5 s run at 50 connections (trimmed to the fields it sends).
 RUNNER_OUTPUT = {
@@ -40,85 +41,6 @@ RUNNER_OUTPUT = {
     "autocannon": "9.0.0",
     "node": "v20.20.2",
 }
-
-
-def _load(connections: int, rps: float, p99: float, ok: int, timeouts: int = 0) -> LoadFigures:
-    return LoadFigures(
-        connections=connections,
-        duration=30.0,
-        sent=ok + timeouts + connections,
-        ok=ok,
-        non2xx=0,
-        errors=timeouts,
-        timeouts=timeouts,
-        requests_per_second=rps,
-        p50_ms=p99 / 4,
-        p90_ms=p99 / 2,
-        p99_ms=p99,
-        max_ms=p99 * 2,
-        mean_ms=p99 / 3,
-        status_codes={"201": ok},
-        loadgen_cpu_seconds=9.0,
-        elapsed=30.0,
-    )
-
-
-def _level(load: LoadFigures, stored: int | None, rss: float | None = 120.0) -> LevelResult:
-    check = (
-        StoreCheck("n/a", "the target stores nothing")
-        if stored is None
-        else StoreCheck("PASS", f"{stored} users stored for {load.ok} 2xx answers", stored)
-    )
-    return LevelResult(
-        load=load,
-        check=check,
-        drain_seconds=14.5 if stored is not None else None,
-        drained=True if stored is not None else None,
-        service_rss_mb=rss,
-        service_cpu_seconds=30.0,
-        database_cpu_seconds=12.0,
-        other_cpu_seconds=1.5,
-        service_processes=3,
-    )
-
-
-def recorded_sweep() -> SweepResults:
-    """A sweep at two levels against three targets, one of which failed to start."""
-    squad = TargetResult(
-        "squad",
-        "squad, as running at URL",
-        "http://localhost:9000",
-        [
-            _level(_load(25, 2345.6, 12.34, 70_368), 70_368),
-            _level(_load(1000, 2100.0, 987.6, 63_000), 63_050),
-        ],
-    )
-    baseline = TargetResult(
-        "baseline",
-        "BASELINE, the seed's behaviour",
-        "http://127.0.0.1:9100",
-        [
-            _level(_load(25, 2.5, 9876.0, 75, timeouts=40), 140),
-            _level(_load(1000, 66.0, 9950.0, 1980, timeouts=1500), 4000),
-        ],
-    )
-    broken = TargetResult(
-        "reference-node",
-        "REFERENCE: express",
-        "http://127.0.0.1:9300",
-        [],
-        error="the server for http://127.0.0.1:9300 exited before it answered",
-    )
-    return SweepResults(
-        started="2025-11-28 04:50:00 UTC",
-        command="./bin/benchmark --sweep 30s",
-        duration=30.0,
-        levels=[25, 1000],
-        machine={"CPUs": "2", "CPU model": "Test CPU @ 3.00GHz", "memory": "23.5 GiB"},
-        versions={"Python": "3.11.9", "autocannon": "9.0.0", "database": "FerretDB v1.24.2"},
-        targets=[squad, baseline, broken],
-        notes=["a note for the reader"],
-    )
 
 
 def _png_size(path: Path) -> tuple[int, int]:
@@ -176,7 +98,7 @@ class FiguresTests(SynchronousTestCase):
 
     def test_failures_count_errors_once(self) -> None:
         """Failures are non-2xx plus errors; timeouts are inside errors, not added twice."""
-        load = _load(25, 1.0, 1.0, 10, timeouts=7)
+        load = load_figures(25, 1.0, 1.0, 10, timeouts=7)
         self.assertEqual(load.failures, 7)
 
     def test_json_round_trip(self) -> None:
@@ -348,7 +270,7 @@ class ReportTests(SynchronousTestCase):
             self.assertIn(f"]({name})", self.text)
 
     def test_a_table_per_level(self) -> None:
-        """Each level has its own section with the seed's columns and a row per target."""
+        """Each level has its own section with the original tool's columns and a row per target."""
         self.assertIn("## 25 connections", self.text)
         self.assertIn("## 1000 connections", self.text)
         section = self.text.split("## 25 connections", 1)[1].split("## ", 1)[0]
@@ -424,7 +346,10 @@ class ReportTests(SynchronousTestCase):
                 **results.__dict__,
                 "targets": [
                     TargetResult(
-                        "ceiling", "c", "u", [_level(_load(25, 1.0, 1.0, 10), None, rss=None)]
+                        "ceiling",
+                        "c",
+                        "u",
+                        [level_result(load_figures(25, 1.0, 1.0, 10), None, rss=None)],
                     )
                 ],
                 "levels": [25],

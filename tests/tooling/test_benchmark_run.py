@@ -32,9 +32,8 @@ from benchmark.procs import (
     rss_megabytes,
     service_processes,
 )
-from benchmark.service import ServiceDown, wait_until_healthy
 from benchmark.sweep import free_port, run_sweep
-from tests.support import stop_process_group
+from tests.support import squad_command, start_service
 
 ROOT = BENCHMARK_DIR.parent
 MONGO_URI = os.environ.get("SQUAD_TEST_MONGO_URI") or "mongodb://127.0.0.1:27017"
@@ -63,28 +62,9 @@ def _squad_available() -> bool:
 
 def _service_command(kind: str, port: int) -> list[str]:
     if kind == "squad":
-        twistd = Path(sys.executable).parent / "twistd"
-        launcher = [str(twistd)] if twistd.exists() else [sys.executable, "-m", "twisted"]
-        if twistd.exists():
-            launcher += ["--pidfile=", "-n"]
-        return [
-            *launcher,
-            "squad",
-            "--port",
-            f"tcp:{port}:interface=127.0.0.1",
-            "--mongo-uri",
-            MONGO_URI,
-            "--database",
-            DATABASE,
-            "--allow-flush",
-            # One process: this test is about the benchmark, not squad's worker supervision.
-            "--workers",
-            "1",
-            "--slow-min",
-            "0.1",
-            "--slow-max",
-            "0.2",
-        ]
+        # One process: this test is about the benchmark, not squad's worker supervision.
+        options = ["--allow-flush", "--workers", "1", "--slow-min", "0.1", "--slow-max", "0.2"]
+        return squad_command(port, MONGO_URI, DATABASE, *options)
     return [
         sys.executable,
         "-m",
@@ -120,28 +100,7 @@ class RealRunTests(SynchronousTestCase):
 
     def _start_service(self, kind: str) -> str:
         port = free_port()
-        command = _service_command(kind, port)
-        workdir = Path(self.mktemp()).resolve()
-        workdir.mkdir(parents=True)
-        log = (workdir / "service.log").open("w")
-        self.addCleanup(log.close)
-        process = subprocess.Popen(
-            command,
-            cwd=workdir,
-            env=_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.addCleanup(stop_process_group, process)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_until_healthy(url, 20.0, alive=lambda: process.poll() is None)
-        except ServiceDown as error:
-            log.flush()
-            self.fail(f"{kind} did not start: {error}\n{(workdir / 'service.log').read_text()}")
-        return url
+        return start_service(self, kind, _service_command(kind, port), port)
 
     def _database(self) -> Any:
         import pymongo
@@ -153,8 +112,8 @@ class RealRunTests(SynchronousTestCase):
     def test_short_run_squad(self) -> None:
         """
         ``bin/benchmark 4 3s --drain`` against squad (one process, slow step 0.1-0.2 s) prints
-        the seed's table with consistent figures, no failure, a PASS from the nothing-lost check
-        and the drain time; squad accepted every generated sign-up body.
+        the original tool's table with consistent figures, no failure, a PASS from the
+        nothing-lost check and the drain time; squad accepted every generated sign-up body.
         """
         if not _squad_available():
             raise SkipTest("squad's twistd plugin is not there yet")

@@ -6,36 +6,26 @@ against a private database, its place among the sweep's targets, and its verdict
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import urllib.request
 import uuid
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from benchmark.args import parse_arguments
 from benchmark.load import BENCHMARK_DIR
-from benchmark.service import ServiceDown, wait_until_healthy
 from benchmark.sweep import TargetContext, free_port, select_targets
-from benchmark.targets import verdicts
-from tests.support import database_uri, stop_process_group
-from tests.tooling.test_benchmark_targets import sweep, target
+from tests.benchmark_fixtures import target, verdicts_of
+from tests.signups import VALID_SIGNUP
+from tests.support import database_uri, start_service
 
 ROOT = BENCHMARK_DIR.parent
-SIGNUP = {
-    "firstName": "Ada",
-    "lastName": "Lovelace",
-    "email": "ada@example.com",
-    "username": "ada",
-    "password": "correct horse battery staple",
-}
 
 
-def _post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+def _post(url: str, body: Mapping[str, object]) -> tuple[int, dict[str, Any]]:
     request = urllib.request.Request(
         url + "/users",
         data=json.dumps(body).encode(),
@@ -59,46 +49,16 @@ class StoredServerTests(SynchronousTestCase):
         self.addCleanup(client.drop_database, self.database)
         self.users = client[self.database]["users"]
         port = free_port()
-        log_path = Path(self.mktemp()).resolve()
-        log = log_path.open("w")
-        self.addCleanup(log.close)
-        env = {**os.environ}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "benchmark.stored.server",
-                "--port",
-                str(port),
-                "--workers",
-                "2",
-                "--mongo-uri",
-                uri,
-                "--database",
-                self.database,
-            ],
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self.addCleanup(stop_process_group, process)
-        self.url = f"http://127.0.0.1:{port}"
-        try:
-            wait_until_healthy(self.url, 20.0, alive=lambda: process.poll() is None)
-        except ServiceDown as error:
-            log.flush()
-            self.fail(f"stored did not start: {error}\n{log_path.read_text()}")
+        command = [sys.executable, "-m", "benchmark.stored.server", "--port", str(port)]
+        command += ["--workers", "2", "--mongo-uri", uri, "--database", self.database]
+        self.url = start_service(self, "stored", command, port, cwd=ROOT)
 
     def test_signups_are_stored_before_the_answer(self) -> None:
         """
         Concurrent sign-ups each get 201 with the stored user (its id, no password); by then
         every one is in the database, without its password, ``processed: false``.
         """
-        bodies = [{**SIGNUP, "username": f"ada{n}"} for n in range(12)]
+        bodies = [{**VALID_SIGNUP, "username": f"ada{n}"} for n in range(12)]
         with ThreadPoolExecutor(max_workers=6) as pool:
             answers = list(pool.map(lambda body: _post(self.url, body), bodies))
         self.assertEqual([status for status, _ in answers], [201] * len(bodies))
@@ -118,7 +78,7 @@ class StoredServerTests(SynchronousTestCase):
 
     def test_flush_and_health(self) -> None:
         """GET /health and DELETE /collections answer 204; the flush empties ``users``."""
-        _post(self.url, SIGNUP)
+        _post(self.url, VALID_SIGNUP)
         for method, path in (("GET", "/health"), ("DELETE", "/collections")):
             request = urllib.request.Request(self.url + path, method=method)
             with urllib.request.urlopen(request, timeout=10) as answer:
@@ -153,44 +113,24 @@ class StoredTargetTests(SynchronousTestCase):
         requests/s at least 0.85x stored and p99 at most 1.5x stored's + 5 ms at every level,
         and at least 2.5x Node from 100 connections up: met, and not met, with the figures.
         """
-        good = {
-            v.target: (v.met, v.measured)
-            for v in verdicts(
-                sweep(
-                    target("squad", 2000, 14.0, 1800, 900),
-                    target("stored", 2200, 6.0, 2000, 700),
-                    target("reference-node", 600, 200, 700, 3000),
-                )
-            )
-        }
-        self.assertEqual(
-            good["requests/s at least 0.85x the stored reference at every level"],
-            (True, "0.91x at 25, 0.90x at 1000"),
+        rps = "requests/s at least 0.85x the stored reference at every level"
+        p99 = "p99 at most 1.5x the stored reference's + 5 ms at every level"
+        node = "requests/s at least 2.5x the Node reference's from 100 connections up"
+        good = verdicts_of(
+            target("squad", 2000, 14.0, 1800, 900),
+            target("stored", 2200, 6.0, 2000, 700),
+            target("reference-node", 600, 200, 700, 3000),
         )
+        self.assertEqual(good[rps], (True, "0.91x at 25, 0.90x at 1000"))
         self.assertEqual(
-            good["p99 at most 1.5x the stored reference's + 5 ms at every level"],
-            (True, "14.0 ms (at most 14.0) at 25, 900.0 ms (at most 1,055.0) at 1000"),
+            good[p99], (True, "14.0 ms (at most 14.0) at 25, 900.0 ms (at most 1,055.0) at 1000")
         )
-        self.assertEqual(
-            good["requests/s at least 2.5x the Node reference's from 100 connections up"],
-            (True, "2.57x at 1000"),
+        self.assertEqual(good[node], (True, "2.57x at 1000"))
+        bad = verdicts_of(
+            target("squad", 1500, 20.0, 1800, 900),
+            target("stored", 2200, 6.0, 2000, 500),
+            target("reference-node", 600, 200, 1000, 3000),
         )
-        bad = {
-            v.target: (v.met, v.measured)
-            for v in verdicts(
-                sweep(
-                    target("squad", 1500, 20.0, 1800, 900),
-                    target("stored", 2200, 6.0, 2000, 500),
-                    target("reference-node", 600, 200, 1000, 3000),
-                )
-            )
-        }
-        self.assertEqual(
-            bad["requests/s at least 0.85x the stored reference at every level"],
-            (False, "0.68x at 25, 0.90x at 1000"),
-        )
-        self.assertFalse(bad["p99 at most 1.5x the stored reference's + 5 ms at every level"][0])
-        self.assertEqual(
-            bad["requests/s at least 2.5x the Node reference's from 100 connections up"],
-            (False, "1.80x at 1000"),
-        )
+        self.assertEqual(bad[rps], (False, "0.68x at 25, 0.90x at 1000"))
+        self.assertFalse(bad[p99][0])
+        self.assertEqual(bad[node], (False, "1.80x at 1000"))

@@ -4,31 +4,10 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from benchmark.figures import SweepResults, TargetResult
+from benchmark.figures import TargetResult
 from benchmark.report import render_markdown
 from benchmark.targets import verdicts
-from tests.tooling.test_benchmark_report import _level, _load, recorded_sweep
-
-
-def sweep(squad: TargetResult, *others: TargetResult) -> SweepResults:
-    return SweepResults(
-        **{**recorded_sweep().__dict__, "targets": [squad, *others], "levels": [25, 1000]}
-    )
-
-
-def target(
-    label: str, rps25: float, p99_25: float, rps1000: float, p99_1000: float
-) -> TargetResult:
-    stored = None if label == "ceiling" else 10_000
-    return TargetResult(
-        label,
-        label,
-        "http://127.0.0.1:1",
-        [
-            _level(_load(25, rps25, p99_25, 10_000), stored),
-            _level(_load(1000, rps1000, p99_1000, 10_000, timeouts=0), stored, rss=350.0),
-        ],
-    )
+from tests.benchmark_fixtures import load_figures, sweep, target, verdicts_of
 
 
 class VerdictTests(SynchronousTestCase):
@@ -54,16 +33,11 @@ class VerdictTests(SynchronousTestCase):
     def test_shortfalls_are_named_with_their_size(self) -> None:
         """Below 0.7x the ceiling, a p99 over 15 ms at 25 connections, over 1.5x the ceiling's
         p99 at 1000 and under 1.5x Node: each is not met, with the ratio that misses."""
-        judged = {
-            verdict.target: verdict
-            for verdict in verdicts(
-                sweep(
-                    target("squad", 900, 78.0, 1400, 2100),
-                    target("ceiling", 3000, 28.0, 3300, 700),
-                    target("reference-node", 600, 200, 1000, 8000),
-                )
-            )
-        }
+        judged = verdicts_of(
+            target("squad", 900, 78.0, 1400, 2100),
+            target("ceiling", 3000, 28.0, 3300, 700),
+            target("reference-node", 600, 200, 1000, 8000),
+        )
         expected = {
             "requests/s at least 0.7x the bare-Klein ceiling at every level": (
                 "0.30x at 25, 0.42x at 1000"
@@ -75,7 +49,7 @@ class VerdictTests(SynchronousTestCase):
             ),
         }
         self.assertEqual(
-            {name: (judged[name].met, judged[name].measured) for name in expected},
+            {name: judged[name] for name in expected},
             {name: (False, measured) for name, measured in expected.items()},
         )
 
@@ -83,23 +57,24 @@ class VerdictTests(SynchronousTestCase):
         """Any failed request at any level, RSS over 400 MB or a lost user is not met."""
         squad = target("squad", 2400, 12.0, 2400, 900)
         heavy = squad.levels[1]
-        failing = _load(1000, 2400, 900, 10_000, timeouts=3)
+        failing = load_figures(1000, 2400, 900, 10_000, timeouts=3)
         levels = [
             squad.levels[0],
             type(heavy)(**{**heavy.__dict__, "load": failing, "service_rss_mb": 420.0}),
         ]
         lost = type(heavy.check)("FAIL", "9,000 users stored for 10,000 2xx answers", 9_000)
         levels[0] = type(heavy)(**{**levels[0].__dict__, "check": lost})
-        judged = {
-            verdict.target: verdict
-            for verdict in verdicts(sweep(TargetResult("squad", "s", "u", levels)))
-        }
-        failures = judged["0 non-2xx, errors and timeouts at every level"]
-        self.assertEqual((failures.met, failures.measured), (False, "0 at 25, 3 at 1000"))
-        memory = judged["service RSS under 400 MB after the 1000-connection run"]
-        self.assertEqual((memory.met, memory.measured), (False, "420 MiB (3 processes)"))
-        kept = judged["every 2xx stored (nothing lost)"]
-        self.assertEqual((kept.met, kept.measured), (False, "FAIL at 25, PASS at 1000"))
+        judged = verdicts_of(TargetResult("squad", "s", "u", levels))
+        self.assertEqual(
+            judged["0 non-2xx, errors and timeouts at every level"], (False, "0 at 25, 3 at 1000")
+        )
+        self.assertEqual(
+            judged["service RSS under 400 MB after the 1000-connection run"],
+            (False, "420 MiB (3 processes)"),
+        )
+        self.assertEqual(
+            judged["every 2xx stored (nothing lost)"], (False, "FAIL at 25, PASS at 1000")
+        )
 
     def test_targets_without_their_comparison_are_left_out(self) -> None:
         """Without the ceiling or the Node reference in the sweep, the verdicts that need them

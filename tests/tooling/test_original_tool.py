@@ -12,8 +12,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 from typing import Any, cast
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
@@ -35,14 +33,12 @@ from benchmark.original_tool import (
     squad_view,
 )
 from benchmark.report import render_markdown
-from benchmark.service import ServiceDown, wait_until_healthy
 from benchmark.sweep import free_port
 from benchmark.targets import verdicts
 from squad.http.validation import InvalidRequest, parse_signup
-from tests.support import database_uri, stop_process_group
-from tests.tooling.test_benchmark_report import recorded_sweep
+from tests.benchmark_fixtures import recorded_sweep
+from tests.support import database_uri, squad_command, start_service
 
-ROOT = ORIGINAL_TOOL_DIR.parent.parent
 DATABASE = "squad_original_tool_test"
 BODIES = 5000
 
@@ -380,54 +376,10 @@ class RealRunTests(SynchronousTestCase):
         _needs_original_tool()
         self.mongo_uri = database_uri()
         port = free_port()
-        workdir = Path(self.mktemp()).resolve()
-        workdir.mkdir(parents=True)
-        env = {**os.environ}
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        twistd = Path(sys.executable).parent / "twistd"
-        launcher = (
-            [str(twistd), "--pidfile=", "-n"]
-            if twistd.exists()
-            else [
-                sys.executable,
-                "-m",
-                "twisted",
-            ]
-        )
-        with (workdir / "squad.log").open("w") as log:
-            process = subprocess.Popen(
-                [
-                    *launcher,
-                    "squad",
-                    "--port",
-                    f"tcp:{port}:interface=127.0.0.1",
-                    "--mongo-uri",
-                    self.mongo_uri,
-                    "--database",
-                    DATABASE,
-                    "--allow-flush",
-                    "--workers",
-                    "1",
-                    "--slow-min",
-                    "0.1",
-                    "--slow-max",
-                    "0.2",
-                ],
-                cwd=workdir,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.addCleanup(stop_process_group, process)
+        options = ["--allow-flush", "--workers", "1", "--slow-min", "0.1", "--slow-max", "0.2"]
+        command = squad_command(port, self.mongo_uri, DATABASE, *options)
         self.addCleanup(self._drop)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_until_healthy(url, 20.0, alive=lambda: process.poll() is None)
-        except ServiceDown as error:
-            self.fail(f"squad did not start: {error}\n{(workdir / 'squad.log').read_text()}")
+        url = start_service(self, "squad", command, port)
 
         run = measure_original(url, 5, 2.0, progress=False)
         figures, view = run.figures, run.view

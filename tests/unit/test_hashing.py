@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from squad.background.finishing import FinishWriter
 from squad.background.hashing import IDLE_CHECK_SECONDS, RETRY_SECONDS, PasswordHasher
 from squad.passwords import PasswordSealer, generate_key
-from tests.fakes import OWNER, START, FakeStore
+from tests.fakes import OWNER, START, FakeStore, quick_hasher
 
 OTHER = "other-host:2:abcdef02"
 DEAD = "dead-host:3:abcdef03"
@@ -32,12 +32,11 @@ class PasswordHasherTests(SynchronousTestCase):
             self.passwords.append(password)
             return succeed(f"$argon2id$fake-{len(self.passwords)}")
 
-        self.hasher = PasswordHasher(
+        self.hasher = quick_hasher(
             self.clock,
-            self.sealer,
             self.store,
             self.writer,
-            OWNER,
+            sealer=self.sealer,
             busy=lambda: self.busy,
             hash_off_thread=fake_hash,
         )
@@ -179,13 +178,8 @@ class TakeOverTests(SynchronousTestCase):
         self.writer = FinishWriter(self.clock, self.store)
 
     def hasher(self, owner: str, live: list[str]) -> PasswordHasher:
-        hasher = PasswordHasher(
-            self.clock,
-            PasswordSealer(generate_key()),
-            self.store,
-            self.writer,
-            owner,
-            hash_off_thread=lambda password: succeed("hash"),
+        hasher = quick_hasher(
+            self.clock, self.store, self.writer, sealer=PasswordSealer(generate_key()), owner=owner
         )
         hasher.note_live(live)
         hasher.running = True  # queues without hashing: the test looks at what it took

@@ -27,7 +27,8 @@ from twisted.web.server import Request
 from squad.http.site import LimitedRequest, SquadSite
 from squad.http.validation import FIELDS, MAX_BODY_BYTES
 from tests.fakes import Squad, error_body
-from tests.hostile_corpus import CASES, VALID_PASSWORD, VALID_SIGNUP, HostileCase, body
+from tests.hostile_corpus import CASES, HostileCase, body
+from tests.signups import VALID_PASSWORD, VALID_SIGNUP
 
 # Property tests explore broadly but must stay quick in ./bin/test.
 FUZZ = settings(

@@ -26,7 +26,7 @@ from squad.runtime.logs import (
     json_observer,
     observer_from_environment,
 )
-from tests.unit.test_tap import parse
+from tests.options import parse
 
 
 class JsonLogTests(SynchronousTestCase):

@@ -23,18 +23,8 @@ from squad.runtime.metrics import SquadMetrics
 from squad.storage.documents import bson_now
 from squad.storage.store import UNOWNED
 from tests.fakes import OWNER, START, Squad, error_body
-from tests.hostile_corpus import VALID_PASSWORD, VALID_SIGNUP
+from tests.signups import USER_FIELDS, VALID_PASSWORD, VALID_SIGNUP
 
-USER_FIELDS = {
-    "_id",
-    "firstName",
-    "lastName",
-    "email",
-    "username",
-    "processed",
-    "date_created",
-    "date_updated",
-}
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 START_ISO = "2023-11-14T22:13:20.000Z"
 

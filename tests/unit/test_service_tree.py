@@ -30,7 +30,7 @@ from squad.runtime.settings import WORKER_SETTINGS_ENV, Settings
 from squad.runtime.supervisor import RESTART_DELAY, STOP_GRACE, WorkerSupervisor
 from squad.runtime.supervisor import supervisor_service as build_supervisor_service
 from squad.storage.database import DatabaseService
-from tests.unit.test_tap import KEY, parse
+from tests.options import KEY, parse
 
 
 def settings(*argv: str) -> Settings:

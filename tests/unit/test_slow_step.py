@@ -10,7 +10,7 @@ from typing import Any
 
 from bson import ObjectId
 from treq.testing import StubTreq
-from twisted.internet.defer import CancelledError, Deferred, ensureDeferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.task import Clock, LoopingCall
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
@@ -19,7 +19,6 @@ from twisted.web.server import NOT_DONE_YET, Request
 
 from squad.background import slow_step
 from squad.background.finishing import FinishWriter
-from squad.background.hashing import PasswordHasher
 from squad.background.resilience import Backoff, CircuitBreaker, CircuitOpen
 from squad.background.slow_step import SlowWork
 from squad.background.verification import (
@@ -28,11 +27,10 @@ from squad.background.verification import (
     StandInVerification,
     VerificationFailed,
 )
-from squad.passwords import PasswordSealer
 from squad.runtime.service_tree import recording_work
 from squad.storage.documents import bson_now
 from squad.storage.store import UNOWNED, FinishRound, PendingSignup
-from tests.fakes import OWNER, START, FakeStore, ManualVerification, StoreDown
+from tests.fakes import OWNER, START, FakeStore, ManualVerification, StoreDown, quick_hasher
 
 INTERVAL = 0.2  # the FinishWriter's batching interval in these tests
 
@@ -869,14 +867,7 @@ class RecordingWorkTests(SlowWorkTestCase):
 
     def setUp(self) -> None:
         super().setUp()
-        self.hasher = PasswordHasher(
-            self.clock,
-            PasswordSealer(bytes(range(32))),
-            self.store,
-            self.writer,
-            OWNER,
-            hash_off_thread=lambda password: succeed("hash"),
-        )
+        self.hasher = quick_hasher(self.clock, self.store, self.writer)
         self.on_adopted = self.hasher.enqueue
         self.write = recording_work(self.store.insert_signups, self.work, self.hasher)
 

@@ -9,17 +9,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from squad.runtime.settings import Settings
 from squad.tap import PARAMETERS, Options
-
-KEY = "A" * 43 + "="  # 32 zero-ish bytes in base64: a well-formed seal key for option tests
-
-
-def parse(argv: list[str], environ: dict[str, str] | None = None) -> Options:
-    """``Options`` parsed from ``argv`` and ``environ`` alone, with no port probed."""
-    options = Options(
-        environ={"SQUAD_SEAL_KEY": KEY, **(environ or {})}, probe_port=lambda port: None
-    )
-    options.parseOptions(argv)
-    return options
+from tests.options import KEY, parse
 
 
 class OptionsTests(SynchronousTestCase):

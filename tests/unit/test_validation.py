@@ -23,7 +23,8 @@ from squad.http.validation import (
     check_content_type,
     parse_signup,
 )
-from tests.hostile_corpus import CASES, JSON, VALID_PASSWORD, VALID_SIGNUP, HostileCase, body
+from tests.hostile_corpus import CASES, JSON, HostileCase, body
+from tests.signups import VALID_PASSWORD, VALID_SIGNUP
 
 # Property tests explore broadly but must stay quick in ./bin/test.
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
