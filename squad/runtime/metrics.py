@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Callable, Iterable
 from typing import Any
 
 __all__ = [
     "SquadMetrics",
     "method_label",
-    "prepare_multiprocess_directory",
     "render",
     "route_labeller",
 ]
@@ -26,14 +24,6 @@ __all__ = [
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
-
-
-def prepare_multiprocess_directory(directory: str) -> None:
-    """Start from an empty folder (stale files from dead processes slow scrapes and lie) and
-    have every process started from now on write there. Call before importing metrics."""
-    shutil.rmtree(directory, ignore_errors=True)
-    os.makedirs(directory, exist_ok=True)
-    os.environ[MULTIPROC_ENV] = directory
 
 
 def forget_process(pid: int, directory: str) -> None:
