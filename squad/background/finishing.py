@@ -14,6 +14,7 @@ its password hash never overwrite each other.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from bson import ObjectId
@@ -23,12 +24,22 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from squad.runtime.logs import OutageLog
-from squad.storage.documents import bson_now
+from squad.storage.documents import bson_now, verified_fields
 from squad.storage.store import FinishRound, IStore, Passwords, SealedBatch
 
 __all__ = ["FinishWriter"]
 
 log = Logger()
+
+
+@dataclass(frozen=True)
+class _Queued:
+    """What one round was taken from: the queues as they stood when it was taken."""
+
+    processed: dict[ObjectId, int]
+    fields: dict[ObjectId, dict[str, Any]]
+    pending_done: dict[ObjectId, tuple[str, Passwords]]
+    sealed_done: dict[ObjectId, bool]
 
 
 class FinishWriter:
@@ -52,12 +63,6 @@ class FinishWriter:
         self.interval = interval
         self.written = 0
         self._looping: Deferred[LoopingCall] | None = None
-        self._taken: tuple[
-            dict[ObjectId, int],
-            dict[ObjectId, dict[str, Any]],
-            dict[ObjectId, tuple[str, Passwords]],
-            dict[ObjectId, bool],
-        ] = ({}, {}, {}, {})
         self._outage = OutageLog(log, clock, "Writing finished work")
 
     @property
@@ -123,12 +128,14 @@ class FinishWriter:
         )
         return d
 
-    def _take_round(self) -> FinishRound:
+    def _take_round(self) -> tuple[FinishRound, _Queued]:
+        """The round to write, and what it was taken from (to settle it or put it back)."""
+        taken = _Queued(self._processed, self._fields, self._pending_done, self._sealed_done)
         round = FinishRound(fields=dict(self._fields))
         for user_id, attempts in self._processed.items():
             if user_id in round.fields:
                 # Hashed in the same round: one update of that user carries both.
-                round.fields[user_id] = {**round.fields[user_id], **_verified(attempts)}
+                round.fields[user_id] = {**round.fields[user_id], **verified_fields(attempts)}
             else:
                 round.processed.setdefault(attempts, []).append(user_id)
         hashed_in_pending = set(self._hashed_in_pending)
@@ -141,50 +148,41 @@ class FinishWriter:
             round.pending_done.append(batch_id)
             if passwords and batch_id not in hashed_in_pending:
                 round.moves.append((owner, SealedBatch(batch_id, passwords)))
-        self._taken = (self._processed, self._fields, self._pending_done, self._sealed_done)
         self._processed, self._fields = {}, {}
         self._pending_done, self._sealed_done = {}, {}
-        return round
+        return round, taken
 
-    def _settle(self, round: FinishRound) -> None:
+    def _settle(self, round: FinishRound, taken: _Queued) -> None:
         """The round was acknowledged: remember what moved, forget what is gone."""
         for _, moved in round.moves:
             self._moved.add(moved.batch_id)
         for batch_id in round.sealed_done:
             self._moved.discard(batch_id)
-        _, _, pending_done, sealed_done = self._taken
-        for batch_id, in_pending in sealed_done.items():
+        for batch_id, in_pending in taken.sealed_done.items():
             if in_pending and batch_id not in round.sealed_done:
                 self._hashed_in_pending.add(batch_id)
-        for batch_id in pending_done:
+        for batch_id in taken.pending_done:
             self._hashed_in_pending.discard(batch_id)
 
-    def _put_back(self, round: FinishRound) -> None:
-        processed, fields_taken, pending_done, sealed_done = self._taken
-        for user_id, attempts in processed.items():
+    def _put_back(self, taken: _Queued) -> None:
+        for user_id, attempts in taken.processed.items():
             self._processed.setdefault(user_id, attempts)
-        for user_id, fields in fields_taken.items():
+        for user_id, fields in taken.fields.items():
             # Fields queued since the round was taken are newer: they win.
             self._fields[user_id] = {**fields, **self._fields.get(user_id, {})}
-        for batch_id, done in pending_done.items():
+        for batch_id, done in taken.pending_done.items():
             self._pending_done.setdefault(batch_id, done)
-        for batch_id, in_pending in sealed_done.items():
+        for batch_id, in_pending in taken.sealed_done.items():
             self._sealed_done.setdefault(batch_id, in_pending)
 
     async def flush(self) -> None:
         if not self.backlog:
             return
-        round = self._take_round()
+        round, taken = self._take_round()
         try:
             await self._store.apply_finishes(round, bson_now(self._clock.seconds()))
         except BaseException:
-            self._put_back(round)
+            self._put_back(taken)
             raise
-        self._settle(round)
+        self._settle(round, taken)
         self.written += len(round.fields) + sum(len(ids) for ids in round.processed.values())
-
-
-def _verified(attempts: int) -> dict[str, Any]:
-    # What the bulk update of verified users sets, for a user written on its own (date_updated
-    # is stamped by the store, in both cases, with the time of the round).
-    return {"processed": True, "verification": {"state": "verified", "attempts": attempts}}

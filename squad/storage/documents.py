@@ -17,6 +17,7 @@ __all__ = [
     "bson_now",
     "new_user_document",
     "user_json",
+    "verified_fields",
 ]
 
 #: The fields a client sees; everything else in the document (password hash, slow-step progress)
@@ -71,3 +72,9 @@ def user_json(document: dict[str, Any]) -> bytes:
     # A new user's two dates are the same object: formatted once.
     body["date_updated"] = body["date_created"] if updated is created else iso(updated)
     return json.dumps(body, ensure_ascii=False).encode("utf-8")
+
+
+def verified_fields(attempts: int) -> dict[str, Any]:
+    """What a user's document gets once its slow step succeeded after ``attempts`` tries
+    (the store adds ``date_updated``)."""
+    return {"processed": True, "verification": {"state": "verified", "attempts": attempts}}

@@ -42,6 +42,8 @@ from txmongo.collection import Collection
 from txmongo.database import Database
 from zope.interface import Attribute, Interface, implementer
 
+from squad.storage.documents import verified_fields
+
 __all__ = [
     "UNOWNED",
     "AdoptedBatch",
@@ -358,11 +360,7 @@ class Store:
         """
         timeout = self.timeout * 4
         for attempts, user_ids in round.processed.items():
-            verified = {
-                "processed": True,
-                "date_updated": now,
-                "verification": {"state": "verified", "attempts": attempts},
-            }
+            verified = {**verified_fields(attempts), "date_updated": now}
             for chunk in _chunks(user_ids, IDS_PER_FILTER):
                 await self.background_users.update_many(
                     {"_id": {"$in": chunk}}, {"$set": verified}, timeout=timeout
