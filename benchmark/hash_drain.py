@@ -31,10 +31,10 @@ import time
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from benchmark.args import DEFAULT_DATABASE, DEFAULT_MONGO_URI, DEFAULT_URL
-from benchmark.store import StoreUnavailable
+from benchmark.store import MongoStore, StoreUnavailable
 
 __all__ = [
     "DrainFigures",
@@ -93,19 +93,11 @@ class MetricsProgress:
 
 def count_unhashed(uri: str, database: str) -> int:
     """How many users of ``database`` have no password hash yet (one scan of ``users``)."""
-    import pymongo
-
-    client: Any = pymongo.MongoClient(
-        uri, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000, socketTimeoutMS=120_000
-    )
+    store = MongoStore(uri, database)
     try:
-        users = client[database]["users"]
-        return int(users.count_documents({"password_hash": {"$exists": False}}))
-    except Exception as error:
-        first_line = str(error).split("\n", 1)[0]
-        raise StoreUnavailable(f"the database at {uri} did not answer: {first_line}") from None
+        return store.count_unhashed()
     finally:
-        client.close()
+        store.close()
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ from benchmark.report import (
     markdown_table,
 )
 from benchmark.run import is_local, measure, say
-from benchmark.store import MongoStore, StoreUnavailable
+from benchmark.store import MongoStore, StoreUnavailable, database_version
 
 __all__ = [
     "BUCKET_SECONDS",
@@ -402,21 +402,12 @@ def lag_report(
 
 def read_users(uri: str, database: str) -> list[dict[str, Any]]:
     """Every user's dates and C{processed}, in one pass over C{users}."""
-    import pymongo
-
-    client: Any = pymongo.MongoClient(
-        uri, serverSelectionTimeoutMS=3000, connectTimeoutMS=3000, socketTimeoutMS=300_000
-    )
+    # A full read of a few hundred thousand users takes longer than a count.
+    store = MongoStore(uri, database, socket_timeout=300.0)
     try:
-        cursor = client[database]["users"].find(
-            {}, {"_id": 0, "date_created": 1, "date_updated": 1, "processed": 1}, batch_size=5000
-        )
-        return list(cursor)
-    except Exception as error:
-        first_line = str(error).split("\n", 1)[0]
-        raise StoreUnavailable(f"the database at {uri} did not answer: {first_line}") from None
+        return store.user_dates()
     finally:
-        client.close()
+        store.close()
 
 
 # --- the verdict -----------------------------------------------------------------------------
@@ -917,7 +908,7 @@ def run_rate(
             [k, v]
             for k, v in {
                 **machine_info(),
-                **versions(_version(settings.mongo_uri, settings.database)),
+                **versions(database_version(settings.mongo_uri, settings.database)),
             }.items()
         ],
         numeric=False,
@@ -926,19 +917,6 @@ def run_rate(
         report.write("## Machine and versions\n\n" + info + "\n")
     out(console_text(run, folder))
     return run, folder
-
-
-def _version(uri: str, database: str) -> str:
-    try:
-        store = MongoStore(uri, database)
-    except StoreUnavailable as error:
-        return f"unknown ({error})"
-    try:
-        return store.server_version()
-    except StoreUnavailable as error:
-        return f"unknown ({error})"
-    finally:
-        store.close()
 
 
 def exit_status(run: RateRun) -> int:

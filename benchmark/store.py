@@ -44,7 +44,7 @@ class UserCounter(Protocol):
 class MongoStore:
     """The C{users} collection of one database, read with pymongo."""
 
-    def __init__(self, uri: str, database: str) -> None:
+    def __init__(self, uri: str, database: str, socket_timeout: float = 120.0) -> None:
         try:
             import pymongo
         except ImportError:
@@ -56,7 +56,7 @@ class MongoStore:
             serverSelectionTimeoutMS=3000,
             connectTimeoutMS=3000,
             # Counting a few hundred thousand documents in FerretDB takes seconds, not minutes.
-            socketTimeoutMS=120_000,
+            socketTimeoutMS=int(socket_timeout * 1000),
             appname="squad-benchmark",
         )
         self._users: Any = self._client[database][COLLECTION]
@@ -78,6 +78,17 @@ class MongoStore:
         """How many users still have C{processed: false}."""
         return int(self._call(lambda: self._users.count_documents({"processed": False})))
 
+    def count_unhashed(self) -> int:
+        """How many users have no password hash yet (one scan of C{users})."""
+        return int(
+            self._call(lambda: self._users.count_documents({"password_hash": {"$exists": False}}))
+        )
+
+    def user_dates(self) -> list[dict[str, Any]]:
+        """Every user's C{date_created}, C{date_updated} and C{processed}, in one pass."""
+        fields = {"_id": 0, "date_created": 1, "date_updated": 1, "processed": 1}
+        return list(self._call(lambda: list(self._users.find({}, fields, batch_size=5000))))
+
     def server_version(self) -> str:
         """``FerretDB v1.24.2 (MongoDB 7.0.42 compatible)`` or ``MongoDB 7.0.5``."""
         info = self._call(lambda: self._client.admin.command("buildInfo"))
@@ -90,6 +101,20 @@ class MongoStore:
     def close(self) -> None:
         """Close the client's connections."""
         self._client.close()
+
+
+def database_version(uri: str, database: str) -> str:
+    """The database server's version for a report, or ``unknown (why)`` when it cannot say."""
+    try:
+        store = MongoStore(uri, database)
+    except StoreUnavailable as error:
+        return f"unknown ({error})"
+    try:
+        return store.server_version()
+    except StoreUnavailable as error:
+        return f"unknown ({error})"
+    finally:
+        store.close()
 
 
 def nothing_lost(before: int, after: int, ok: int) -> StoreCheck:

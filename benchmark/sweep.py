@@ -29,7 +29,7 @@ from benchmark.machine import machine_info, versions
 from benchmark.report import console_report, write_report
 from benchmark.run import measure, say
 from benchmark.service import ServiceDown, check_health, flush, wait_until_healthy
-from benchmark.store import MongoStore, StoreUnavailable
+from benchmark.store import database_version
 
 __all__ = ["TARGETS", "Target", "TargetContext", "free_port", "run_sweep", "select_targets"]
 
@@ -269,19 +269,6 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         return
 
 
-def _database_version(settings: Settings) -> str:
-    try:
-        store = MongoStore(settings.mongo_uri, settings.database)
-    except StoreUnavailable as error:
-        return f"unknown ({error})"
-    try:
-        return store.server_version()
-    except StoreUnavailable as error:
-        return f"unknown ({error})"
-    finally:
-        store.close()
-
-
 def _sweep_target(
     target: Target,
     settings: Settings,
@@ -418,7 +405,7 @@ def run_sweep(
             duration=settings.duration,
             levels=list(settings.levels),
             machine=machine_info(),
-            versions=versions(_database_version(settings)),
+            versions=versions(database_version(settings.mongo_uri, settings.database)),
             targets=results,
             notes=[
                 f"squad's own settings are whatever the service at {settings.url} was started "
