@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -37,6 +36,9 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from txmongo.connection import ConnectionPool
 
 from benchmark.service import ServiceDown, wait_until_healthy
+
+# The cluster tool already has both probes; the tests share them rather than keep a copy.
+from cluster.processes import free_port, port_open
 from squad.tap import Options, makeService
 from tests.signups import VALID_SIGNUP, signup
 
@@ -74,19 +76,6 @@ async def eventually(check: Callable[[], Awaitable[bool]], limit: float, what: s
         if time.monotonic() - started > limit:
             raise AssertionError(f"{what}: not within {limit:g} s")
         await sleep(0.1)
-
-
-def free_port() -> int:
-    """A TCP port that was free on 127.0.0.1 a moment ago (the kernel's pick)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(0.2)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 @dataclass(frozen=True)
