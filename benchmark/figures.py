@@ -13,6 +13,7 @@ __all__ = [
     "StoreCheck",
     "SweepResults",
     "TargetResult",
+    "level_to_dict",
     "sweep_from_json",
     "sweep_to_json",
 ]
@@ -97,6 +98,10 @@ class StoreCheck:
     stored: int | None = None
 
 
+def _per_signup(seconds: float | None, signups: int) -> float | None:
+    return None if seconds is None or signups <= 0 else 1000.0 * seconds / signups
+
+
 @dataclass(frozen=True)
 class LevelResult:
     """One run at one connection level, with what was measured around it."""
@@ -124,6 +129,22 @@ class LevelResult:
         if self.database_cpu_seconds is None or self.load.elapsed <= 0:
             return None
         return 100.0 * self.database_cpu_seconds / self.load.elapsed
+
+    @property
+    def service_cpu_ms_per_signup(self) -> float | None:
+        """
+        The service's CPU time during the run (all its processes) per 2xx sign-up, in
+        milliseconds; None when it was not read or nothing got a 2xx.
+        """
+        return _per_signup(self.service_cpu_seconds, self.load.ok)
+
+    @property
+    def database_cpu_ms_per_signup(self) -> float | None:
+        """
+        The database server's CPU time during the run per 2xx sign-up, in milliseconds; None
+        when it was not read (a target that stores nothing) or nothing got a 2xx.
+        """
+        return _per_signup(self.database_cpu_seconds, self.load.ok)
 
     @property
     def other_cpu_percent(self) -> float | None:
@@ -162,9 +183,24 @@ class SweepResults:
     notes: list[str] = field(default_factory=list)
 
 
+def level_to_dict(level: LevelResult) -> dict[str, Any]:
+    """
+    C{level} as a JSON-ready mapping: its fields, and the CPU per 2xx sign-up derived from them
+    (C{service_cpu_ms_per_signup}, C{database_cpu_ms_per_signup}) for a reader of the file.
+    """
+    return {
+        **asdict(level),
+        "service_cpu_ms_per_signup": level.service_cpu_ms_per_signup,
+        "database_cpu_ms_per_signup": level.database_cpu_ms_per_signup,
+    }
+
+
 def sweep_to_json(results: SweepResults) -> str:
     """C{results} as JSON, for ``results.json``."""
-    return json.dumps(asdict(results), indent=2, sort_keys=False) + "\n"
+    data = asdict(results)
+    for target, written in zip(results.targets, data["targets"], strict=True):
+        written["levels"] = [level_to_dict(level) for level in target.levels]
+    return json.dumps(data, indent=2, sort_keys=False) + "\n"
 
 
 def _level(data: Mapping[str, Any]) -> LevelResult:

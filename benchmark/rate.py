@@ -39,16 +39,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from benchmark.args import Settings, format_duration
-from benchmark.figures import LevelResult
+from benchmark.figures import LevelResult, level_to_dict
 from benchmark.hash_drain import parse_metrics
 from benchmark.load import BENCHMARK_DIR
 from benchmark.machine import machine_info, versions
 from benchmark.procs import rss_megabytes, service_processes
 from benchmark.report import (
+    CPU_COLUMNS,
     EXTRA_COLUMNS,
     SEED_COLUMNS,
     box_table,
     console_report,
+    cpu_ms,
+    cpu_row,
     load_row,
     markdown_table,
 )
@@ -652,6 +655,9 @@ def console_text(run: RateRun, folder: Path | None) -> str:
     lines = [
         console_report(run.url, run.result, run.database),
         f"offered {run.rate:,} sign-ups/s, answered {load.requests_per_second:,.1f} req/s",
+        f"CPU per 2xx sign-up during the load: service "
+        f"{cpu_ms(run.result.service_cpu_ms_per_signup)} ms, database "
+        f"{cpu_ms(run.result.database_cpu_ms_per_signup)} ms",
         "",
         f"samples every {SAMPLE_INTERVAL:g} s (s: since the load started; 'after': the wait), "
         f"WAL {run.wal or 'not available'}:",
@@ -707,10 +713,11 @@ def render_markdown(run: RateRun) -> str:
         "## The answers",
         "",
         markdown_table(
-            [*SEED_COLUMNS, *EXTRA_COLUMNS, "offered/s", "nothing lost"],
+            [*SEED_COLUMNS, *EXTRA_COLUMNS, *CPU_COLUMNS, "offered/s", "nothing lost"],
             [
                 [
                     *load_row(load),
+                    *cpu_row(run.result),
                     f"{run.rate:,}",
                     f"{run.result.check.verdict}: {run.result.check.detail}",
                 ]
@@ -719,7 +726,10 @@ def render_markdown(run: RateRun) -> str:
         "",
         f"CPU during the load, % of one core: service {_cell(run.result.service_cpu_percent)}, "
         f"database {_cell(run.result.database_cpu_percent)}, load generator "
-        f"{load.loadgen_cpu_percent:.0f}, everything else {_cell(run.result.other_cpu_percent)}. "
+        f"{load.loadgen_cpu_percent:.0f}, everything else {_cell(run.result.other_cpu_percent)}; "
+        f"per 2xx sign-up: service {cpu_ms(run.result.service_cpu_ms_per_signup)} ms, database "
+        f"{cpu_ms(run.result.database_cpu_ms_per_signup)} ms (the slow steps and hashes that "
+        "end after the load are not in it). "
         f"Service memory after the load: {_cell(run.result.service_rss_mb)} MiB RSS"
         + (
             f" across {run.result.service_processes} processes."
@@ -764,6 +774,7 @@ def render_markdown(run: RateRun) -> str:
 
 def _json(run: RateRun) -> str:
     data = asdict(run)
+    data["result"] = level_to_dict(run.result)
     data["judgements"] = [asdict(j) for j in judge(run)]
     data["processed_after_load"] = run.processed_after_load
     data["confirmed_after_load"] = run.confirmed_after_load

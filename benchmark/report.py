@@ -10,9 +10,12 @@ from benchmark.figures import LevelResult, LoadFigures, SweepResults, TargetResu
 from benchmark.targets import verdicts
 
 __all__ = [
+    "CPU_COLUMNS",
     "SEED_COLUMNS",
     "box_table",
     "console_report",
+    "cpu_ms",
+    "cpu_row",
     "markdown_table",
     "write_report",
 ]
@@ -22,6 +25,8 @@ OTHER_CPU_WARNING = 15.0
 
 SEED_COLUMNS = ("requests sent", "non-2xx", "errors", "timeouts")
 EXTRA_COLUMNS = ("2xx", "requests/s", "p50 ms", "p90 ms", "p99 ms", "max ms")
+# CPU time per 2xx sign-up during the run: the service's processes, the database server's.
+CPU_COLUMNS = ("svc CPU ms/2xx", "db CPU ms/2xx")
 
 
 def _ms(value: float | None) -> str:
@@ -32,6 +37,18 @@ def _ms(value: float | None) -> str:
 
 def _number(value: float | None, digits: int = 0) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def cpu_ms(value: float | None) -> str:
+    """A CPU time per sign-up in milliseconds, to the microsecond; "-" when unknown."""
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if value < 10 else f"{value:,.1f}"
+
+
+def cpu_row(level: LevelResult) -> list[str]:
+    """The cells of one run under L{CPU_COLUMNS}."""
+    return [cpu_ms(level.service_cpu_ms_per_signup), cpu_ms(level.database_cpu_ms_per_signup)]
 
 
 def load_row(load: LoadFigures) -> list[str]:
@@ -97,9 +114,15 @@ def console_report(
         "",
         f"{load.connections} connections for {load.duration:.1f} s against {url}"
         " (POST /users, a new sign-up each request, 10 s timeout)",
-        box_table(SEED_COLUMNS + EXTRA_COLUMNS, [load_row(load)], split=len(SEED_COLUMNS)),
+        box_table(
+            SEED_COLUMNS + EXTRA_COLUMNS + CPU_COLUMNS,
+            [load_row(load) + cpu_row(result)],
+            split=len(SEED_COLUMNS),
+        ),
         "  errors include timeouts (autocannon's count, as in the original tool's table);"
-        " requests/s counts completed responses; latency covers completed responses.",
+        " requests/s counts completed responses; latency covers completed responses;"
+        " CPU ms/2xx: CPU time of the service's processes (svc) and of the database server (db)"
+        " during the run, per 2xx answer.",
     ]
     if load.status_codes:
         codes = ", ".join(f"{code}: {count:,}" for code, count in sorted(load.status_codes.items()))
@@ -165,6 +188,7 @@ LEVEL_COLUMNS = (
     "drain s",
     "RSS MiB (procs)",
     "CPU % svc/db/load/other",
+    "CPU ms/2xx svc/db",
 )
 
 
@@ -194,6 +218,7 @@ def _level_row(target: TargetResult, level: LevelResult) -> list[str]:
         _number(level.service_rss_mb)
         + (f" ({level.service_processes})" if level.service_processes else ""),
         _cpu_cell(level),
+        " / ".join(cpu_row(level)),
     ]
 
 
@@ -211,6 +236,8 @@ def _summary(results: SweepResults, title: str, cell: str) -> str:
                 row.append(_number(level.load.requests_per_second, 0))
             elif cell == "p99":
                 row.append(_ms(level.load.p99_ms))
+            elif cell == "cpu":
+                row.append(" / ".join(cpu_row(level)))
             else:
                 row.append(f"{level.load.failures:,}")
         rows.append(row)
@@ -295,6 +322,12 @@ def render_markdown(results: SweepResults, charts: Sequence[str]) -> str:
         "",
         _summary(results, "Failed requests (non-2xx + errors, timeouts included)", "failures"),
         "",
+        _summary(
+            results,
+            "CPU per 2xx sign-up (ms): service / database, during the run",
+            "cpu",
+        ),
+        "",
     ]
     out += _bodyless_summary(results)
     judged = verdicts(results)
@@ -345,6 +378,12 @@ def render_markdown(results: SweepResults, charts: Sequence[str]) -> str:
         "the load generator (autocannon) and everything else on the machine. The load "
         "generator is not what limits a target while its share stays clearly under 100%; "
         f"a run where *other* exceeds {OTHER_CPU_WARNING:.0f}% was disturbed by unrelated work.",
+        "- *CPU ms/2xx svc/db*: user plus system CPU time of the server's whole process tree "
+        "(svc) and of the database server's process (db) during the run, divided by the run's "
+        "2xx answers; *-* where not read (the database of a target that stores nothing). Only "
+        "the load's window counts: work a target defers past it (slow steps that end after the "
+        "load, password hashes) is not in it, so a short run understates it; 45 s levels leave "
+        "most slow-step writes inside the window.",
         "",
     ]
     for note in results.notes:

@@ -141,47 +141,88 @@ def _ceiling(context: TargetContext) -> Target:
     )
 
 
-def _stored(context: TargetContext) -> Target:
-    port = context.port()
-    workers = (
+def _stored_workers(context: TargetContext) -> str:
+    return (
         context.environ.get("SWEEP_STORED_WORKERS")
         or context.environ.get("SQUAD_WORKERS")
         or str(os.cpu_count() or 1)
     )
+
+
+def _stored_command(context: TargetContext, port: int, database: str) -> tuple[str, ...]:
+    return (
+        sys.executable,
+        "-m",
+        "benchmark.stored.server",
+        "--port",
+        str(port),
+        "--workers",
+        _stored_workers(context),
+        "--mongo-uri",
+        context.settings.mongo_uri,
+        "--database",
+        database,
+    )
+
+
+def _processes(count: str) -> str:
+    return f"{count} process{'' if count == '1' else 'es'}"
+
+
+def _stored(context: TargetContext) -> Target:
+    port = context.port()
     return Target(
         label="stored",
         description=(
             "REFERENCE: the thinnest stored service, Klein + txmongo: parses the JSON, one "
             "insert_many per reactor turn, 201 after the acknowledgement; no validation, slow "
-            f"step or password; {workers} process{'' if workers == '1' else 'es'} on one port, "
+            f"step or password; {_processes(_stored_workers(context))} on one port, "
             "as squad shares it (`benchmark/stored/`)"
         ),
         url=f"http://127.0.0.1:{port}",
         database="squad_stored",
+        command=_stored_command(context, port, "squad_stored"),
+    )
+
+
+def _stored_processed(context: TargetContext) -> Target:
+    port = context.port()
+    slow_min, slow_max = _slow_env(context.environ)
+    return Target(
+        label="stored-processed",
+        description=(
+            "REFERENCE: `stored` plus the one effect the slow step must have: each user marked "
+            f"processed with a new date_updated {slow_min}-{slow_max} s after its insert, the "
+            "users due in each 0.2 s in one update_many by _id; kept in memory only, not "
+            f"durable; {_processes(_stored_workers(context))} on one port "
+            "(`benchmark/stored/ --processed`)"
+        ),
+        url=f"http://127.0.0.1:{port}",
+        database="squad_stored_processed",
         command=(
-            sys.executable,
-            "-m",
-            "benchmark.stored.server",
-            "--port",
-            str(port),
-            "--workers",
-            workers,
-            "--mongo-uri",
-            context.settings.mongo_uri,
-            "--database",
-            "squad_stored",
+            *_stored_command(context, port, "squad_stored_processed"),
+            "--processed",
+            "--slow-min",
+            slow_min,
+            "--slow-max",
+            slow_max,
         ),
     )
 
 
-def _reference_node(context: TargetContext) -> Target:
+def _node_target(context: TargetContext, label: str, workers: str | None) -> Target:
     port = context.port()
     slow_min, slow_max = _slow_env(context.environ)
+    shape = (
+        "one process"
+        if workers is None
+        else f"{_processes(workers)} on one port (node's cluster module)"
+    )
     return Target(
-        label="reference-node",
+        label=label,
         description=(
             "REFERENCE: idiomatic Node, express + the official mongodb driver; insert, answer "
-            "201, slow step fire-and-forget with setTimeout; one process "
+            f"201, slow step fire-and-forget with setTimeout; {shape} "
             "(`benchmark/reference-node/`)"
         ),
         url=f"http://127.0.0.1:{port}",
@@ -193,10 +234,20 @@ def _reference_node(context: TargetContext) -> Target:
             "DATABASE": "squad_reference",
             "SLOW_MIN": slow_min,
             "SLOW_MAX": slow_max,
+            "WORKERS": workers or "1",
             # The same heap ceiling a production Node deployment would set for ~1000 connections.
             "NODE_OPTIONS": "--max-old-space-size=1024",
         },
     )
+
+
+def _reference_node(context: TargetContext) -> Target:
+    return _node_target(context, "reference-node", None)
+
+
+def _reference_node_cluster(context: TargetContext) -> Target:
+    workers = context.environ.get("SWEEP_NODE_WORKERS") or str(os.cpu_count() or 1)
+    return _node_target(context, "reference-node-cluster", workers)
 
 
 TARGETS: dict[str, Callable[[TargetContext], Target]] = {
@@ -204,7 +255,9 @@ TARGETS: dict[str, Callable[[TargetContext], Target]] = {
     "baseline": _baseline,
     "ceiling": _ceiling,
     "stored": _stored,
+    "stored-processed": _stored_processed,
     "reference-node": _reference_node,
+    "reference-node-cluster": _reference_node_cluster,
 }
 
 

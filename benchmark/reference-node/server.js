@@ -1,16 +1,21 @@
 'use strict'
 // REFERENCE, NOT SQUAD: the idiomatic Node answer to the same problem, for the benchmark's
-// comparison (squad must beat it at 1000 connections on the same database).
+// comparison (squad must answer at least 1.6x its requests/s on the same database).
 //
 // express with the official mongodb driver: insert the user, answer 201 at once, then run the
 // slow step fire-and-forget with setTimeout (a random 5 to 15 s) and mark the user processed.
-// One process, as a plain `node server.js` deployment runs. Its own database (squad_reference),
-// no password stored (no plaintext anywhere, as squad), no request logging.
+// One process, as a plain `node server.js` deployment runs; with WORKERS=N (the sweep's
+// reference-node-cluster: one per CPU), N processes on one port through node's cluster module,
+// the primary only starting them and stopping them all when one dies or on SIGTERM/SIGINT.
+// Its own database (squad_reference), no password stored (no plaintext anywhere, as squad), no
+// request logging.
 //
 //   PORT=9300 MONGO_URI=mongodb://127.0.0.1:27017 node benchmark/reference-node/server.js
+//   WORKERS=2 PORT=9301 node benchmark/reference-node/server.js
 //
 // GET /health and DELETE /collections answer 204, as squad's do.
 
+const cluster = require('node:cluster')
 const express = require('express')
 const { MongoClient } = require('mongodb')
 
@@ -19,6 +24,7 @@ const uri = process.env.MONGO_URI || 'mongodb://127.0.0.1:27017'
 const databaseName = process.env.DATABASE || 'squad_reference'
 const slowMin = Number(process.env.SLOW_MIN || 5)
 const slowMax = Number(process.env.SLOW_MAX || 15)
+const workers = Math.max(1, Number(process.env.WORKERS || 1))
 const FIELDS = ['firstName', 'lastName', 'email', 'username', 'password']
 
 async function main () {
@@ -78,7 +84,31 @@ async function main () {
   process.once('SIGINT', stop)
 }
 
-main().catch((error) => {
-  console.error(`reference-node could not start: ${error.message}`)
-  process.exit(1)
-})
+function supervise () {
+  let stopping = false
+  const stopAll = (code) => {
+    stopping = true
+    for (const worker of Object.values(cluster.workers)) worker.process.kill('SIGTERM')
+    process.exitCode = code
+  }
+  for (let i = 0; i < workers; i++) cluster.fork()
+  cluster.on('exit', (worker, code, signal) => {
+    // A reference, not a product, does not limp on with fewer processes than it says.
+    if (!stopping) {
+      console.error(`reference-node worker ${worker.process.pid} exited (${signal || code})`)
+      stopAll(1)
+    }
+  })
+  process.once('SIGTERM', () => stopAll(0))
+  process.once('SIGINT', () => stopAll(0))
+}
+
+if (workers > 1 && cluster.isPrimary) {
+  console.log(`reference-node starting ${workers} processes on 127.0.0.1:${port}`)
+  supervise()
+} else {
+  main().catch((error) => {
+    console.error(`reference-node could not start: ${error.message}`)
+    process.exit(1)
+  })
+}

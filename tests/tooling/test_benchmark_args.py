@@ -162,12 +162,21 @@ class ArgumentTests(SynchronousTestCase):
 
     def test_all_targets_by_default(self) -> None:
         """Without SWEEP_TARGETS a sweep measures squad, the baseline, the ceiling, the stored
-        reference and Node."""
+        reference with and without the processed-update, and Node in one process and in one
+        per core."""
         settings = parse_arguments(["--sweep"], {})
         chosen = select_targets(None, TargetContext(settings, {}, port=lambda: 9999))
         self.assertEqual(
             [target.label for target in chosen],
-            ["squad", "baseline", "ceiling", "stored", "reference-node"],
+            [
+                "squad",
+                "baseline",
+                "ceiling",
+                "stored",
+                "stored-processed",
+                "reference-node",
+                "reference-node-cluster",
+            ],
         )
         self.assertIsNone(chosen[2].database)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from itertools import repeat
@@ -29,6 +30,7 @@ from benchmark.rate import (
     unprocessed_from_metrics,
     wait_until_processed,
     wal_file,
+    write_rate_report,
 )
 from benchmark.store import DRAIN_LIMIT
 from tests.benchmark_fixtures import FakeTime, level_result, load_figures
@@ -370,6 +372,24 @@ class JudgeTests(SynchronousTestCase):
         self.assertIn("## Slow-step lag by 10 s of `date_created`", markdown)
         self.assertIn(f"`{HASH_OLDEST}`", markdown)
         self.assertIn("| p99 ≤ 50 ms | 12.0 ms | met |", markdown)
+
+    def test_cpu_per_signup_printed_and_recorded(self) -> None:
+        """
+        ``--rate`` prints the service's and the database's CPU per 2xx sign-up during the load,
+        and writes them in report.md and rate.json (30 s and 12 s over 15,000 answers).
+        """
+        run = rate_run()
+        self.assertIn(
+            "CPU per 2xx sign-up during the load: service 2.000 ms, database 0.800 ms",
+            console_text(run, None),
+        )
+        self.assertIn("per 2xx sign-up: service 2.000 ms, database 0.800 ms", render_markdown(run))
+        folder = Path(self.mktemp())
+        write_rate_report(run, folder)
+        written = json.loads((folder / "rate.json").read_text())["result"]
+        self.assertAlmostEqual(written["service_cpu_ms_per_signup"], 2.0)
+        self.assertAlmostEqual(written["database_cpu_ms_per_signup"], 0.8)
+        self.assertEqual(written["service_cpu_seconds"], 30.0)
 
     def test_wal_file_name(self) -> None:
         """FerretDB's SQLite backend keeps database D's WAL in D.sqlite-wal."""

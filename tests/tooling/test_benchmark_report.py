@@ -106,6 +106,38 @@ class FiguresTests(SynchronousTestCase):
         results = recorded_sweep()
         self.assertEqual(sweep_from_json(sweep_to_json(results)), results)
 
+    def test_cpu_per_signup(self) -> None:
+        """
+        CPU per sign-up is the CPU time of the run in milliseconds over its 2xx answers, for the
+        service and the database; unknown when the time was not read or nothing got a 2xx.
+        """
+        load = load_figures(100, 1000.0, 50.0, ok=20_000)
+        level = LevelResult(
+            load,
+            StoreCheck("PASS", "ok", 20_000),
+            service_cpu_seconds=6.88,
+            database_cpu_seconds=4.84,
+        )
+        self.assertAlmostEqual(level.service_cpu_ms_per_signup or 0.0, 0.344)
+        self.assertAlmostEqual(level.database_cpu_ms_per_signup or 0.0, 0.242)
+        unread = LevelResult(load, StoreCheck("n/a", "stores nothing"), service_cpu_seconds=1.0)
+        self.assertIsNone(unread.database_cpu_ms_per_signup)
+        nothing = LevelResult(
+            load_figures(100, 0.0, 50.0, ok=0),
+            StoreCheck("PASS", "ok", 0),
+            service_cpu_seconds=3.0,
+            database_cpu_seconds=1.0,
+        )
+        self.assertIsNone(nothing.service_cpu_ms_per_signup)
+        self.assertIsNone(nothing.database_cpu_ms_per_signup)
+
+    def test_json_has_cpu_per_signup(self) -> None:
+        """results.json gives each level's CPU per sign-up beside the times it comes from."""
+        data = json.loads(sweep_to_json(recorded_sweep()))
+        squad = data["targets"][0]["levels"][0]
+        self.assertAlmostEqual(squad["service_cpu_ms_per_signup"], 30_000 / 70_368)
+        self.assertAlmostEqual(squad["database_cpu_ms_per_signup"], 12_000 / 70_368)
+
 
 class CheckTests(SynchronousTestCase):
     """The nothing-lost check and the drain wait."""
@@ -211,12 +243,29 @@ class ConsoleTests(SynchronousTestCase):
                 "p90 ms",
                 "p99 ms",
                 "max ms",
+                "svc CPU ms/2xx",
+                "db CPU ms/2xx",
             ],
         )
         row = text.splitlines()[text.splitlines().index(header) + 2]
         values = [cell.strip() for cell in row.replace("║", "│").split("│")[1:-1]]
+        # 5.9 s of service CPU over 9,668 2xx; the database's CPU was not read.
         self.assertEqual(
-            values, ["9,718", "0", "0", "0", "9,668", "1,933.6", "21.89", "47.87", "84.93", "131"]
+            values,
+            [
+                "9,718",
+                "0",
+                "0",
+                "0",
+                "9,668",
+                "1,933.6",
+                "21.89",
+                "47.87",
+                "84.93",
+                "131",
+                "0.610",
+                "-",
+            ],
         )
         self.assertIn("nothing lost: PASS", text)
         self.assertIn("load generator 29%", text)
@@ -305,6 +354,19 @@ class ReportTests(SynchronousTestCase):
         self.assertIn("CPU % svc/db/load/other", section)
         self.assertIn("| 100/40/30/5 |", section)
         self.assertNotIn("Disturbed runs", self.text)
+
+    def test_cpu_per_signup_in_the_report(self) -> None:
+        """
+        Each level's row and the summary give the service's and the database's CPU per 2xx
+        sign-up, in ms (squad at 25: 30 s and 12 s over 70,368 answers).
+        """
+        section = self.text.split("## 25 connections", 1)[1].split("## ", 1)[0]
+        self.assertIn("CPU ms/2xx svc/db", section)
+        squad_row = next(line for line in section.splitlines() if line.startswith("| **squad**"))
+        self.assertTrue(squad_row.endswith("| 0.426 / 0.171 |"), squad_row)
+        summary = self.text.split("## Summary", 1)[1].split("## Against", 1)[0]
+        self.assertIn("**CPU per 2xx sign-up (ms): service / database, during the run**", summary)
+        self.assertIn("| **squad** | 0.426 / 0.171 | 0.476 / 0.190 |", summary)
 
     def test_disturbed_runs_are_flagged(self) -> None:
         """A run during which other processes were busy is named in a warning at the top."""

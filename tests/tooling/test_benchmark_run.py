@@ -83,7 +83,7 @@ def _service_command(kind: str, port: int) -> list[str]:
 
 
 def _table(output: str) -> dict[str, float]:
-    """The figures of the console table, by column name."""
+    """The figures of the console table, by column name (NaN for an unknown one, "-")."""
     lines = output.splitlines()
     header_at = next(i for i, line in enumerate(lines) if "requests sent" in line)
 
@@ -92,7 +92,10 @@ def _table(output: str) -> dict[str, float]:
 
     names = cells(lines[header_at])
     values = cells(lines[header_at + 2])
-    return {name: float(value.replace(",", "")) for name, value in zip(names, values, strict=True)}
+    return {
+        name: float("nan") if value == "-" else float(value.replace(",", ""))
+        for name, value in zip(names, values, strict=True)
+    }
 
 
 class RealRunTests(SynchronousTestCase):
@@ -113,7 +116,8 @@ class RealRunTests(SynchronousTestCase):
         """
         ``bin/benchmark 4 3s --drain`` against squad (one process, slow step 0.1-0.2 s) prints
         the original tool's table with consistent figures, no failure, a PASS from the
-        nothing-lost check and the drain time; squad accepted every generated sign-up body.
+        nothing-lost check and the drain time, and the service's and the database's CPU per
+        sign-up; squad accepted every generated sign-up body.
         """
         if not _squad_available():
             raise SkipTest("squad's twistd plugin is not there yet")
@@ -130,8 +134,10 @@ class RealRunTests(SynchronousTestCase):
         """
         Run ``python -m benchmark 4 3s --drain`` (what bin/benchmark runs) against C{kind}, and
         check the table's figures are consistent (answers and failures add up to the requests
-        sent, less the few in flight at the end), the nothing-lost check passes, the backlog
-        drains, and the service got a different, realistic body on each request.
+        sent, less the few in flight at the end), the CPU per sign-up of the service (its
+        processes, found by its port) and of the database server (found by the URI's port) is
+        there and positive, the nothing-lost check passes, the backlog drains, and the service
+        got a different, realistic body on each request.
         """
         _needs_node()
         url = self._start_service(kind)
@@ -161,6 +167,9 @@ class RealRunTests(SynchronousTestCase):
         self.assertGreater(figures["requests/s"], 0, report)
         self.assertLess(abs(figures["requests/s"] * 3 - ok) / ok, 0.5, report)
         self.assertTrue(0 < figures["p50 ms"] <= figures["p90 ms"] <= figures["p99 ms"], report)
+        # NaN (not read) fails these too.
+        self.assertGreater(figures["svc CPU ms/2xx"], 0, report)
+        self.assertGreater(figures["db CPU ms/2xx"], 0, report)
         # autocannon's percentiles come from an HDR histogram (a bucket's upper edge), its max
         # is exact: a p99 of 204 ms beside a max of 203 ms was seen in CI.
         self.assertLessEqual(figures["p99 ms"], figures["max ms"] * 1.01 + 1, report)
@@ -213,8 +222,9 @@ class RealRunTests(SynchronousTestCase):
         A one-level sweep against the ceiling (no database needed) starts the server, measures
         it, stops its whole process group, and writes report.md with its table, charts that
         exist, results.json and the server's log, in var/benchmark/<UTC time>/ under the root.
-        A target that stores nothing has no database CPU column: the database server's work
-        during its run is a disturbance, counted in "other".
+        A target that stores nothing has no database CPU column, nor a database CPU per
+        sign-up: the database server's work during its run is a disturbance, counted in
+        "other".
         """
         _needs_node()
         root = Path(self.mktemp()).resolve()
@@ -237,7 +247,7 @@ class RealRunTests(SynchronousTestCase):
         section = report.split("## 2 connections", 1)[1]
         row = next(line for line in section.splitlines() if line.startswith("| **ceiling**"))
         self.assertIn("| n/a |", row)
-        self.assertRegex(row, r"\| \d+/-/\d+/\d+ \|$")
+        self.assertRegex(row, r"\| \d+/-/\d+/\d+ \| [\d.]+ / - \|$")
         for name in ("throughput.png", "latency.png", "failures.png", "results.json"):
             self.assertTrue((folder / name).is_file(), name)
         log = (folder / "logs" / "ceiling.log").read_text()
