@@ -25,9 +25,11 @@ _STYLES = {
     "baseline": ("#d62728", "s"),
     "ceiling": ("#7f7f7f", "^"),
     "stored": ("#ff7f0e", "P"),
+    "stored-processed": ("#8c564b", "X"),
     "reference-node": ("#2ca02c", "D"),
+    "reference-node-cluster": ("#17becf", "d"),
 }
-_EXTRA_COLOURS = ["#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf"]
+_EXTRA_COLOURS = ["#9467bd", "#e377c2", "#bcbd22"]
 
 
 def _style(label: str, index: int) -> tuple[str, str]:

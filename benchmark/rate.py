@@ -13,6 +13,9 @@ processed (at most L{WAIT_LIMIT} s), this records:
   (FerretDB's SQLite backend keeps database ``D`` in ``D.sqlite``, its WAL in ``D.sqlite-wal``);
 - the service's resident memory.
 
+Like every run, it reads the CPU time of the service's processes and of the database server
+during the load, and gives each per 2xx sign-up.
+
 After the wait, one read of ``users`` gives the slow-step lag: ``date_updated - date_created``
 of every processed user (squad stamps ``date_updated`` when the slow step ends; its finish
 writer writes it with ``processed: true`` soon after), overall and per 10 s of ``date_created``,
