@@ -112,7 +112,8 @@ class ErrorKind(Enum):
     INVALID_CHARACTERS = (
         "invalid_characters",
         400,
-        "A field holds characters it may not hold, such as NUL or control characters.",
+        "A field holds characters it may not hold, such as NUL, control characters or "
+        "(in names) bidirectional controls.",
     )
     SURROUNDING_WHITESPACE = (
         "surrounding_whitespace",

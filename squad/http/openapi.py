@@ -86,8 +86,10 @@ def _name_field(rule: FieldRule, example: str) -> dict[str, object]:
         "description": (
             f"{rule.name}: {rule.min_length} to {rule.max_length} characters "
             "(Unicode code points). "
-            "Any characters except control characters (C0, DEL, C1) and lone surrogates; "
-            "leading or trailing whitespace is refused, not trimmed. Stored as sent."
+            "Any characters except control characters (C0, DEL, C1), the bidirectional "
+            "controls U+202A-U+202E and U+2066-U+2069 (they make text display other than it "
+            "reads) and lone surrogates; leading or trailing whitespace is refused, not "
+            "trimmed. Stored as sent."
         ),
         "examples": [example],
     }

@@ -491,11 +491,15 @@ _emails = (
         ]
     )
 )
+# Bidirectional controls, and the characters just outside their two ranges.
+_BIDI = "\u202a\u202e\u2066\u2069\u2065\u206a\u200f"
 _SPACES = " \t\n\u00a0\u1680\u2000\u2028\u202f\u3000\ufeff\u200b\x1c\x85"
 _names = (
     st.text(max_size=110)
-    | st.text(alphabet="Ab\u00e9\u4e2d\U0001f600\x00\x7f\x9f" + _SPACES, max_size=8)
-    | st.sampled_from(["", "A" * 100, "A" * 101, "Mary Ann", " Ada", "Ada ", "\ufeffAda"])
+    | st.text(alphabet="Ab\u00e9\u4e2d\U0001f600\x00\x7f\x9f" + _SPACES + _BIDI, max_size=8)
+    | st.sampled_from(
+        ["", "A" * 100, "A" * 101, "Mary Ann", " Ada", "Ada ", "\ufeffAda", "Ada\u202eecalevoL"]
+    )
 )
 _usernames = st.text(alphabet="aZ09._-\u00e9 \x00", max_size=36) | st.sampled_from(
     ["abc", "ab", "a" * 32, "a" * 33, "_abc", ".abc", "9lives"]
