@@ -25,7 +25,10 @@ __all__ = [
     "IDEMPOTENCY_KEY",
     "LAST_NAME",
     "MAX_BODY_BYTES",
+    "MAX_HEADERS",
+    "MAX_HEADER_BYTES",
     "MAX_NESTING",
+    "MAX_REQUEST_LINE_BYTES",
     "NAME_FORBIDDEN",
     "PASSWORD",
     "PASSWORD_MAX_BYTES",
@@ -52,6 +55,13 @@ class FieldRule:
 
 
 MAX_BODY_BYTES: Final = 16 * 1024
+# The head of a request: twisted.web's own limits, stated here so that the answers and the
+# document name them and a Twisted upgrade cannot move them unseen. Every line of the head (the
+# request line or one header) is at most MAX_REQUEST_LINE_BYTES long; all of them together at
+# most MAX_HEADER_BYTES.
+MAX_REQUEST_LINE_BYTES: Final = 16 * 1024
+MAX_HEADER_BYTES: Final = 16 * 1024
+MAX_HEADERS: Final = 500
 # A valid sign-up is one flat object; the limit only has to stay far below the interpreter's
 # recursion limit while leaving room for precise "must be a string" answers on shallow mistakes.
 MAX_NESTING: Final = 16

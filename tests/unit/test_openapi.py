@@ -37,8 +37,10 @@ from squad.http.openapi import OPENAPI, openapi_json
 from squad.http.routes import ROUTE_TEMPLATES, SquadAPI, path_template
 from squad.http.site import (
     BAD_REQUEST,
+    HEADERS_TOO_LARGE,
     TOO_LARGE,
     TOO_MANY_CONNECTIONS,
+    URI_TOO_LONG,
     request_timeout_answer,
 )
 from squad.http.validation import InvalidRequest, SignUp, check_content_type, parse_signup
@@ -234,6 +236,21 @@ class RouteTests(SynchronousTestCase):
                 self.assertEqual(schema, {"$ref": "#/components/schemas/Error"}, (path, method))
                 if status == "503":
                     self.assertIn("Retry-After", answer["headers"], (path, method))
+
+    def test_every_operation_documents_the_answers_to_any_request(self) -> None:
+        """Every operation documents what the site answers before any route runs: 408 for a
+        request too slow to arrive, 414 for a request line too long, 431 for headers too
+        large, 503 at the connection cap; each description names its code."""
+        for path, method, operation in operations():
+            for kind in (
+                ErrorKind.REQUEST_TIMEOUT,
+                ErrorKind.URI_TOO_LONG,
+                ErrorKind.HEADERS_TOO_LARGE,
+                ErrorKind.TOO_MANY_CONNECTIONS,
+            ):
+                answer = operation["responses"].get(str(kind.status))
+                self.assertIsNotNone(answer, (path, method, kind))
+                self.assertIn(f"({kind.code}", resolved(answer)["description"], (path, method))
 
     def test_created_answer_has_location(self) -> None:
         """The 201 of POST /users declares its Location header and the User body."""
@@ -438,9 +455,16 @@ class ErrorSchemaTests(SynchronousTestCase):
         self.validator.validate(json.loads(body))
 
     def test_raw_answers_validate(self) -> None:
-        """The answers squad.http.site writes straight to the socket (413, 400, 408, 503) have
-        valid Error bodies."""
-        for raw in (TOO_LARGE, BAD_REQUEST, TOO_MANY_CONNECTIONS, request_timeout_answer(10.0)):
+        """The answers squad.http.site writes straight to the socket (413, 400, 408, 414, 431,
+        503) have valid Error bodies."""
+        for raw in (
+            TOO_LARGE,
+            BAD_REQUEST,
+            TOO_MANY_CONNECTIONS,
+            URI_TOO_LONG,
+            HEADERS_TOO_LARGE,
+            request_timeout_answer(10.0),
+        ):
             self.validator.validate(body_of(raw))
 
     def test_example_is_a_real_refusal(self) -> None:
