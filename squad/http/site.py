@@ -25,6 +25,10 @@ The head of a request is limited as ``HTTPChannel`` always limited it, but answe
 closes a connection whose request line or header line is too long without a word, and answers
 too many or too large headers with an empty 400. ``SquadChannel`` answers a JSON 414 or 431
 instead, and its refusal of malformed HTTP is the API's JSON 400.
+
+Every answer a route gives is framed with ``Content-Length`` (twisted.web would chunk an HTTP/1.1
+answer whose length it was not told) and names no server: twisted.web adds
+``Server: TwistedWeb/<version>`` to each, which tells an attacker which vulnerabilities to try.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.http import HTTPChannel
+from twisted.web.http import NO_BODY_CODES, HTTPChannel
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
@@ -129,12 +133,37 @@ _HEAD_REFUSALS: Final = {
 
 
 class LimitedRequest(Request):
-    """A request whose body may not exceed ``MAX_BODY_BYTES``."""
+    """A request whose body may not exceed ``MAX_BODY_BYTES``, and whose answer is written whole
+    when it finishes: with its ``Content-Length`` and without a ``Server`` header."""
 
     _refused = False
     _received = 0
     received_at = 0.0
     content: BytesIO
+    # The answer's body, held until finish() (squad's answers are small and written at once).
+    _unsent = b""
+
+    def write(self, data: bytes) -> None:
+        if self.startedWriting or self.finished or self._disconnected:
+            super().write(data)  # lets Twisted raise or drop as it would
+            return
+        self._unsent = self._unsent + data if self._unsent else data
+
+    def finish(self) -> None:
+        if not (self.startedWriting or self.finished or self._disconnected):
+            body, self._unsent = self._unsent, b""
+            headers = self.responseHeaders
+            headers.removeHeader(b"server")
+            # RFC 9110 forbids a Content-Length on 1xx and 204 answers; a length already set (a
+            # HEAD answer's) stays; an encoder (none is used) would change the length.
+            if not (
+                self.code in NO_BODY_CODES
+                or self._encoder is not None
+                or headers.hasHeader(b"content-length")
+            ):
+                headers.setRawHeaders(b"content-length", [b"%d" % len(body)])
+            super().write(body)
+        super().finish()
 
     def gotLength(self, length: int | None) -> None:
         # Small bodies only: keep them in memory (the default spills to a temp file).

@@ -22,7 +22,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
-from twisted.web.server import Request
+from twisted.web.server import NOT_DONE_YET, Request
 
 from squad.http.fields import MAX_HEADER_BYTES, MAX_HEADERS, MAX_REQUEST_LINE_BYTES
 from squad.http.site import LimitedRequest, SquadChannel, SquadSite
@@ -570,3 +570,68 @@ class HeadLimitTests(SynchronousTestCase):
         """A header without a colon is malformed HTTP (400 malformed_http), not too large."""
         self.channel.dataReceived(self.request(b"/users", b"no colon here"))
         self.assert_refused(b"400 ", "malformed_http")
+
+
+class AnswerFramingTests(SynchronousTestCase):
+    """What ``LimitedRequest`` puts around every answer, seen as bytes on the wire."""
+
+    def setUp(self) -> None:
+        self.app = Recorder()
+        self.site = SquadSite(self.app, reactor=Clock())
+        self.channel: Any = self.site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50003))
+        self.transport = StringTransport()
+        self.channel.makeConnection(self.transport)
+
+    def test_an_http_1_1_answer_has_a_content_length_not_chunks(self) -> None:
+        """An HTTP/1.1 answer is framed by its Content-Length, not chunked, names no server,
+        and leaves the connection open for the next request."""
+        self.channel.dataReceived(b"POST /x HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}")
+        head, _, content = self.transport.value().partition(b"\r\n\r\n")
+        headers = head.lower().split(b"\r\n")
+        self.assertEqual(headers[0], b"http/1.1 200 ok")
+        self.assertIn(b"content-length: 2", headers)
+        self.assertEqual(content, b"ok")
+        self.assertNotIn(b"transfer-encoding", head.lower())
+        self.assertNotIn(b"server", head.lower())
+        self.assertIn(b"date: ", head.lower())
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_several_writes_make_one_framed_answer(self) -> None:
+        """A resource that writes its body in pieces still gets one answer with the whole
+        length, written once it finishes."""
+
+        class Pieces(Resource):
+            isLeaf = True
+
+            def render_GET(self, request: Request) -> int:
+                for piece in (b"one ", b"two ", b"three"):
+                    request.write(piece)
+                request.finish()
+                return NOT_DONE_YET
+
+        site = SquadSite(Pieces(), reactor=Clock())
+        channel: Any = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50004))
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(b"GET / HTTP/1.1\r\n\r\n")
+        head, _, content = transport.value().partition(b"\r\n\r\n")
+        self.assertIn(b"content-length: 13", head.lower().split(b"\r\n"))
+        self.assertEqual(content, b"one two three")
+
+    def test_a_head_request_gets_the_length_without_the_body(self) -> None:
+        """HEAD answers the Content-Length a GET would have, and no body."""
+
+        class Known(Resource):
+            isLeaf = True
+
+            def render_GET(self, request: Request) -> bytes:
+                return b"twelve bytes"
+
+        site = SquadSite(Known(), reactor=Clock())
+        channel: Any = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50005))
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(b"HEAD / HTTP/1.1\r\n\r\n")
+        head, _, content = transport.value().partition(b"\r\n\r\n")
+        self.assertIn(b"content-length: 12", head.lower().split(b"\r\n"))
+        self.assertEqual(content, b"")
