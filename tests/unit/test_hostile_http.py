@@ -485,7 +485,8 @@ class HeadLimitTests(SynchronousTestCase):
 
     def test_a_request_line_trickling_past_the_limit_gets_414_once(self) -> None:
         """A request line that never ends, sent a kilobyte at a time, is refused as soon as it
-        passes the limit, once: the bytes that follow are not read."""
+        passes the limit, once: the bytes that follow, a whole request among them, are not
+        read."""
         self.channel.dataReceived(b"GET /")
         sent = 5
         while not self.transport.value():
@@ -493,7 +494,7 @@ class HeadLimitTests(SynchronousTestCase):
             sent += 1024
         self.assertLessEqual(sent, MAX_REQUEST_LINE_BYTES + 1024 + 2)
         answered = self.transport.value()
-        self.channel.dataReceived(b"a" * 1024 + b" HTTP/1.1\r\n\r\n")
+        self.channel.dataReceived(b"a" * 1024 + b" HTTP/1.1\r\n\r\n" + self.request())
         self.assertEqual(self.transport.value(), answered)
         self.assert_refused(b"414 ", "uri_too_long")
 
