@@ -19,7 +19,15 @@ from typing import Final
 
 from twisted.web.iweb import IRequest
 
-from squad.http.fields import FIELD_LIST, IDEMPOTENCY_KEY, MAX_BODY_BYTES, MAX_NESTING
+from squad.http.fields import (
+    FIELD_LIST,
+    IDEMPOTENCY_KEY,
+    MAX_BODY_BYTES,
+    MAX_HEADER_BYTES,
+    MAX_HEADERS,
+    MAX_NESTING,
+    MAX_REQUEST_LINE_BYTES,
+)
 from squad.runtime.metrics import SquadMetrics
 
 __all__ = [
@@ -112,7 +120,8 @@ class ErrorKind(Enum):
     INVALID_CHARACTERS = (
         "invalid_characters",
         400,
-        "A field holds characters it may not hold, such as NUL or control characters.",
+        "A field holds characters it may not hold, such as NUL, control characters or "
+        "(in names) bidirectional controls.",
     )
     SURROUNDING_WHITESPACE = (
         "surrounding_whitespace",
@@ -183,6 +192,19 @@ class ErrorKind(Enum):
         "too_many_connections",
         503,
         "This server holds too many connections right now; retry in a moment.",
+    )
+    URI_TOO_LONG = (
+        "uri_too_long",
+        414,
+        f"The request line (method, address and version) is longer than the "
+        f"{MAX_REQUEST_LINE_BYTES // 1024} KiB this service reads; use a shorter address.",
+    )
+    HEADERS_TOO_LARGE = (
+        "headers_too_large",
+        431,
+        f"The request's headers are larger than this service reads: at most {MAX_HEADERS} "
+        f"headers, {MAX_HEADER_BYTES // 1024} KiB in all with the request line, and "
+        f"{MAX_REQUEST_LINE_BYTES // 1024} KiB per line; send fewer or shorter headers.",
     )
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Final
 
 __all__ = [
+    "BIDI_CONTROLS",
     "CONTROL_CHARACTERS",
     "EMAIL",
     "EMAIL_DOMAIN",
@@ -24,7 +25,11 @@ __all__ = [
     "IDEMPOTENCY_KEY",
     "LAST_NAME",
     "MAX_BODY_BYTES",
+    "MAX_HEADERS",
+    "MAX_HEADER_BYTES",
     "MAX_NESTING",
+    "MAX_REQUEST_LINE_BYTES",
+    "NAME_FORBIDDEN",
     "PASSWORD",
     "PASSWORD_MAX_BYTES",
     "SIGNUP_FIELDS",
@@ -50,6 +55,13 @@ class FieldRule:
 
 
 MAX_BODY_BYTES: Final = 16 * 1024
+# The head of a request: twisted.web's own limits, stated here so that the answers and the
+# document name them and a Twisted upgrade cannot move them unseen. Every line of the head (the
+# request line or one header) is at most MAX_REQUEST_LINE_BYTES long; all of them together at
+# most MAX_HEADER_BYTES.
+MAX_REQUEST_LINE_BYTES: Final = 16 * 1024
+MAX_HEADER_BYTES: Final = 16 * 1024
+MAX_HEADERS: Final = 500
 # A valid sign-up is one flat object; the limit only has to stay far below the interpreter's
 # recursion limit while leaving room for precise "must be a string" answers on shallow mistakes.
 MAX_NESTING: Final = 16
@@ -59,9 +71,15 @@ MAX_NESTING: Final = 16
 CONTROL_CHARACTERS: Final = r"\u0000-\u001f\u007f-\u009f"
 WHITESPACE: Final = r"\u0020\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 
+# The embeddings, overrides and isolates of Unicode's bidirectional algorithm (UAX #9): invisible,
+# they make the text around them display in another order than it reads (a "Trojan Source" name).
+BIDI_CONTROLS: Final = r"\u202a-\u202e\u2066-\u2069"
+#: What a name may not hold anywhere (lone surrogates aside, which JSON Schema cannot express).
+NAME_FORBIDDEN: Final = f"{CONTROL_CHARACTERS}{BIDI_CONTROLS}"
+
 _NAME_PATTERN: Final = (
-    rf"^[^{WHITESPACE}{CONTROL_CHARACTERS}]"
-    rf"(?:[^{CONTROL_CHARACTERS}]*[^{WHITESPACE}{CONTROL_CHARACTERS}])?$"
+    rf"^[^{WHITESPACE}{NAME_FORBIDDEN}]"
+    rf"(?:[^{NAME_FORBIDDEN}]*[^{WHITESPACE}{NAME_FORBIDDEN}])?$"
 )
 
 # RFC 5322 atext: the local part of an address is dot-separated runs of it.

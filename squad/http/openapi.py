@@ -28,7 +28,10 @@ from squad.http.fields import (
     IDEMPOTENCY_KEY,
     LAST_NAME,
     MAX_BODY_BYTES,
+    MAX_HEADER_BYTES,
+    MAX_HEADERS,
     MAX_NESTING,
+    MAX_REQUEST_LINE_BYTES,
     PASSWORD,
     PASSWORD_MAX_BYTES,
     USER_ID,
@@ -86,8 +89,10 @@ def _name_field(rule: FieldRule, example: str) -> dict[str, object]:
         "description": (
             f"{rule.name}: {rule.min_length} to {rule.max_length} characters "
             "(Unicode code points). "
-            "Any characters except control characters (C0, DEL, C1) and lone surrogates; "
-            "leading or trailing whitespace is refused, not trimmed. Stored as sent."
+            "Any characters except control characters (C0, DEL, C1), the bidirectional "
+            "controls U+202A-U+202E and U+2066-U+2069 (they make text display other than it "
+            "reads) and lone surrogates; leading or trailing whitespace is refused, not "
+            "trimmed. Stored as sent."
         ),
         "examples": [example],
     }
@@ -470,6 +475,25 @@ OPENAPI: Final[dict[str, object]] = {
                     deadline=REQUEST_DEADLINE_SECONDS,
                 )
             ),
+            "UriTooLong": _error_answer(
+                _text(
+                    "The request line (its method, address and version) is longer than {line} "
+                    "bytes ({uri_too_long.code}). Nothing was read further and nothing stored; "
+                    "the connection is closed after this answer.",
+                    line=MAX_REQUEST_LINE_BYTES,
+                )
+            ),
+            "HeadersTooLarge": _error_answer(
+                _text(
+                    "The request has more than {count} headers, a header line longer than "
+                    "{line} bytes, or more than {head} bytes of request line and headers "
+                    "together ({headers_too_large.code}). Nothing was stored; the connection "
+                    "is closed after this answer.",
+                    count=MAX_HEADERS,
+                    line=MAX_REQUEST_LINE_BYTES,
+                    head=MAX_HEADER_BYTES,
+                )
+            ),
             "BadRequest": _error_answer(
                 "The request was refused and nothing was stored: invalid JSON, a body that is "
                 "not an object, unknown, missing, empty, non-string, too short or too long "
@@ -493,14 +517,20 @@ OPENAPI: Final[dict[str, object]] = {
 
 def _answers_to_any_request() -> None:
     # squad.http.site gives these to any request, on any route, before the route sees it: a client
-    # too slow to send its request and a process at its connection cap.
+    # too slow to send its request, a process at its connection cap, and a request whose head
+    # (request line or headers) is too large.
     paths = cast(dict[str, dict[str, dict[str, dict[str, object]]]], OPENAPI["paths"])
-    timeout, refused = ErrorKind.REQUEST_TIMEOUT, ErrorKind.TOO_MANY_CONNECTIONS
+    answers = {
+        ErrorKind.REQUEST_TIMEOUT: "RequestTimeout",
+        ErrorKind.TOO_MANY_CONNECTIONS: "Unavailable",
+        ErrorKind.URI_TOO_LONG: "UriTooLong",
+        ErrorKind.HEADERS_TOO_LARGE: "HeadersTooLarge",
+    }
     for path_item in paths.values():
         for operation in path_item.values():
             responses = operation["responses"]
-            responses.setdefault(_status(timeout), _ref(_RESPONSES + "RequestTimeout"))
-            responses.setdefault(_status(refused), _ref(_RESPONSES + "Unavailable"))
+            for kind, component in answers.items():
+                responses.setdefault(_status(kind), _ref(_RESPONSES + component))
 
 
 _answers_to_any_request()

@@ -20,6 +20,15 @@ timeout.
 
 ``SquadSite`` also caps the connections one worker holds open (``MAX_CONNECTIONS``): past the
 cap a new connection gets a fast 503 with ``Retry-After`` and is closed, without being read.
+
+The head of a request is limited as ``HTTPChannel`` always limited it, but answered: Twisted
+closes a connection whose request line or header line is too long without a word, and answers
+too many or too large headers with an empty 400. ``SquadChannel`` answers a JSON 414 or 431
+instead, and its refusal of malformed HTTP is the API's JSON 400.
+
+Every answer a route gives is framed with ``Content-Length`` (twisted.web would chunk an HTTP/1.1
+answer whose length it was not told) and names no server: twisted.web adds
+``Server: TwistedWeb/<version>`` to each, which tells an attacker which vulnerabilities to try.
 """
 
 from __future__ import annotations
@@ -35,13 +44,18 @@ from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.http import HTTPChannel
+from twisted.web.http import NO_BODY_CODES, HTTPChannel
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
 from squad.http.deadlines import MAX_CONNECTIONS, REQUEST_DEADLINE_SECONDS
-from squad.http.errors import ErrorKind, render_error
-from squad.http.fields import MAX_BODY_BYTES
+from squad.http.errors import ErrorKind, count_error, render_error
+from squad.http.fields import (
+    MAX_BODY_BYTES,
+    MAX_HEADER_BYTES,
+    MAX_HEADERS,
+    MAX_REQUEST_LINE_BYTES,
+)
 from squad.http.routes import route_of
 from squad.runtime.metrics import SquadMetrics, method_label
 
@@ -74,6 +88,8 @@ _REASONS: Final = {
     400: b"Bad Request",
     408: b"Request Timeout",
     413: b"Payload Too Large",
+    414: b"URI Too Long",
+    431: b"Request Header Fields Too Large",
     503: b"Service Unavailable",
 }
 
@@ -106,15 +122,48 @@ def request_timeout_answer(seconds: float) -> bytes:
 TOO_MANY_CONNECTIONS: Final = raw_error(ErrorKind.TOO_MANY_CONNECTIONS)
 BAD_REQUEST: Final = raw_error(ErrorKind.MALFORMED_HTTP)
 TOO_LARGE: Final = raw_error(ErrorKind.BODY_TOO_LARGE)
+URI_TOO_LONG: Final = raw_error(ErrorKind.URI_TOO_LONG)
+HEADERS_TOO_LARGE: Final = raw_error(ErrorKind.HEADERS_TOO_LARGE)
+# What SquadChannel answers to a request whose head it refuses.
+_HEAD_REFUSALS: Final = {
+    ErrorKind.MALFORMED_HTTP: BAD_REQUEST,
+    ErrorKind.URI_TOO_LONG: URI_TOO_LONG,
+    ErrorKind.HEADERS_TOO_LARGE: HEADERS_TOO_LARGE,
+}
 
 
 class LimitedRequest(Request):
-    """A request whose body may not exceed ``MAX_BODY_BYTES``."""
+    """A request whose body may not exceed ``MAX_BODY_BYTES``, and whose answer is written whole
+    when it finishes: with its ``Content-Length`` and without a ``Server`` header."""
 
     _refused = False
     _received = 0
     received_at = 0.0
     content: BytesIO
+    # The answer's body, held until finish() (squad's answers are small and written at once).
+    _unsent = b""
+
+    def write(self, data: bytes) -> None:
+        if self.startedWriting or self.finished or self._disconnected:
+            super().write(data)  # lets Twisted raise or drop as it would
+            return
+        self._unsent = self._unsent + data if self._unsent else data
+
+    def finish(self) -> None:
+        if not (self.startedWriting or self.finished or self._disconnected):
+            body, self._unsent = self._unsent, b""
+            headers = self.responseHeaders
+            headers.removeHeader(b"server")
+            # RFC 9110 forbids a Content-Length on 1xx and 204 answers; a length already set (a
+            # HEAD answer's) stays; an encoder (none is used) would change the length.
+            if not (
+                self.code in NO_BODY_CODES
+                or self._encoder is not None
+                or headers.hasHeader(b"content-length")
+            ):
+                headers.setRawHeaders(b"content-length", [b"%d" % len(body)])
+            super().write(body)
+        super().finish()
 
     def gotLength(self, length: int | None) -> None:
         # Small bodies only: keep them in memory (the default spills to a temp file).
@@ -181,10 +230,14 @@ def fit_connection_cap(
 
 
 class SquadChannel(HTTPChannel):
-    """An ``HTTPChannel`` that its site can watch: open connections, and requests that take
-    too long to arrive."""
+    """An ``HTTPChannel`` that its site can watch (open connections, and requests that take
+    too long to arrive) and whose every refusal is the API's JSON error."""
 
     site: SquadSite
+    MAX_LENGTH = MAX_REQUEST_LINE_BYTES
+    totalHeadersSize = MAX_HEADER_BYTES
+    maxHeaders = MAX_HEADERS
+    refused = False
     # Set by the site's sweep: when it first saw this connection receiving a request, and
     # which request (None while only part of its first line has arrived).
     receiving_since: float | None = None
@@ -199,6 +252,11 @@ class SquadChannel(HTTPChannel):
         self.site.channels.discard(self)
         super().connectionLost(reason)
 
+    def dataReceived(self, data: bytes) -> None:
+        # After a refusal nothing more is parsed: a pipelined request must not be served.
+        if not self.refused:
+            super().dataReceived(data)
+
     def receiving(self) -> bool:
         """Whether part of a request (its first line, headers or body) has arrived, and not yet
         all of it. Reads ``HTTPChannel``'s state; tests pin it for the Twisted version used."""
@@ -207,9 +265,24 @@ class SquadChannel(HTTPChannel):
         return bool(self.requests or self._buffer)
 
     def _respondToBadRequestAndDisconnect(self) -> None:
-        # Twisted's own refusal of malformed HTTP is an empty 400; every squad error is JSON.
+        # Twisted's own refusal of malformed HTTP, and of too many or too large headers, is an
+        # empty 400; its counters say which it is.
+        too_large = (
+            self._receivedHeaderSize > self.totalHeadersSize
+            or self._receivedHeaderCount > self.maxHeaders
+        )
+        self._refuse(ErrorKind.HEADERS_TOO_LARGE if too_large else ErrorKind.MALFORMED_HTTP)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        # LineReceiver's default closes the connection without a word. A request is created on
+        # its first line, so with none receiving, the line that is too long is the first.
+        self._refuse(ErrorKind.HEADERS_TOO_LARGE if self.requests else ErrorKind.URI_TOO_LONG)
+
+    def _refuse(self, kind: ErrorKind) -> None:
+        self.refused = True
+        count_error(kind)
         transport: Any = self.transport
-        transport.write(BAD_REQUEST)
+        transport.write(_HEAD_REFUSALS[kind])
         self.loseConnection()
 
     def request_too_slow(self, answer: bytes) -> None:

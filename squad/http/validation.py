@@ -26,7 +26,8 @@ each refusal:
 - ``UNKNOWN_FIELD``: a key other than the five fields;
 - ``MISSING_FIELD``: one of the five fields absent;
 - then, field by field: ``INVALID_TYPE`` (not a string), ``EMPTY_FIELD``, ``TOO_SHORT``,
-  ``TOO_LONG``, ``INVALID_CHARACTERS`` (NUL, control characters, lone surrogates),
+  ``TOO_LONG``, ``INVALID_CHARACTERS`` (NUL, control characters, bidirectional controls in
+  names, lone surrogates),
   ``SURROUNDING_WHITESPACE`` (names), ``INVALID_EMAIL``, ``INVALID_USERNAME``.
 
 (*) Found while parsing, at any depth, so whichever comes first in the body is reported; large
@@ -41,11 +42,12 @@ mistake.
 The decisions behind the rules:
 
 - Lengths count Unicode code points (what ``len()`` gives), not bytes or grapheme clusters.
-- ``firstName``, ``lastName``: any characters except control characters (C0, DEL, C1) and lone
-  surrogates. Leading or trailing whitespace is *refused*, not trimmed: silently changing what
-  a person typed hides client bugs, and a refusal names the problem. Inner spaces are fine
-  (``Mary Ann``). No Unicode normalisation is applied; HTML or other markup is stored as text
-  (escaping it is the job of whoever renders it).
+- ``firstName``, ``lastName``: any characters except control characters (C0, DEL, C1), the
+  bidirectional controls U+202A-U+202E and U+2066-U+2069 (invisible, they make a name display
+  other than it reads) and lone surrogates. Leading or trailing whitespace is *refused*, not
+  trimmed: silently changing what a person typed hides client bugs, and a refusal names the
+  problem. Inner spaces are fine (``Mary Ann``). No Unicode normalisation is applied; HTML or
+  other markup is stored as text (escaping it is the job of whoever renders it).
 - ``email``: ASCII only (internationalised domains must arrive in their ``xn--`` form; UTF-8
   local parts, RFC 6531, are refused), exactly one ``@``, the local part a dot-atom of RFC 5322
   ``atext`` (no quoted strings, no comments), the domain dot-separated labels of letters, digits
@@ -77,7 +79,7 @@ from typing import Final, NoReturn
 
 from squad.http.errors import ErrorKind
 from squad.http.fields import (
-    CONTROL_CHARACTERS,
+    BIDI_CONTROLS,
     EMAIL,
     EMAIL_DOMAIN,
     EMAIL_LOCAL_PART,
@@ -89,6 +91,7 @@ from squad.http.fields import (
     LAST_NAME,
     MAX_BODY_BYTES,
     MAX_NESTING,
+    NAME_FORBIDDEN,
     PASSWORD,
     PASSWORD_MAX_BYTES,
     USERNAME,
@@ -360,10 +363,11 @@ def _unexplained(name: str) -> NoReturn:
 
 # Lone surrogates are refused with the control characters: JSON's \ud800 escapes can produce
 # them, and no UTF-8 encoder, BSON's included, accepts them.
-_NAME_FORBIDDEN: Final = re.compile(rf"[{CONTROL_CHARACTERS}\ud800-\udfff]")
+_NAME_FORBIDDEN: Final = re.compile(rf"[{NAME_FORBIDDEN}\ud800-\udfff]")
+_BIDI_CONTROL: Final = re.compile(f"[{BIDI_CONTROLS}]")
 # One pattern serves both names, since lastName's rule is firstName's under another name.
 _NAME_OK: Final = re.compile(
-    rf"(?![{WHITESPACE}])[^{CONTROL_CHARACTERS}\ud800-\udfff]"
+    rf"(?![{WHITESPACE}])[^{NAME_FORBIDDEN}\ud800-\udfff]"
     rf"{{{FIRST_NAME.min_length},{FIRST_NAME.max_length}}}(?<![{WHITESPACE}])"
 )
 
@@ -378,7 +382,15 @@ def _diagnose_name(value: object, rule: FieldRule) -> NoReturn:
     name = rule.name
     text = _diagnose_string(value, name)
     _diagnose_length(text, rule)
-    if _NAME_FORBIDDEN.search(text) is not None:
+    forbidden = _NAME_FORBIDDEN.search(text)
+    if forbidden is not None and _BIDI_CONTROL.fullmatch(forbidden.group()) is not None:
+        _refuse_field(
+            ErrorKind.INVALID_CHARACTERS,
+            name,
+            f"{name} must not contain bidirectional controls (U+202A to U+202E, U+2066 to "
+            "U+2069), which make text display other than it reads.",
+        )
+    if forbidden is not None:
         _refuse_field(
             ErrorKind.INVALID_CHARACTERS,
             name,

@@ -19,10 +19,13 @@ from squad.http.errors import (
     render_error,
     write_error,
 )
+from squad.http.fields import MAX_HEADER_BYTES, MAX_HEADERS, MAX_REQUEST_LINE_BYTES
 from squad.http.site import (
     BAD_REQUEST,
+    HEADERS_TOO_LARGE,
     TOO_LARGE,
     TOO_MANY_CONNECTIONS,
+    URI_TOO_LONG,
     raw_error,
     request_timeout_answer,
 )
@@ -92,6 +95,9 @@ class TableTests(SynchronousTestCase):
                     "method_not_allowed",
                     "request_timeout",
                     "overloaded",
+                    "invalid_characters",
+                    "uri_too_long",
+                    "headers_too_large",
                 )
             },
             {
@@ -104,6 +110,9 @@ class TableTests(SynchronousTestCase):
                 "method_not_allowed": 405,
                 "request_timeout": 408,
                 "overloaded": 503,
+                "invalid_characters": 400,
+                "uri_too_long": 414,
+                "headers_too_large": 431,
             },
         )
 
@@ -205,3 +214,26 @@ class RawAnswerTests(SynchronousTestCase):
             b'{"error": "request_timeout", "message": "The request did not arrive completely'
             b' within 2.5 seconds; send it again."}',
         )
+
+    def test_answers_to_an_oversized_head(self) -> None:
+        """The 414 and 431 the site writes to the socket carry RFC 9110's and RFC 6585's reason
+        phrases, a Content-Length that is the body's, and a sentence naming the limits."""
+        for raw, status, code in (
+            (URI_TOO_LONG, b"414 URI Too Long", "uri_too_long"),
+            (HEADERS_TOO_LARGE, b"431 Request Header Fields Too Large", "headers_too_large"),
+        ):
+            head, _, body = raw.partition(b"\r\n\r\n")
+            lines = head.split(b"\r\n")
+            self.assertEqual(lines[0], b"HTTP/1.1 " + status)
+            self.assertEqual(
+                lines[1:],
+                [
+                    b"Content-Type: application/json",
+                    b"Content-Length: %d" % len(body),
+                    b"Connection: close",
+                ],
+            )
+            self.assertEqual(json.loads(body)["error"], code)
+        self.assertIn(f"{MAX_REQUEST_LINE_BYTES // 1024} KiB", ErrorKind.URI_TOO_LONG.message)
+        for limit in (f"{MAX_HEADERS} headers", f"{MAX_HEADER_BYTES // 1024} KiB in all"):
+            self.assertIn(limit, ErrorKind.HEADERS_TOO_LARGE.message)

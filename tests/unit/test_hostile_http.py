@@ -22,10 +22,12 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
-from twisted.web.server import Request
+from twisted.web.server import NOT_DONE_YET, Request
 
-from squad.http.site import LimitedRequest, SquadSite
+from squad.http.fields import MAX_HEADER_BYTES, MAX_HEADERS, MAX_REQUEST_LINE_BYTES
+from squad.http.site import LimitedRequest, SquadChannel, SquadSite
 from squad.http.validation import FIELDS, MAX_BODY_BYTES
+from squad.runtime.metrics import SquadMetrics
 from tests.fakes import Squad, error_body
 from tests.hostile_corpus import CASES, HostileCase, body
 from tests.signups import VALID_PASSWORD, VALID_SIGNUP
@@ -422,3 +424,215 @@ class MalformedHttpTests(SynchronousTestCase):
             self.assertEqual(squad.store.calls, [])
             self.assertIn(b"content-type: application/json", head.lower(), raw)
             error_body(content)
+
+
+def refused_answer(testcase: SynchronousTestCase, output: bytes, status: bytes) -> dict[str, Any]:
+    """``output`` is exactly one raw JSON error answer with this status line start (``b"414 "``),
+    framed with its Content-Length and Connection: close, naming no server; its body."""
+    head, _, content = output.partition(b"\r\n\r\n")
+    testcase.assertTrue(head.startswith(b"HTTP/1.1 " + status), output[:200])
+    headers = head.lower().split(b"\r\n")[1:]
+    testcase.assertIn(b"content-type: application/json", headers)
+    testcase.assertIn(b"content-length: %d" % len(content), headers)
+    testcase.assertIn(b"connection: close", headers)
+    testcase.assertFalse([header for header in headers if header.startswith(b"server:")])
+    return error_body(content)
+
+
+class HeadLimitTests(SynchronousTestCase):
+    """An over-long request line or header block, through ``SquadChannel`` on a
+    ``StringTransport``: Twisted would close the connection without a word, or answer an empty
+    400; squad answers the API's JSON 414 or 431, then closes."""
+
+    def setUp(self) -> None:
+        self.app = Recorder()
+        self.site = SquadSite(self.app, reactor=Clock())
+        self.channel: Any = self.site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50002))
+        self.transport = StringTransport()
+        self.channel.makeConnection(self.transport)
+
+    def request(self, path: bytes = b"/users", *headers: bytes) -> bytes:
+        return (
+            b"POST "
+            + path
+            + b" HTTP/1.1\r\n"
+            + b"".join(header + b"\r\n" for header in headers)
+            + b"Content-Length: 2\r\n\r\n{}"
+        )
+
+    def assert_refused(self, status: bytes, code: str) -> None:
+        """One JSON answer with this status and code, the connection closing, the app unused."""
+        error = refused_answer(self, self.transport.value(), status)
+        self.assertEqual(error["error"], code)
+        self.assertTrue(self.transport.disconnecting)
+        self.assertEqual(self.app.bodies, [])
+
+    def test_the_limits_are_squads(self) -> None:
+        """The channel reads lines of at most 16 KiB, 16 KiB of head in all and 500 headers:
+        the limits the answers and the OpenAPI document name."""
+        self.assertIsInstance(self.channel, SquadChannel)
+        self.assertEqual(
+            (self.channel.MAX_LENGTH, self.channel.totalHeadersSize, self.channel.maxHeaders),
+            (MAX_REQUEST_LINE_BYTES, MAX_HEADER_BYTES, MAX_HEADERS),
+        )
+        self.assertEqual((MAX_REQUEST_LINE_BYTES, MAX_HEADER_BYTES), (16 * 1024, 16 * 1024))
+
+    def test_a_70_kb_request_line_gets_414(self) -> None:
+        """A request line of 70 KB, arriving at once, gets a JSON 414 uri_too_long and a
+        closed connection."""
+        self.channel.dataReceived(self.request(b"/" + b"a" * 70_000))
+        self.assert_refused(b"414 ", "uri_too_long")
+
+    def test_a_request_line_trickling_past_the_limit_gets_414_once(self) -> None:
+        """A request line that never ends, sent a kilobyte at a time, is refused as soon as it
+        passes the limit, once: the bytes that follow, a whole request among them, are not
+        read."""
+        self.channel.dataReceived(b"GET /")
+        sent = 5
+        while not self.transport.value():
+            self.channel.dataReceived(b"a" * 1024)
+            sent += 1024
+        self.assertLessEqual(sent, MAX_REQUEST_LINE_BYTES + 1024 + 2)
+        answered = self.transport.value()
+        self.channel.dataReceived(b"a" * 1024 + b" HTTP/1.1\r\n\r\n" + self.request())
+        self.assertEqual(self.transport.value(), answered)
+        self.assert_refused(b"414 ", "uri_too_long")
+
+    def test_a_long_request_line_within_the_limit_is_served(self) -> None:
+        """A request line of 16,000 bytes, under the limit, reaches the app."""
+        path = b"/" + b"a" * (16_000 - len(b"POST / HTTP/1.1"))
+        self.channel.dataReceived(self.request(path))
+        self.assertEqual(self.app.bodies, [b"{}"])
+        self.assertTrue(self.transport.value().startswith(b"HTTP/1.1 200 "))
+
+    def test_a_header_line_over_the_limit_gets_431(self) -> None:
+        """One header line longer than 16 KiB gets a JSON 431 headers_too_large, not 414: the
+        request line was fine."""
+        self.channel.dataReceived(self.request(b"/users", b"X-Big: " + b"b" * 20_000))
+        self.assert_refused(b"431 ", "headers_too_large")
+
+    def test_headers_over_16_kib_in_all_get_431(self) -> None:
+        """Twenty headers of 1 KB each (every line within the limit, the head over 16 KiB) get
+        a JSON 431, where Twisted answers an empty 400."""
+        headers = [b"X-H%d: %s" % (n, b"h" * 1000) for n in range(20)]
+        self.channel.dataReceived(self.request(b"/users", *headers))
+        self.assert_refused(b"431 ", "headers_too_large")
+
+    def test_more_than_500_headers_get_431(self) -> None:
+        """501 short headers get a JSON 431; 500 are served."""
+        self.channel.dataReceived(
+            self.request(b"/users", *(b"X-%d: 1" % n for n in range(MAX_HEADERS - 1)))
+        )
+        self.assertEqual(self.app.bodies, [b"{}"])  # with Content-Length, 500 headers
+        self.setUp()
+        self.channel.dataReceived(
+            self.request(b"/users", *(b"X-%d: 1" % n for n in range(MAX_HEADERS)))
+        )
+        self.assert_refused(b"431 ", "headers_too_large")
+
+    def test_after_a_served_request_a_long_line_is_still_told_apart(self) -> None:
+        """On a kept-alive connection, after a request was answered, a too-long request line
+        gets 414 and a too-long header line of the next request 431."""
+        self.channel.dataReceived(self.request())
+        self.assertEqual(self.app.bodies, [b"{}"])
+        served = len(self.transport.value())
+        self.channel.dataReceived(b"GET /" + b"a" * (MAX_REQUEST_LINE_BYTES + 10))
+        self.assertEqual(
+            refused_answer(self, self.transport.value()[served:], b"414 ")["error"],
+            "uri_too_long",
+        )
+        self.setUp()
+        self.channel.dataReceived(self.request())
+        served = len(self.transport.value())
+        self.channel.dataReceived(b"GET / HTTP/1.1\r\nX-Big: " + b"b" * MAX_REQUEST_LINE_BYTES)
+        self.assertEqual(
+            refused_answer(self, self.transport.value()[served:], b"431 ")["error"],
+            "headers_too_large",
+        )
+
+    def test_refusals_are_counted_by_code(self) -> None:
+        """Each refusal of a head adds one to squad_http_errors_total under its code."""
+        from prometheus_client import REGISTRY
+
+        def counted(code: str) -> float:
+            SquadMetrics.get()
+            labels = {"code": code}
+            return REGISTRY.get_sample_value("squad_http_errors_total", labels) or 0.0
+
+        before = counted("uri_too_long")
+        self.channel.dataReceived(b"GET /" + b"a" * 70_000)
+        self.assertEqual(counted("uri_too_long"), before + 1)
+        self.setUp()
+        before = counted("headers_too_large")
+        self.channel.dataReceived(self.request(b"/users", b"X-Big: " + b"b" * 20_000))
+        self.assertEqual(counted("headers_too_large"), before + 1)
+
+    def test_a_malformed_header_is_still_400(self) -> None:
+        """A header without a colon is malformed HTTP (400 malformed_http), not too large."""
+        self.channel.dataReceived(self.request(b"/users", b"no colon here"))
+        self.assert_refused(b"400 ", "malformed_http")
+
+
+class AnswerFramingTests(SynchronousTestCase):
+    """What ``LimitedRequest`` puts around every answer, seen as bytes on the wire."""
+
+    def setUp(self) -> None:
+        self.app = Recorder()
+        self.site = SquadSite(self.app, reactor=Clock())
+        self.channel: Any = self.site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50003))
+        self.transport = StringTransport()
+        self.channel.makeConnection(self.transport)
+
+    def test_an_http_1_1_answer_has_a_content_length_not_chunks(self) -> None:
+        """An HTTP/1.1 answer is framed by its Content-Length, not chunked, names no server,
+        and leaves the connection open for the next request."""
+        self.channel.dataReceived(b"POST /x HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}")
+        head, _, content = self.transport.value().partition(b"\r\n\r\n")
+        headers = head.lower().split(b"\r\n")
+        self.assertEqual(headers[0], b"http/1.1 200 ok")
+        self.assertIn(b"content-length: 2", headers)
+        self.assertEqual(content, b"ok")
+        self.assertNotIn(b"transfer-encoding", head.lower())
+        self.assertNotIn(b"server", head.lower())
+        self.assertIn(b"date: ", head.lower())
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_several_writes_make_one_framed_answer(self) -> None:
+        """A resource that writes its body in pieces still gets one answer with the whole
+        length, written once it finishes."""
+
+        class Pieces(Resource):
+            isLeaf = True
+
+            def render_GET(self, request: Request) -> int:
+                for piece in (b"one ", b"two ", b"three"):
+                    request.write(piece)
+                request.finish()
+                return NOT_DONE_YET
+
+        site = SquadSite(Pieces(), reactor=Clock())
+        channel: Any = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50004))
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(b"GET / HTTP/1.1\r\n\r\n")
+        head, _, content = transport.value().partition(b"\r\n\r\n")
+        self.assertIn(b"content-length: 13", head.lower().split(b"\r\n"))
+        self.assertEqual(content, b"one two three")
+
+    def test_a_head_request_gets_the_length_without_the_body(self) -> None:
+        """HEAD answers the Content-Length a GET would have, and no body."""
+
+        class Known(Resource):
+            isLeaf = True
+
+            def render_GET(self, request: Request) -> bytes:
+                return b"twelve bytes"
+
+        site = SquadSite(Known(), reactor=Clock())
+        channel: Any = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50005))
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(b"HEAD / HTTP/1.1\r\n\r\n")
+        head, _, content = transport.value().partition(b"\r\n\r\n")
+        self.assertIn(b"content-length: 12", head.lower().split(b"\r\n"))
+        self.assertEqual(content, b"")

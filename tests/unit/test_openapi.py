@@ -37,8 +37,10 @@ from squad.http.openapi import OPENAPI, openapi_json
 from squad.http.routes import ROUTE_TEMPLATES, SquadAPI, path_template
 from squad.http.site import (
     BAD_REQUEST,
+    HEADERS_TOO_LARGE,
     TOO_LARGE,
     TOO_MANY_CONNECTIONS,
+    URI_TOO_LONG,
     request_timeout_answer,
 )
 from squad.http.validation import InvalidRequest, SignUp, check_content_type, parse_signup
@@ -234,6 +236,21 @@ class RouteTests(SynchronousTestCase):
                 self.assertEqual(schema, {"$ref": "#/components/schemas/Error"}, (path, method))
                 if status == "503":
                     self.assertIn("Retry-After", answer["headers"], (path, method))
+
+    def test_every_operation_documents_the_answers_to_any_request(self) -> None:
+        """Every operation documents what the site answers before any route runs: 408 for a
+        request too slow to arrive, 414 for a request line too long, 431 for headers too
+        large, 503 at the connection cap; each description names its code."""
+        for path, method, operation in operations():
+            for kind in (
+                ErrorKind.REQUEST_TIMEOUT,
+                ErrorKind.URI_TOO_LONG,
+                ErrorKind.HEADERS_TOO_LARGE,
+                ErrorKind.TOO_MANY_CONNECTIONS,
+            ):
+                answer = operation["responses"].get(str(kind.status))
+                self.assertIsNotNone(answer, (path, method, kind))
+                self.assertIn(f"({kind.code}", resolved(answer)["description"], (path, method))
 
     def test_created_answer_has_location(self) -> None:
         """The 201 of POST /users declares its Location header and the User body."""
@@ -438,9 +455,16 @@ class ErrorSchemaTests(SynchronousTestCase):
         self.validator.validate(json.loads(body))
 
     def test_raw_answers_validate(self) -> None:
-        """The answers squad.http.site writes straight to the socket (413, 400, 408, 503) have
-        valid Error bodies."""
-        for raw in (TOO_LARGE, BAD_REQUEST, TOO_MANY_CONNECTIONS, request_timeout_answer(10.0)):
+        """The answers squad.http.site writes straight to the socket (413, 400, 408, 414, 431,
+        503) have valid Error bodies."""
+        for raw in (
+            TOO_LARGE,
+            BAD_REQUEST,
+            TOO_MANY_CONNECTIONS,
+            URI_TOO_LONG,
+            HEADERS_TOO_LARGE,
+            request_timeout_answer(10.0),
+        ):
             self.validator.validate(body_of(raw))
 
     def test_example_is_a_real_refusal(self) -> None:
@@ -491,11 +515,15 @@ _emails = (
         ]
     )
 )
+# Bidirectional controls, and the characters just outside their two ranges.
+_BIDI = "\u202a\u202e\u2066\u2069\u2065\u206a\u200f"
 _SPACES = " \t\n\u00a0\u1680\u2000\u2028\u202f\u3000\ufeff\u200b\x1c\x85"
 _names = (
     st.text(max_size=110)
-    | st.text(alphabet="Ab\u00e9\u4e2d\U0001f600\x00\x7f\x9f" + _SPACES, max_size=8)
-    | st.sampled_from(["", "A" * 100, "A" * 101, "Mary Ann", " Ada", "Ada ", "\ufeffAda"])
+    | st.text(alphabet="Ab\u00e9\u4e2d\U0001f600\x00\x7f\x9f" + _SPACES + _BIDI, max_size=8)
+    | st.sampled_from(
+        ["", "A" * 100, "A" * 101, "Mary Ann", " Ada", "Ada ", "\ufeffAda", "Ada\u202eecalevoL"]
+    )
 )
 _usernames = st.text(alphabet="aZ09._-\u00e9 \x00", max_size=36) | st.sampled_from(
     ["abc", "ab", "a" * 32, "a" * 33, "_abc", ".abc", "9lives"]

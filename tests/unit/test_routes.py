@@ -675,3 +675,62 @@ class RouteLabelTests(APITestCase):
         response = self.answer(self.squad.request("GET", f"/users/{ObjectId()}"))
         self.assertEqual(response.code, 404)
         self.assertEqual(count(), before + 1)
+
+
+class FramingTests(APITestCase):
+    """Every answer as bytes on the wire, through ``SquadSite`` on a ``StringTransport``."""
+
+    def exchange(self, request: bytes) -> tuple[list[bytes], bytes]:
+        """Send one raw request and run what is due; the answer's status line and header
+        lines (lowercased), and its body."""
+        site = SquadSite(self.squad.api.app.resource(), reactor=self.squad.clock)
+        channel = site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50010))
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        channel.dataReceived(request)
+        for _ in range(3):
+            self.squad.clock.advance(0)
+        head, _, content = transport.value().partition(b"\r\n\r\n")
+        return head.lower().split(b"\r\n"), content
+
+    def test_every_answer_has_a_content_length_and_names_no_server(self) -> None:
+        """201, 200, 204, 400, 404, 405 and 415 answers, /openapi.json and /metrics included,
+        are framed by a Content-Length equal to the body's length (none on a 204), never
+        chunked, and carry no Server header."""
+        self.squad.api.allow_flush = True
+        user = self.sign_up()
+        signup = json.dumps(VALID_SIGNUP).encode("utf-8")
+        requests = {
+            b"201": b"POST /users HTTP/1.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(signup), signup),
+            b"200": b"GET /users/%s HTTP/1.1\r\n\r\n" % user["_id"].encode("ascii"),
+            b"200 openapi": b"GET /openapi.json HTTP/1.1\r\n\r\n",
+            b"200 metrics": b"GET /metrics HTTP/1.1\r\n\r\n",
+            b"204": b"GET /health HTTP/1.1\r\n\r\n",
+            b"204 flush": b"DELETE /collections HTTP/1.1\r\n\r\n",
+            b"400": b"POST /users HTTP/1.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 2\r\n\r\n[]",
+            b"404": b"GET /nowhere HTTP/1.1\r\n\r\n",
+            b"405": b"PUT /health HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            b"415": b"POST /users HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
+        }
+        for expected, request in requests.items():
+            lines, content = self.exchange(request)
+            status = expected.split(b" ")[0]
+            self.assertTrue(lines[0].startswith(b"http/1.1 " + status + b" "), (expected, lines))
+            headers = dict(line.split(b": ", 1) for line in lines[1:])
+            self.assertNotIn(b"transfer-encoding", headers, expected)
+            self.assertNotIn(b"server", headers, expected)
+            if status == b"204":
+                self.assertNotIn(b"content-length", headers, expected)
+                self.assertEqual(content, b"", expected)
+            else:
+                self.assertEqual(headers[b"content-length"], b"%d" % len(content), expected)
+                self.assertTrue(content, expected)
+
+    def test_a_head_request_gets_the_length_of_the_get(self) -> None:
+        """HEAD /openapi.json answers the Content-Length of GET /openapi.json, without a body."""
+        _, document = self.exchange(b"GET /openapi.json HTTP/1.1\r\n\r\n")
+        head_lines, content = self.exchange(b"HEAD /openapi.json HTTP/1.1\r\n\r\n")
+        self.assertIn(b"content-length: %d" % len(document), head_lines)
+        self.assertEqual(content, b"")

@@ -296,6 +296,56 @@ class RefusalTests(SynchronousTestCase):
                 self.assertNotIn("QZXJ", json.dumps(answer_body(error)))
 
 
+class BidiControlTests(SynchronousTestCase):
+    """Unicode's bidirectional controls, which make text display other than it reads."""
+
+    def test_every_bidi_control_is_refused_in_names(self) -> None:
+        """Each of U+202A-U+202E and U+2066-U+2069, at the start, inside or at the end of
+        firstName or lastName, is refused with invalid_characters, a message naming the
+        bidirectional controls, and the field."""
+        for control in BIDI_CONTROLS:
+            for field in ("firstName", "lastName"):
+                for value in (control + "Ada", "A" + control + "da", "Ada" + control):
+                    with self.subTest(control=hex(ord(control)), field=field, value=value):
+                        error = refusal(body(**{field: value}))
+                        self.assertEqual((error.code, error.field), ("invalid_characters", field))
+                        self.assertIn("bidirectional controls", error.message)
+                        self.assertIn("U+202A", error.message)
+                        assert_safe_refusal(self, error)
+
+    def test_control_characters_keep_their_own_message(self) -> None:
+        """A control character before a bidi control is reported as the control character;
+        a bidi control first is reported as that (the first forbidden character decides)."""
+        self.assertIn("control characters", refusal(body(firstName="A\nda\u202e")).message)
+        self.assertIn("bidirectional", refusal(body(firstName="A\u202eda\n")).message)
+
+    def test_neighbours_of_the_bidi_controls_are_names(self) -> None:
+        """The characters beside the refused ranges stay valid inside a name (U+202F, the
+        narrow no-break space, U+2065 and U+206A), and so do the implicit marks U+200E and
+        U+200F, which are not in the refused ranges."""
+        for inner in ("\u202f", "\u2065", "\u206a", "\u200e", "\u200f"):
+            with self.subTest(character=hex(ord(inner))):
+                self.assertEqual(
+                    parse_signup(body(lastName="Love" + inner + "lace")).last_name,
+                    "Love" + inner + "lace",
+                )
+
+    def test_username_and_email_refuse_them_as_any_non_ascii(self) -> None:
+        """username and email are ASCII, so a bidi control gets the same refusal as a control
+        character there: invalid_username and invalid_email."""
+        for control in BIDI_CONTROLS:
+            self.assertEqual(refusal(body(username=f"ada{control}l")).code, "invalid_username")
+            self.assertEqual(refusal(body(email=f"ada{control}@example.com")).code, "invalid_email")
+        self.assertEqual(refusal(body(username="ada\x01l")).code, "invalid_username")
+        self.assertEqual(refusal(body(email="ada\x01@example.com")).code, "invalid_email")
+
+    def test_a_password_may_hold_them(self) -> None:
+        """A password keeps every character but NUL: it is never displayed, only hashed, and
+        control characters are allowed in it too."""
+        password = "correct\u202ehorse\u2066battery"
+        self.assertEqual(parse_signup(body(password=password)).password, password)
+
+
 @contextmanager
 def recursion_limit(headroom: int) -> Iterator[None]:
     """Run with only ``headroom`` frames left before RecursionError."""
@@ -376,7 +426,8 @@ def _depth(value: object) -> int:
 
 # ---- generators of valid sign-ups -------------------------------------------------------------
 
-_NAME_CHARACTER = st.characters(exclude_categories=("Cc", "Cs"))
+BIDI_CONTROLS = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+_NAME_CHARACTER = st.characters(exclude_categories=("Cc", "Cs"), exclude_characters=BIDI_CONTROLS)
 names = st.text(_NAME_CHARACTER, min_size=1, max_size=100).filter(
     lambda text: not text[0].isspace() and not text[-1].isspace()
 )
