@@ -16,6 +16,7 @@ from typing import Any
 
 __all__ = [
     "SquadMetrics",
+    "count_worker_restart",
     "method_label",
     "render",
     "route_labeller",
@@ -32,6 +33,26 @@ def forget_process(pid: int, directory: str) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(pid, directory)
+
+
+_RESTARTS_HELP = "Workers the supervisor restarted after they died"
+
+
+def count_worker_restart(directory: str | None) -> None:
+    """The supervisor restarted a worker: add one to ``squad_worker_restarts_total`` in the
+    workers' ``directory``, since the supervisor serves no ``/metrics`` of its own. It writes
+    the file its own Counter would in multiprocess mode, which the workers' scrapes add up."""
+    if directory is None:
+        return
+    from prometheus_client.mmap_dict import MmapedDict, mmap_key
+
+    key = mmap_key("squad_worker_restarts", "squad_worker_restarts_total", [], [], _RESTARTS_HELP)
+    counts = MmapedDict(os.path.join(directory, f"counter_{os.getpid()}.db"))
+    try:
+        value, timestamp = counts.read_value(key)
+        counts.write_value(key, value + 1, timestamp)
+    finally:
+        counts.close()
 
 
 def render() -> tuple[bytes, str]:
@@ -148,7 +169,8 @@ class SquadMetrics:
         self.hash_oldest: Any = Gauge(
             "squad_password_hash_oldest_age_seconds",
             "Age of the oldest batch of sealed passwords waiting to be hashed",
-            multiprocess_mode="max",
+            # Live only: a dead worker's last age must not outlive it (its batches are adopted).
+            multiprocess_mode="livemax",
         )
         self.finish_backlog: Any = Gauge(
             "squad_finish_writes_backlog",
@@ -178,5 +200,13 @@ class SquadMetrics:
         self.oldest_pending: Any = Gauge(
             "squad_slow_step_oldest_age_seconds",
             "Age of the oldest batch of slow steps held in memory",
-            multiprocess_mode="max",
+            multiprocess_mode="livemax",
         )
+        self.slow_step_max: Any = Gauge(
+            "squad_slow_step_max_seconds",
+            "The longest one slow-step attempt should take: --slow-max, or the verifier's timeout",
+            multiprocess_mode="livemax",
+        )
+        # Only the supervisor counts (count_worker_restart); here it is exported at 0 even
+        # before the first restart, or with a single process.
+        self.worker_restarts: Any = Counter("squad_worker_restarts", _RESTARTS_HELP)

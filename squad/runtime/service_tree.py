@@ -49,6 +49,8 @@ log = Logger()
 # Database connections per process: FerretDB serves each connection one request at a time, so
 # this bounds how many batches and lookups run at once.
 POOL_SIZE = 8
+# Seconds one call to --verifier-url may take before it counts as failed (and is retried).
+VERIFIER_TIMEOUT = 30.0
 
 
 def listen_description(port: str) -> str:
@@ -280,6 +282,9 @@ def build_process_service(
     owner = new_owner_id()
     metrics = SquadMetrics.get()
     metrics.instance_info.labels(settings.instance_name).set(1)
+    metrics.slow_step_max.set(
+        settings.slow_max if settings.verifier_url is None else VERIFIER_TIMEOUT
+    )
     sealer = PasswordSealer(settings.seal_key)
     activity = SignupActivity(reactor)
 
@@ -383,5 +388,5 @@ def verification_for(settings: Settings, reactor: Any, root: MultiService) -> Ve
         settings.verifier_url,
         CircuitBreaker(reactor),
         reactor,
-        timeout=30.0,
+        timeout=VERIFIER_TIMEOUT,
     )

@@ -35,7 +35,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from squad.runtime.logs import SettingsLog
-from squad.runtime.metrics import MULTIPROC_ENV, forget_process
+from squad.runtime.metrics import MULTIPROC_ENV, count_worker_restart, forget_process
 from squad.runtime.settings import WORKER_SETTINGS_ENV, Settings
 
 __all__ = [
@@ -178,6 +178,7 @@ class WorkerSupervisor(Service):
         if not self.running:
             return
         self.restarts += 1
+        count_worker_restart(self.metrics_directory)
         log.warn(
             "Worker {index} ended ({reason}); starting a new one.",
             index=protocol.index,

@@ -3,7 +3,8 @@
 The compose file is parsed with PyYAML and the Dockerfile with a small reader of its
 instructions; the tests pin what the README promises (the services, the port, the database
 image and its volume) and what production needs (a non-root user, a health check, the API
-waiting for a healthy database, no secret baked into the image).
+waiting for a healthy database, no secret baked into the image, Prometheus with the alert rules
+on request).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ DOCKER = ROOT / "docker"
 COMPOSE = DOCKER / "compose.yaml"
 DOCKERFILE = DOCKER / "Dockerfile"
 IGNORE = DOCKER / "Dockerfile.dockerignore"
+PROMETHEUS = DOCKER / "prometheus"
 
 
 def load_compose() -> dict[str, Any]:
@@ -94,7 +96,49 @@ class ComposeTests(SynchronousTestCase):
 
     def test_services(self) -> None:
         """The compose file parses and holds the api and mongo services."""
-        self.assertEqual(set(self.services), {"api", "mongo"})
+        self.assertEqual(set(self.services), {"api", "mongo", "prometheus"})
+
+    def test_prometheus_only_on_request(self) -> None:
+        """Prometheus is behind the monitoring profile, so a plain `up` starts squad and its
+        database alone, and the others belong to no profile."""
+        self.assertEqual(self.services["prometheus"]["profiles"], ["monitoring"])
+        self.assertNotIn("profiles", self.services["api"])
+        self.assertNotIn("profiles", self.services["mongo"])
+
+    def test_prometheus_is_the_official_image_pinned(self) -> None:
+        """Prometheus is Docker Hub's prom/prometheus at an exact version, never a moving tag."""
+        image = self.services["prometheus"]["image"]
+        self.assertRegex(image, r"^(?:docker\.io/)?prom/prometheus:v\d+\.\d+\.\d+$")
+
+    def test_prometheus_mounts_its_configuration_read_only(self) -> None:
+        """Both files in docker/prometheus/ are mounted read-only where Prometheus reads them:
+        its configuration at the image's default path, the rules where the configuration
+        loads them from."""
+        mounts = {}
+        for volume in self.services["prometheus"]["volumes"]:
+            source, _, rest = volume.partition(":")
+            target, _, mode = rest.partition(":")
+            mounts[target] = (source, mode)
+        configuration = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text(encoding="utf-8"))
+        (rules,) = configuration["rule_files"]
+        for target, name in (
+            ("/etc/prometheus/prometheus.yml", "prometheus.yml"),
+            (rules, "alerts.yml"),
+        ):
+            source, mode = mounts[target]
+            self.assertEqual(mode, "ro", target)
+            self.assertTrue((COMPOSE.parent / source).samefile(PROMETHEUS / name), source)
+
+    def test_prometheus_scrapes_the_api(self) -> None:
+        """The scrape configuration's squad job (the job the alerts name) reads GET /metrics
+        from the api service on the port the image exposes."""
+        configuration = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text(encoding="utf-8"))
+        (job,) = configuration["scrape_configs"]
+        self.assertEqual(job["job_name"], "squad")
+        self.assertEqual(job.get("metrics_path", "/metrics"), "/metrics")
+        targets = [target for group in job["static_configs"] for target in group["targets"]]
+        self.assertEqual(targets, ["api:9000"])
+        self.assertIn("9000", " ".join(arguments_of("EXPOSE")))
 
     def test_api_publishes_9000(self) -> None:
         """The API is published on port 9000 of the host, as the README's curl session uses."""
