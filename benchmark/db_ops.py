@@ -6,7 +6,9 @@
 Fills a scratch collection, then times finds, updates and deletes by ``_id`` (one client,
 sequential, newest documents first), and drops the scratch database. With ``--ids N,...`` it
 times operations on a list of N ids instead: ``find``, ``update_many`` and ``delete_many`` with
-``{_id: {$in: ids}}``, and one ``bulk_write`` of N ``UpdateOne`` by ``_id``, with the database
+``{_id: {$in: ids}}``, and one ``bulk_write`` of N ``UpdateOne`` by ``_id``, then squad's own
+shapes (an ``update_many`` setting ``processed`` and ``date_updated``, a ``bulk_write`` of N
+``UpdateOne`` setting a new string field), with the database
 server's CPU per document (from /proc, when it listens on this machine); ``--skip WORD`` leaves
 out the operations whose name holds WORD (one bulk message of 100 or more updates deadlocks an
 unpatched FerretDB). Synchronous pymongo:
@@ -18,6 +20,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from urllib.parse import urlparse
 
 import pymongo
@@ -71,7 +74,12 @@ Scratch = Collection[dict[str, object]]
 def _fill(collection: Scratch, size: int) -> list[ObjectId]:
     ids = [ObjectId() for _ in range(size)]
     for start in range(0, size, 1000):
-        collection.insert_many([{"_id": i, "processed": False} for i in ids[start : start + 1000]])
+        collection.insert_many(
+            [
+                {"_id": i, "processed": False, "date_updated": datetime(2026, 1, 1, tzinfo=UTC)}
+                for i in ids[start : start + 1000]
+            ]
+        )
     return ids
 
 
@@ -88,6 +96,23 @@ def _list_operations(
             f"bulk_write of {n} UpdateOne",
             lambda b: collection.bulk_write(
                 [UpdateOne({"_id": i}, {"$set": {"processed": True}}) for i in b], ordered=False
+            ),
+        ),
+        (
+            "update_many $in, $set processed+date",
+            lambda b: collection.update_many(
+                {"_id": {"$in": b}},
+                {"$set": {"processed": True, "date_updated": datetime.now(UTC)}},
+            ),
+        ),
+        (
+            f"bulk_write of {n} UpdateOne, $set new field",
+            lambda b: collection.bulk_write(
+                [
+                    UpdateOne({"_id": i}, {"$set": {"password_hash": "$argon2id$" + "x" * 80}})
+                    for i in b
+                ],
+                ordered=False,
             ),
         ),
         ("delete_many $in", lambda b: collection.delete_many({"_id": {"$in": b}})),

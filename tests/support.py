@@ -307,7 +307,7 @@ class PrivateDatabase:
     """``bin/db`` on its own port and folder: killed, frozen and restarted at will, and killed
     when the test ends."""
 
-    def __init__(self, test: TestCase) -> None:
+    def __init__(self, test: TestCase, environment: Mapping[str, str] | None = None) -> None:
         binary = os.environ.get("SQUAD_TEST_FERRETDB") or str(ROOT / ".tools/bin/ferretdb")
         if not os.path.exists(binary) and not shutil.which("mongod"):
             raise SkipTest(
@@ -318,6 +318,8 @@ class PrivateDatabase:
         self.data = os.path.abspath(str(test.mktemp()))
         self.log_path = self.data + ".log"
         self.process: subprocess.Popen[bytes] | None = None
+        # bin/db passes its environment on to the database (e.g. FerretDB's fast-path switch)
+        self.environment = {**os.environ, **(environment or {})}
         test.addCleanup(self.kill)
 
     @property
@@ -329,6 +331,7 @@ class PrivateDatabase:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [str(ROOT / "bin" / "db"), "--port", str(self.port), "--data", self.data],
+                env=self.environment,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
