@@ -180,7 +180,7 @@ class PortNamer(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.send_response(204)
-        self.send_header("X-Port", str(self.server.socket.getsockname()[1]))
+        self.send_header("X-Port", str(self.connection.getsockname()[1]))
         self.end_headers()
 
     def log_message(self, format: str, *args: object) -> None:
