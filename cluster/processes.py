@@ -611,7 +611,7 @@ class Cluster:
 
     def rolling_restart(self) -> Outcome:
         """Replace every instance, one at a time, with no request lost (``cluster.rolling``)."""
-        return RollingRestart(self, time.monotonic, say).run()
+        return RollingRestart(self, time.monotonic, time.sleep, say).run()
 
     # the whole -----------------------------------------------------------------------------
 

@@ -8,7 +8,8 @@ One instance at a time, never one fewer serving and at most one more (a surge of
    the requests they hold, close their connections and exit;
 3. once every old nginx worker has exited, nothing connects the old instance to nginx any more,
    and only then does it get SIGTERM: it stops listening, answers anything still in flight and
-   hands its pending work back to the others at once.
+   hands its pending work back to the others at once;
+4. ``SETTLE`` seconds pass before the next instance, while the others adopt that work.
 
 Why nginx first: nginx keeps idle keep-alive connections to every instance and may send a
 request on one just as the instance, stopping, closes it; that request fails, and nginx must not
@@ -30,6 +31,7 @@ from typing import Generic, Protocol, TypeVar
 __all__ = [
     "DRAIN_LIMIT",
     "READY_LIMIT",
+    "SETTLE",
     "STOP_GRACE",
     "Instances",
     "Outcome",
@@ -45,6 +47,9 @@ DRAIN_LIMIT = 15.0
 # SIGTERM, then SIGKILL after this: above squad's own stop (its request drain of up to 5 s, its
 # workers' 8 s STOP_GRACE, the hand-over of pending work).
 STOP_GRACE = 30.0
+# Between two instances (Kubernetes calls it minReadySeconds): the others adopt the stopped
+# instance's work and the replacement warms up before the next start-up adds its own load.
+SETTLE = 5.0
 
 Replacement = TypeVar("Replacement")
 Drain = TypeVar("Drain")
@@ -106,16 +111,21 @@ class RollingRestart(Generic[Replacement, Drain]):
 
     instances: Instances[Replacement, Drain]
     clock: Callable[[], float]
+    sleep: Callable[[float], None]
     say: Callable[[str], None]
     ready_limit: float = READY_LIMIT
     drain_limit: float = DRAIN_LIMIT
     stop_grace: float = STOP_GRACE
+    settle: float = SETTLE
 
     def run(self) -> Outcome:
         names = self.instances.instance_names()
         began = self.clock()
         self.say(f"rolling restart of {len(names)} instances, one at a time")
         for index in range(len(names)):
+            if index and self.settle:
+                self.say(f"{self.settle:g} s for the cluster to settle before {names[index]}")
+                self.sleep(self.settle)
             try:
                 self._replace(index)
             except StepFailed as error:

@@ -41,6 +41,10 @@ class FakeInstances:
     def clock(self) -> float:
         return self.now
 
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        self.steps.append(f"settle {seconds:g}")
+
     def _step(self, what: str, index: int) -> None:
         self.now += self.STEP
         self.steps.append(f"{what} {index}")
@@ -77,7 +81,7 @@ class FakeInstances:
 
 def restart(fake: FakeInstances) -> tuple[Outcome, list[str]]:
     lines: list[str] = []
-    outcome = RollingRestart(fake, fake.clock, lines.append).run()
+    outcome = RollingRestart(fake, fake.clock, fake.sleep, lines.append).run()
     return outcome, lines
 
 
@@ -90,10 +94,11 @@ class SequenceTests(SynchronousTestCase):
         fake = FakeInstances(["a", "b", "c"])
         outcome, lines = restart(fake)
         steps = ["start", "ready", "route", "drained", "retire"]
-        self.assertEqual(fake.steps, [f"{s} {i}" for i in range(3) for s in steps])
-        self.assertEqual(outcome, Outcome(3, 3, 7.5))
+        one = [[f"{s} {i}" for s in steps] for i in range(3)]
+        self.assertEqual(fake.steps, [*one[0], "settle 5", *one[1], "settle 5", *one[2]])
+        self.assertEqual(outcome, Outcome(3, 3, 17.5))
         self.assertTrue(outcome.complete)
-        self.assertEqual(lines[-1], "rolling restart done: 3 instances replaced in 7.5 s")
+        self.assertEqual(lines[-1], "rolling restart done: 3 instances replaced in 17.5 s")
 
     def test_each_step_is_timed(self) -> None:
         """The log gives how long each step took, by the clock it is given."""
@@ -117,12 +122,12 @@ class SequenceTests(SynchronousTestCase):
         fake = FakeInstances(["a", "b", "c"], fail=("ready", 1))
         outcome, lines = restart(fake)
         self.assertEqual(
-            fake.steps[5:], ["start 1", "ready 1", "discard 1"], "nothing after the discard"
+            fake.steps[5:], ["settle 5", "start 1", "ready 1", "discard 1"], "nothing after it"
         )
         self.assertEqual((outcome.replaced, outcome.complete), (1, False))
         self.assertEqual(
             lines[-1],
-            "rolling restart stopped after 1 of 3 instances (4.0 s): the replacement b' did "
+            "rolling restart stopped after 1 of 3 instances (9.0 s): the replacement b' did "
             "not become ready: ready failed; b and the instances after it keep serving",
         )
 
