@@ -166,12 +166,14 @@ class Child:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, number)
 
-    def stop(self, grace: float = 10.0) -> bool:
-        """Stop it (its stop signal, then SIGKILL after ``grace`` s); True when it exited
-        before the SIGKILL."""
+    def stop(self, grace: float = 10.0, *, signalled: bool = False) -> bool:
+        """Stop it (its stop signal unless ``signalled`` already, then SIGKILL after ``grace``
+        s); True when it exited before the SIGKILL."""
         by_itself = True
         if self.alive:
-            self.kill(self.stop_signal)
+            if not signalled:
+                # Once: a second SIGTERM makes twistd try to stop a reactor already stopping.
+                self.kill(self.stop_signal)
             try:
                 self.process.wait(timeout=grace)
             except subprocess.TimeoutExpired:
@@ -641,7 +643,7 @@ class Cluster:
                 if one.alive:
                     one.kill(one.stop_signal)
             for one in together:
-                one.stop()
+                one.stop(signalled=True)
             self._note_groups()
 
     def dead(self) -> list[Child]:
