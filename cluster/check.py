@@ -187,6 +187,9 @@ def retried_requests(cluster: Cluster) -> int:
 
 @dataclass
 class Rolling:
+    """What the rolling part saw: its answers, the restart's outcome, the requests nginx sent to
+    a second instance meanwhile, and the pids of the instances replaced."""
+
     tally: Tally
     outcome: Outcome
     retried: int
@@ -194,6 +197,7 @@ class Rolling:
 
 
 async def rolling_part(reactor: Any, cluster: Cluster, http: HTTPClient) -> Rolling:
+    """Paced load, and a rolling restart of every instance ``ROLL_AFTER`` seconds into it."""
     tally = Tally()
     retried = retried_requests(cluster)
     pids = [child.process.pid for child in cluster.squads]
@@ -221,6 +225,7 @@ async def rolling_part(reactor: Any, cluster: Cluster, http: HTTPClient) -> Roll
 
 
 async def kill_part(reactor: Any, cluster: Cluster, http: HTTPClient, mongo: Any) -> Tally:
+    """Load as fast as answered for ``LOAD_SECONDS``, and a SIGKILL of the first instance."""
     tally = Tally()
     until = reactor.seconds() + LOAD_SECONDS
 
