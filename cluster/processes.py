@@ -23,7 +23,10 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+import pymongo
+import pymongo.errors
 
 from cluster.rolling import Outcome, RollingRestart, StepFailed
 
@@ -205,6 +208,8 @@ class Cluster:
     ferretdb_port: int = 0
     instance_ports: list[int] = field(default_factory=list)
     nginx: Child | None = None
+    # The pids of each slot's instance just retired, until its work is taken over.
+    _retired: dict[int, list[int]] = field(default_factory=dict)
     # Replacements started so far: each has a name and log of its own (squad-1.2, ...).
     generation: int = 1
 
@@ -552,7 +557,7 @@ class Cluster:
             return frozenset()
         return frozenset(
             (pid, started)
-            for pid, parent, started in _processes()
+            for pid, parent, _, started in _processes()
             if parent == self.nginx.process.pid
         )
 
@@ -605,11 +610,52 @@ class Cluster:
 
     def retire(self, index: int, replacement: Child, grace: float) -> bool:
         old = self.squads[index]
+        # Its processes (with --workers, the workers hold the work): read before they exit.
+        self._retired[index] = [
+            pid for pid, _, group, _ in _processes() if group == old.process.pid
+        ]
         by_itself = old.stop(grace)
         self.children.remove(old)
         self.squads[index] = replacement
         self._note_groups()
         return by_itself
+
+    def wait_taken_over(self, index: int, limit: float) -> None:
+        pids = self._retired.pop(index, [])
+        if not pids:
+            return
+        # A stopped process's record in `processes` is deleted once its work is all taken over.
+        records = {"host": socket.gethostname(), "pid": {"$in": pids}}
+        client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+            self.mongo_uri, serverSelectionTimeoutMS=5000, socketTimeoutMS=10000
+        )
+        started = time.monotonic()
+        try:
+            while True:
+                try:
+                    left = client[self.database].processes.count_documents(records)
+                except pymongo.errors.PyMongoError:
+                    left = -1  # the database is slow or away: ask again
+                if left == 0:
+                    return
+                if time.monotonic() - started > limit:
+                    raise StepFailed(
+                        f"its processes' records are still in the database after {limit:g} s "
+                        "(the others take its work over at their lease rounds; the database "
+                        "may be too slow for them)"
+                    )
+                time.sleep(0.5)
+        finally:
+            client.close()
+
+    @property
+    def database(self) -> str:
+        """The database squad uses: its default, or the last ``--database`` after --."""
+        name = "squad"
+        for at, argument in enumerate(self.squad_args[:-1]):
+            if argument == "--database":
+                name = self.squad_args[at + 1]
+        return name
 
     def rolling_restart(self) -> Outcome:
         """Replace every instance, one at a time, with no request lost (``cluster.rolling``)."""
@@ -654,8 +700,9 @@ def _nginx() -> str:
     return shutil.which("nginx") or "/usr/sbin/nginx"
 
 
-def _processes() -> list[tuple[int, int, int]]:
-    """(pid, parent pid, start time) of every live process, from /proc (zombies left out)."""
+def _processes() -> list[tuple[int, int, int, int]]:
+    """(pid, parent pid, process group, start time) of every live process, from /proc (zombies
+    left out)."""
     found = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -668,7 +715,7 @@ def _processes() -> list[tuple[int, int, int]]:
         # The command name, in parentheses, may hold spaces: the fields follow its last ")".
         fields = text[text.rfind(")") + 2 :].split()
         if fields[0] != "Z":
-            found.append((int(entry.name), int(fields[1]), int(fields[19])))
+            found.append((int(entry.name), int(fields[1]), int(fields[2]), int(fields[19])))
     return found
 
 

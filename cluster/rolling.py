@@ -9,17 +9,20 @@ One instance at a time, never one fewer serving and at most one more (a surge of
 3. once every old nginx worker has exited, nothing connects the old instance to nginx any more,
    and only then does it get SIGTERM: it stops listening, answers anything still in flight and
    hands its pending work back to the others at once;
-4. ``SETTLE`` seconds pass before the next instance, while the others adopt that work.
+4. the others must have taken that work over (within ``TAKEOVER_LIMIT`` seconds), and then
+   ``SETTLE`` seconds pass before the next instance: hand-overs never pile up on a database
+   that is slow to absorb them.
 
 Why nginx first: nginx keeps idle keep-alive connections to every instance and may send a
 request on one just as the instance, stopping, closes it; that request fails, and nginx must not
 blindly resend a POST (it is not idempotent). An instance that nginx no longer holds a
 connection to cannot lose a request that way.
 
-A replacement that does not become ready (or an nginx that refuses its new configuration) stops
-the restart: the replacement is stopped, and the old instance and every instance not yet reached
-keep serving. The sequence is here, apart from the processes (``Instances``), so that it can be
-tested with a fake.
+A replacement that does not become ready, or an nginx that refuses its new configuration, stops
+the restart: the replacement is stopped, and the old instance and every instance not yet
+reached keep serving. Work that is not taken over in time stops it too, after that instance's
+replacement took its place. The sequence is here, apart from the processes (``Instances``), so
+that it can be tested with a fake.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ __all__ = [
     "READY_LIMIT",
     "SETTLE",
     "STOP_GRACE",
+    "TAKEOVER_LIMIT",
     "Instances",
     "Outcome",
     "RollingRestart",
@@ -47,6 +51,9 @@ DRAIN_LIMIT = 15.0
 # SIGTERM, then SIGKILL after this: above squad's own stop (its request drain of up to 5 s, its
 # workers' 8 s STOP_GRACE, the hand-over of pending work).
 STOP_GRACE = 30.0
+# The others take a stopped instance's work over at their next lease round (at most 5 s away)
+# and then need the database's time; past this, the restart stops rather than stop another.
+TAKEOVER_LIMIT = 60.0
 # Between two instances (Kubernetes calls it minReadySeconds): the others adopt the stopped
 # instance's work and the replacement warms up before the next start-up adds its own load.
 SETTLE = 5.0
@@ -56,7 +63,12 @@ Drain = TypeVar("Drain")
 
 
 class StepFailed(Exception):
-    """A step of the restart did not happen; the message says what, for the operator."""
+    """A step of the restart did not happen; the message says what, for the operator.
+    ``replaced``: the instance's replacement had already taken its place."""
+
+    def __init__(self, message: str, *, replaced: bool = False) -> None:
+        super().__init__(message)
+        self.replaced = replaced
 
 
 class Instances(Protocol[Replacement, Drain]):
@@ -90,6 +102,10 @@ class Instances(Protocol[Replacement, Drain]):
         """SIGTERM instance ``index``, wait for it (SIGKILL after ``grace`` s) and put
         ``replacement`` in its place; True when it exited by itself."""
 
+    def wait_taken_over(self, index: int, limit: float) -> None:
+        """Return once the live processes have taken over the work that the instance just
+        retired from ``index`` handed back; raise ``StepFailed`` after ``limit`` s."""
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -116,6 +132,7 @@ class RollingRestart(Generic[Replacement, Drain]):
     ready_limit: float = READY_LIMIT
     drain_limit: float = DRAIN_LIMIT
     stop_grace: float = STOP_GRACE
+    takeover_limit: float = TAKEOVER_LIMIT
     settle: float = SETTLE
 
     def run(self) -> Outcome:
@@ -130,13 +147,17 @@ class RollingRestart(Generic[Replacement, Drain]):
                 self._replace(index)
             except StepFailed as error:
                 seconds = self.clock() - began
-                message = (
-                    f"rolling restart stopped after {index} of {len(names)} instances "
-                    f"({seconds:.1f} s): {error}; {names[index]} and the instances after it "
-                    "keep serving"
+                done = index + 1 if error.replaced else index
+                serving = (
+                    "the instances after it"
+                    if error.replaced
+                    else f"{names[index]} and the instances after it"
                 )
-                self.say(message)
-                return Outcome(index, len(names), seconds, str(error))
+                self.say(
+                    f"rolling restart stopped after {done} of {len(names)} instances "
+                    f"({seconds:.1f} s): {error}; {serving} keep serving"
+                )
+                return Outcome(done, len(names), seconds, str(error))
         seconds = self.clock() - began
         self.say(f"rolling restart done: {len(names)} instances replaced in {seconds:.1f} s")
         return Outcome(len(names), len(names), seconds)
@@ -173,4 +194,13 @@ class RollingRestart(Generic[Replacement, Drain]):
         by_itself = fleet.retire(index, replacement, self.stop_grace)
         stopped = self.clock()
         how = "stopped (SIGTERM)" if by_itself else f"SIGKILLed after {self.stop_grace:g} s"
-        self.say(f"{old} {how} in {stopped - drained:.1f} s; replaced in {stopped - began:.1f} s")
+        self.say(f"{old} {how} in {stopped - drained:.1f} s")
+        try:
+            fleet.wait_taken_over(index, self.takeover_limit)
+        except StepFailed as error:
+            raise StepFailed(f"{old}'s work not taken over: {error}", replaced=True) from None
+        taken = self.clock()
+        self.say(
+            f"{old}'s work taken over by the others in {taken - stopped:.1f} s; replaced in "
+            f"{taken - began:.1f} s"
+        )

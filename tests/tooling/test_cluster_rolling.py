@@ -78,6 +78,9 @@ class FakeInstances:
         self._step("retire", index)
         return index not in self.killed
 
+    def wait_taken_over(self, index: int, limit: float) -> None:
+        self._step("takeover", index)
+
 
 def restart(fake: FakeInstances) -> tuple[Outcome, list[str]]:
     lines: list[str] = []
@@ -90,15 +93,16 @@ class SequenceTests(SynchronousTestCase):
 
     def test_every_instance_in_order(self) -> None:
         """Each instance's replacement is ready and routed to, and nginx's old workers are
-        gone, before the old instance is stopped; only then does the next one start."""
+        gone, before the old instance is stopped; its work is taken over and the cluster
+        settles before the next one starts."""
         fake = FakeInstances(["a", "b", "c"])
         outcome, lines = restart(fake)
-        steps = ["start", "ready", "route", "drained", "retire"]
+        steps = ["start", "ready", "route", "drained", "retire", "takeover"]
         one = [[f"{s} {i}" for s in steps] for i in range(3)]
         self.assertEqual(fake.steps, [*one[0], "settle 5", *one[1], "settle 5", *one[2]])
-        self.assertEqual(outcome, Outcome(3, 3, 17.5))
+        self.assertEqual(outcome, Outcome(3, 3, 19.0))
         self.assertTrue(outcome.complete)
-        self.assertEqual(lines[-1], "rolling restart done: 3 instances replaced in 17.5 s")
+        self.assertEqual(lines[-1], "rolling restart done: 3 instances replaced in 19.0 s")
 
     def test_each_step_is_timed(self) -> None:
         """The log gives how long each step took, by the clock it is given."""
@@ -111,8 +115,9 @@ class SequenceTests(SynchronousTestCase):
                 "a' ready in 1.0 s",
                 "nginx reloaded in 0.5 s: a' in, a out",
                 "a drained: nginx's old workers exited in 0.5 s",
-                "a stopped (SIGTERM) in 0.5 s; replaced in 2.5 s",
-                "rolling restart done: 1 instances replaced in 2.5 s",
+                "a stopped (SIGTERM) in 0.5 s",
+                "a's work taken over by the others in 0.5 s; replaced in 3.0 s",
+                "rolling restart done: 1 instances replaced in 3.0 s",
             ],
         )
 
@@ -122,12 +127,12 @@ class SequenceTests(SynchronousTestCase):
         fake = FakeInstances(["a", "b", "c"], fail=("ready", 1))
         outcome, lines = restart(fake)
         self.assertEqual(
-            fake.steps[5:], ["settle 5", "start 1", "ready 1", "discard 1"], "nothing after it"
+            fake.steps[6:], ["settle 5", "start 1", "ready 1", "discard 1"], "nothing after it"
         )
         self.assertEqual((outcome.replaced, outcome.complete), (1, False))
         self.assertEqual(
             lines[-1],
-            "rolling restart stopped after 1 of 3 instances (9.0 s): the replacement b' did "
+            "rolling restart stopped after 1 of 3 instances (9.5 s): the replacement b' did "
             "not become ready: ready failed; b and the instances after it keep serving",
         )
 
@@ -148,11 +153,24 @@ class SequenceTests(SynchronousTestCase):
         self.assertEqual(fake.steps[-1], "drained 0")
         self.assertEqual(outcome.error, "a not drained: drained failed")
 
+    def test_work_not_taken_over_stops_the_restart(self) -> None:
+        """When a stopped instance's work is not taken over, no other instance is stopped: its
+        replacement serves, and the instances after it keep serving."""
+        fake = FakeInstances(["a", "b", "c"], fail=("takeover", 0))
+        outcome, lines = restart(fake)
+        self.assertEqual(fake.steps[-1], "takeover 0")
+        self.assertEqual((outcome.replaced, outcome.complete), (1, False))
+        self.assertEqual(
+            lines[-1],
+            "rolling restart stopped after 1 of 3 instances (3.0 s): a's work not taken over: "
+            "takeover failed; the instances after it keep serving",
+        )
+
     def test_an_instance_that_needed_sigkill_is_said(self) -> None:
         """An old instance still running after the grace period is named as SIGKILLed."""
         fake = FakeInstances(["a"], killed={0})
         _, lines = restart(fake)
-        self.assertIn("a SIGKILLed after 30 s in 0.5 s; replaced in 2.5 s", lines)
+        self.assertIn("a SIGKILLed after 30 s in 0.5 s", lines)
 
 
 class ConfigurationTests(SynchronousTestCase):
