@@ -28,7 +28,7 @@ from typing import IO, Any
 import pymongo
 import pymongo.errors
 
-from cluster.rolling import Outcome, RollingRestart, StepFailed
+from cluster.rolling import TAKEOVER_LIMIT, Outcome, RollingRestart, StepFailed
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_BIN = Path(os.environ.get("SQUAD_POSTGRES_BIN", "/usr/lib/postgresql/15/bin"))
@@ -208,6 +208,8 @@ class Cluster:
     ferretdb_port: int = 0
     instance_ports: list[int] = field(default_factory=list)
     nginx: Child | None = None
+    # How long a rolling restart waits for a stopped instance's work to be taken over.
+    takeover_limit: float = TAKEOVER_LIMIT
     # The pids of each slot's instance just retired, until its work is taken over.
     _retired: dict[int, list[int]] = field(default_factory=dict)
     # Replacements started so far: each has a name and log of its own (squad-1.2, ...).
@@ -659,7 +661,9 @@ class Cluster:
 
     def rolling_restart(self) -> Outcome:
         """Replace every instance, one at a time, with no request lost (``cluster.rolling``)."""
-        return RollingRestart(self, time.monotonic, time.sleep, say).run()
+        return RollingRestart(
+            self, time.monotonic, time.sleep, say, takeover_limit=self.takeover_limit
+        ).run()
 
     # the whole -----------------------------------------------------------------------------
 
