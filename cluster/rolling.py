@@ -149,7 +149,7 @@ class RollingRestart(Generic[Replacement, Drain]):
                 seconds = self.clock() - began
                 done = index + 1 if error.replaced else index
                 serving = (
-                    "the instances after it"
+                    "its replacement and the instances after it"
                     if error.replaced
                     else f"{names[index]} and the instances after it"
                 )

@@ -163,7 +163,7 @@ class SequenceTests(SynchronousTestCase):
         self.assertEqual(
             lines[-1],
             "rolling restart stopped after 1 of 3 instances (3.0 s): a's work not taken over: "
-            "takeover failed; the instances after it keep serving",
+            "takeover failed; its replacement and the instances after it keep serving",
         )
 
     def test_an_instance_that_needed_sigkill_is_said(self) -> None:
