@@ -23,7 +23,12 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+import pymongo
+import pymongo.errors
+
+from cluster.rolling import TAKEOVER_LIMIT, Outcome, RollingRestart, StepFailed
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_BIN = Path(os.environ.get("SQUAD_POSTGRES_BIN", "/usr/lib/postgresql/15/bin"))
@@ -82,7 +87,7 @@ END $$;
 
 
 def say(message: str) -> None:
-    print(f"squad: {message}", file=sys.stderr, flush=True)
+    print(f"squad: {time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
 
 
 class ClusterError(Exception):
@@ -153,6 +158,8 @@ class Child:
     process: subprocess.Popen[bytes]
     log_path: Path
     stop_signal: int = signal.SIGTERM
+    # A squad instance's HTTP port (0 for the other parts).
+    port: int = 0
 
     @property
     def alive(self) -> bool:
@@ -162,13 +169,21 @@ class Child:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, number)
 
-    def stop(self, grace: float = 10.0) -> None:
+    def stop(self, grace: float = 10.0, *, signalled: bool = False) -> bool:
+        """Stop it (its stop signal unless ``signalled`` already, then SIGKILL after ``grace``
+        s); True when it exited before the SIGKILL."""
+        by_itself = True
         if self.alive:
-            self.kill(self.stop_signal)
-            with contextlib.suppress(subprocess.TimeoutExpired):
+            if not signalled:
+                # Once: a second SIGTERM makes twistd try to stop a reactor already stopping.
+                self.kill(self.stop_signal)
+            try:
                 self.process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                by_itself = False
         self.kill(signal.SIGKILL)  # the group too: no worker outlives its parent
         self.process.wait()
+        return by_itself
 
     def log_tail(self, lines: int = 20) -> str:
         try:
@@ -192,6 +207,13 @@ class Cluster:
     postgres_port: int = 0
     ferretdb_port: int = 0
     instance_ports: list[int] = field(default_factory=list)
+    nginx: Child | None = None
+    # How long a rolling restart waits for a stopped instance's work to be taken over.
+    takeover_limit: float = TAKEOVER_LIMIT
+    # The pids of each slot's instance just retired, until its work is taken over.
+    _retired: dict[int, list[int]] = field(default_factory=dict)
+    # Replacements started so far: each has a name and log of its own (squad-1.2, ...).
+    generation: int = 1
 
     @property
     def mongo_uri(self) -> str:
@@ -214,12 +236,16 @@ class Cluster:
         stop_signal: int = signal.SIGTERM,
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
+        port: int = 0,
+        after: Child | None = None,
     ) -> Child:
         log_path = self.logs / f"{name}.log"
         with open(log_path, "ab") as log:
             process = self._popen(argv, log, account, env, cwd)
-        child = Child(name, process, log_path, stop_signal)
-        self.children.append(child)
+        child = Child(name, process, log_path, stop_signal, port)
+        # Beside the instance it replaces: stop() stops neighbouring instances together.
+        where = len(self.children) if after is None else self.children.index(after) + 1
+        self.children.insert(where, child)
         self._note_groups()
         return child
 
@@ -385,8 +411,10 @@ class Cluster:
         requests, 1 for background writes). With FerretDB's default pool of 50, three
         instances writing at once took every connection and then waited for more, for ever:
         a deadlock measured in the first ``bin/cluster --check`` (every PostgreSQL session
-        idle, every squad request timing out). So the pool covers the worst case."""
-        return 16 * 9 * self.instances * self.workers + 20
+        idle, every squad request timing out). So the pool covers the worst case, with one
+        instance more than N: a rolling restart runs a replacement beside the one it
+        replaces."""
+        return 16 * 9 * (self.instances + 1) * self.workers + 20
 
     def start_ferretdb(self) -> None:
         state = self.home / "ferretdb"
@@ -411,36 +439,41 @@ class Cluster:
 
     # squad -------------------------------------------------------------------------------
 
-    def start_squads(self) -> None:
+    def _spawn_squad(self, name: str, after: Child | None = None) -> Child:
         twistd = Path(sys.executable).parent / "twistd"
         key = self.home / "seal.key"  # shared: any instance may hash another's passwords
         environment = {k: v for k, v in os.environ.items() if not k.startswith("SQUAD_")}
         if "SQUAD_SEAL_KEY" in os.environ:
             environment["SQUAD_SEAL_KEY"] = os.environ["SQUAD_SEAL_KEY"]
+        port = free_port()
+        return self._spawn(
+            name,
+            [
+                str(twistd),
+                "--pidfile=",
+                "-n",
+                "squad",
+                "--port",
+                f"tcp:{port}:interface=127.0.0.1",
+                "--mongo-uri",
+                self.mongo_uri,
+                "--workers",
+                str(self.workers),
+                "--seal-key-file",
+                str(key),
+                "--allow-flush",
+                *self.squad_args,
+            ],
+            env={**environment, "SQUAD_INSTANCE": f"{name}@127.0.0.1:{port}"},
+            cwd=ROOT,
+            port=port,
+            after=after,
+        )
+
+    def start_squads(self) -> None:
         for number in range(1, self.instances + 1):
-            port = free_port()
-            self.instance_ports.append(port)
-            child = self._spawn(
-                f"squad-{number}",
-                [
-                    str(twistd),
-                    "--pidfile=",
-                    "-n",
-                    "squad",
-                    "--port",
-                    f"tcp:{port}:interface=127.0.0.1",
-                    "--mongo-uri",
-                    self.mongo_uri,
-                    "--workers",
-                    str(self.workers),
-                    "--seal-key-file",
-                    str(key),
-                    "--allow-flush",
-                    *self.squad_args,
-                ],
-                env={**environment, "SQUAD_INSTANCE": f"squad-{number}@127.0.0.1:{port}"},
-                cwd=ROOT,
-            )
+            child = self._spawn_squad(f"squad-{number}")
+            self.instance_ports.append(child.port)
             self.squads.append(child)
             # The first creates the shared seal key; the others must read it, not race it.
             if number == 1:
@@ -450,31 +483,187 @@ class Cluster:
         say(f"{self.instances} squad instances on ports {', '.join(map(str, self.instance_ports))}")
 
     def wait_instance(self, index: int, limit: float = 60) -> None:
-        url = f"http://127.0.0.1:{self.instance_ports[index]}/ready"
-        self._wait(
-            self.squads[index].name, lambda: http_status(url) == 204, self.squads[index], limit
-        )
+        self._wait_ready(self.squads[index], limit)
+
+    def _wait_ready(self, child: Child, limit: float) -> None:
+        url = f"http://127.0.0.1:{child.port}/ready"
+        self._wait(child.name, lambda: http_status(url) == 204, child, limit)
 
     # nginx -------------------------------------------------------------------------------
+    #
+    # Two nginx: the edge, on --port, which clients keep connections to and which is never
+    # reloaded; and the balancer behind it, over the instances, which a rolling restart
+    # reloads. A reloading nginx closes the idle keep-alive connections of its old workers, and
+    # a client sending its next request on one just then gets no answer (4 failed POSTs in the
+    # first rolling restart under load, with one nginx). The edge opens a new connection to the
+    # balancer for each request (a Unix socket, no keep-alive), so the balancer's old workers
+    # never hold an idle one: they answer what they hold and exit.
 
-    def start_nginx(self) -> None:
-        folder = self.home / "nginx"
+    @property
+    def nginx_folder(self) -> Path:
+        """The balancer's folder: its configuration, logs and ``retried.log``."""
+        return self.home / "nginx"
+
+    @property
+    def edge_folder(self) -> Path:
+        return self.home / "nginx-edge"
+
+    @property
+    def balancer_socket(self) -> Path:
+        return self.nginx_folder / "balancer.sock"
+
+    @staticmethod
+    def _write_checked(folder: Path, text: str) -> Path:
+        """Write ``folder/nginx.conf`` once ``nginx -t`` accepts ``text`` (the file in use is
+        left alone when it does not)."""
         folder.mkdir(exist_ok=True)
         config = folder / "nginx.conf"
-        config.write_text(nginx_config(self.http_port, self.instance_ports, folder))
-        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        candidate = folder / "nginx.conf.new"
+        candidate.write_text(text)
         checked = subprocess.run(
-            [nginx, "-t", "-q", "-p", str(folder), "-c", str(config)],
+            [_nginx(), "-t", "-q", "-p", str(folder), "-c", str(candidate)],
             capture_output=True,
             check=False,
         )
         if checked.returncode != 0:
             raise ClusterError(f"nginx refused its configuration:\n{checked.stderr.decode()}")
+        candidate.replace(config)
+        return config
+
+    def _write_balancer_config(self, ports: list[int]) -> Path:
+        folder = self.nginx_folder
+        return self._write_checked(folder, balancer_config(self.balancer_socket, ports, folder))
+
+    def start_nginx(self) -> None:
+        folder = self.nginx_folder
+        config = self._write_balancer_config(self.instance_ports)
+        self.balancer_socket.unlink(missing_ok=True)  # left by a cluster that was killed
+        balancer = self._spawn(
+            "nginx-balancer",
+            [_nginx(), "-p", str(folder), "-c", str(config), "-g", "daemon off;"],
+        )
+        self.nginx = balancer
+        self._wait("nginx (balancer)", self.balancer_socket.exists, balancer, 30)
+        edge = self.edge_folder
+        config = self._write_checked(edge, edge_config(self.http_port, self.balancer_socket, edge))
         child = self._spawn(
-            "nginx", [nginx, "-p", str(folder), "-c", str(config), "-g", "daemon off;"]
+            "nginx", [_nginx(), "-p", str(edge), "-c", str(config), "-g", "daemon off;"]
         )
         self._wait("nginx", lambda: http_status(self.url + "/health") == 204, child, 30)
         say(f"nginx on {self.url} balancing over the {self.instances} instances")
+
+    def nginx_workers(self) -> frozenset[tuple[int, int]]:
+        """The balancer's worker processes now, as (pid, start time) so that a reused pid is
+        no match."""
+        if self.nginx is None:
+            return frozenset()
+        return frozenset(
+            (pid, started)
+            for pid, parent, _, started in _processes()
+            if parent == self.nginx.process.pid
+        )
+
+    # the rolling restart (cluster.rolling.Instances) ---------------------------------------
+
+    def instance_names(self) -> list[str]:
+        return [child.name for child in self.squads]
+
+    def describe(self, index: int, replacement: Child | None = None) -> str:
+        child = self.squads[index] if replacement is None else replacement
+        return f"{child.name} (pid {child.process.pid}, port {child.port})"
+
+    def start_replacement(self, index: int) -> Child:
+        self.generation += 1
+        return self._spawn_squad(f"squad-{index + 1}.{self.generation}", after=self.squads[index])
+
+    def wait_ready(self, replacement: Child, limit: float) -> None:
+        try:
+            self._wait_ready(replacement, limit)
+        except ClusterError as error:
+            raise StepFailed(str(error)) from None
+
+    def discard(self, replacement: Child) -> None:
+        replacement.stop()
+        self.children.remove(replacement)
+        self._note_groups()
+
+    def route_to(self, index: int, replacement: Child) -> frozenset[tuple[int, int]]:
+        if self.nginx is None or not self.nginx.alive:
+            raise StepFailed("nginx is not running")
+        ports = list(self.instance_ports)
+        ports[index] = replacement.port
+        try:
+            self._write_balancer_config(ports)
+        except ClusterError as error:
+            raise StepFailed(str(error)) from None
+        before = self.nginx_workers()
+        # nginx -s reload sends the master this same signal.
+        self.nginx.kill(signal.SIGHUP)
+        self.instance_ports = ports
+        return before
+
+    def wait_drained(self, drain: frozenset[tuple[int, int]], limit: float) -> None:
+        started = time.monotonic()
+        while drain & self.nginx_workers():
+            if time.monotonic() - started > limit:
+                pids = ", ".join(str(pid) for pid, _ in sorted(drain & self.nginx_workers()))
+                raise StepFailed(f"nginx's old workers ({pids}) still run after {limit:g} s")
+            time.sleep(0.05)
+
+    def retire(self, index: int, replacement: Child, grace: float) -> bool:
+        old = self.squads[index]
+        # Its processes (with --workers, the workers hold the work): read before they exit.
+        self._retired[index] = [
+            pid for pid, _, group, _ in _processes() if group == old.process.pid
+        ]
+        by_itself = old.stop(grace)
+        self.children.remove(old)
+        self.squads[index] = replacement
+        self._note_groups()
+        return by_itself
+
+    def wait_taken_over(self, index: int, limit: float) -> None:
+        pids = self._retired.pop(index, [])
+        if not pids:
+            return
+        # A stopped process's record in `processes` is deleted once its work is all taken over.
+        records = {"host": socket.gethostname(), "pid": {"$in": pids}}
+        client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+            self.mongo_uri, serverSelectionTimeoutMS=5000, socketTimeoutMS=10000
+        )
+        started = time.monotonic()
+        try:
+            while True:
+                try:
+                    left = client[self.database].processes.count_documents(records)
+                except pymongo.errors.PyMongoError:
+                    left = -1  # the database is slow or away: ask again
+                if left == 0:
+                    return
+                if time.monotonic() - started > limit:
+                    raise StepFailed(
+                        f"its processes' records are still in the database after {limit:g} s "
+                        "(the others take its work over at their lease rounds; the database "
+                        "may be too slow for them)"
+                    )
+                time.sleep(0.5)
+        finally:
+            client.close()
+
+    @property
+    def database(self) -> str:
+        """The database squad uses: its default, or the last ``--database`` after --."""
+        name = "squad"
+        for at, argument in enumerate(self.squad_args[:-1]):
+            if argument == "--database":
+                name = self.squad_args[at + 1]
+        return name
+
+    def rolling_restart(self) -> Outcome:
+        """Replace every instance, one at a time, with no request lost (``cluster.rolling``)."""
+        return RollingRestart(
+            self, time.monotonic, time.sleep, say, takeover_limit=self.takeover_limit
+        ).run()
 
     # the whole -----------------------------------------------------------------------------
 
@@ -504,38 +693,69 @@ class Cluster:
                 if one.alive:
                     one.kill(one.stop_signal)
             for one in together:
-                one.stop()
+                one.stop(signalled=True)
             self._note_groups()
 
     def dead(self) -> list[Child]:
         return [child for child in self.children if not child.alive]
 
 
-def nginx_config(port: int, upstreams: list[int], folder: Path) -> str:
-    servers = "\n".join(
-        f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;" for p in upstreams
-    )
+def _nginx() -> str:
+    return shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def _processes() -> list[tuple[int, int, int, int]]:
+    """(pid, parent pid, process group, start time) of every live process, from /proc (zombies
+    left out)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as stat:
+                text = stat.read()
+        except OSError:
+            continue  # it exited meanwhile
+        # The command name, in parentheses, may hold spaces: the fields follow its last ")".
+        fields = text[text.rfind(")") + 2 :].split()
+        if fields[0] != "Z":
+            found.append((int(entry.name), int(fields[1]), int(fields[2]), int(fields[19])))
+    return found
+
+
+def _common(folder: Path) -> str:
     user = "user nobody nogroup;\n" if os.geteuid() == 0 else ""
     return f"""# Written by bin/cluster; regenerated at every start.
 {user}worker_processes 1;
+# At a reload (a rolling restart) the old workers finish their requests; this bounds the wait
+# for one that does not end (squad answers within about 2 s).
+worker_shutdown_timeout 10s;
 pid {folder}/nginx.pid;
 error_log {folder}/error.log warn;
 events {{
     worker_connections 4096;
 }}
-http {{
-    access_log off;
-    client_body_temp_path {folder}/client_body;
+"""
+
+
+def _temp_paths(folder: Path) -> str:
+    return f"""    client_body_temp_path {folder}/client_body;
     proxy_temp_path {folder}/proxy;
     fastcgi_temp_path {folder}/fastcgi;
     uwsgi_temp_path {folder}/uwsgi;
     scgi_temp_path {folder}/scgi;
+"""
 
-    upstream squad {{
-{servers}
-        # Idle connections kept open to the instances: no TCP handshake per request.
-        keepalive 64;
-        keepalive_requests 100000;
+
+def edge_config(port: int, balancer: Path, folder: Path) -> str:
+    """The nginx clients talk to: never reloaded, one new connection to the balancer for each
+    request (see ``Cluster``'s nginx section)."""
+    return f"""{_common(folder)}http {{
+    access_log off;
+{_temp_paths(folder)}
+    upstream balancer {{
+        # No keep-alive, on purpose: the balancer's reloads must find no idle connection.
+        server unix:{balancer};
     }}
 
     server {{
@@ -546,12 +766,56 @@ http {{
         client_body_buffer_size 64k;
 
         location / {{
+            proxy_pass http://balancer;
+            proxy_set_header Host $host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_connect_timeout 1s;
+            # Above the balancer's own bound: its retries end within 15 s, its reads at 10 s.
+            proxy_send_timeout 30s;
+            proxy_read_timeout 30s;
+            # One balancer: there is no other upstream to try.
+            proxy_next_upstream off;
+        }}
+    }}
+}}
+"""
+
+
+def balancer_config(socket_path: Path, upstreams: list[int], folder: Path) -> str:
+    """The nginx over the instances; a rolling restart rewrites ``upstreams`` and reloads."""
+    servers = "\n".join(
+        f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;" for p in upstreams
+    )
+    return f"""{_common(folder)}http {{
+    # Only the requests nginx sent to more than one instance ($upstream_addr lists every one it
+    # tried): bin/cluster --check requires none while it restarts the instances.
+    map $upstream_addr $squad_retried {{
+        "~," 1;
+        default 0;
+    }}
+    log_format squad_retried '$time_iso8601 $status tried "$upstream_addr" '
+                             'answered "$upstream_status" in $request_time s';
+    access_log {folder}/retried.log squad_retried if=$squad_retried;
+{_temp_paths(folder)}
+    upstream squad {{
+{servers}
+        # Idle connections kept open to the instances: no TCP handshake per request.
+        keepalive 64;
+        keepalive_requests 100000;
+    }}
+
+    server {{
+        listen unix:{socket_path} backlog=4096;
+        client_max_body_size 64k;
+        client_body_buffer_size 64k;
+
+        location / {{
             proxy_pass http://squad;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-
+            # The edge added the client's address already.
+            proxy_set_header X-Forwarded-For $http_x_forwarded_for;
             # A dead instance refuses the connection at once; a hung one gets 1 s to accept.
             proxy_connect_timeout 1s;
             # squad answers every request within about 2 s (its database deadline, then a
@@ -567,7 +831,9 @@ http {{
             # account. A POST without the key that reached a dying instance may, at worst,
             # create the sign-up twice; clients that retry should send the key. Answers
             # squad gave (503 included) are passed on, never retried here: the client
-            # honours Retry-After.
+            # honours Retry-After. A rolling restart does not rely on this: it takes an
+            # instance out of this block and waits for nginx's old workers to exit before
+            # stopping it (cluster/rolling.py), so no request reaches a stopping instance.
             proxy_next_upstream error timeout non_idempotent;
             proxy_next_upstream_tries 3;
             proxy_next_upstream_timeout 15s;

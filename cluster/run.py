@@ -1,7 +1,8 @@
 """``bin/cluster N``: N squad instances on one PostgreSQL-backed FerretDB behind nginx.
 
-In the foreground until Ctrl-C or SIGTERM, which stop everything it started. With ``--check``
-it runs the fault check instead (see ``cluster.check``) and exits with its verdict.
+In the foreground until Ctrl-C or SIGTERM, which stop everything it started. SIGHUP restarts
+the instances one at a time with no request lost (``cluster.rolling``). With ``--check`` it runs
+the fault check instead (see ``cluster.check``) and exits with its verdict.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ class Stop(Exception):
 
 
 _stopping: list[int] = []
+# Set by SIGHUP, cleared when the rolling restart it asked for starts.
+_restart_asked: list[int] = []
 
 
 def _stop(number: int, frame: FrameType | None) -> None:
@@ -34,14 +37,21 @@ def _stop(number: int, frame: FrameType | None) -> None:
         raise Stop(signal.Signals(number).name)
 
 
+def _ask_restart(number: int, frame: FrameType | None) -> None:
+    # Only a flag: the restart runs from serve()'s loop, not inside a signal handler.
+    if not _restart_asked:
+        _restart_asked.append(number)
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="bin/cluster",
         description=(
             "Starts N squad instances (twistd -n squad, each on its own 127.0.0.1 port) on one "
             "database, FerretDB on PostgreSQL (Debian's, started here), behind nginx, in the "
-            "foreground; Ctrl-C stops everything it started. Then, from another terminal: "
-            "URL=http://127.0.0.1:9000 ./bin/benchmark"
+            "foreground; Ctrl-C stops everything it started, SIGHUP (kill -HUP <pid>) "
+            "restarts the instances one at a time with no request lost. Then, from another "
+            "terminal: URL=http://127.0.0.1:9000 ./bin/benchmark"
         ),
         epilog=(
             "Data and logs go to var/cluster/ (--data); arguments after -- go to every "
@@ -59,9 +69,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--check",
         action="store_true",
         help=(
-            "the fault check instead of serving: load through nginx, SIGKILL one instance "
-            "mid-run, then no acknowledged user may be lost and all must be processed within "
-            "90 s (a private folder and port; exit status 0 when it passes)"
+            "the fault check instead of serving: load through nginx while every instance is "
+            "restarted in turn (no request may fail), then SIGKILL of one instance mid-run; "
+            "no acknowledged user may be lost and all must be processed within 90 s (a "
+            "private folder and port; exit status 0 when it passes)"
         ),
     )
     squad_args: list[str] = []
@@ -85,11 +96,16 @@ def serve(cluster: Cluster) -> int:
     cluster.start()
     say(
         f"ready: URL={cluster.url} SQUAD_MONGO_URI={cluster.mongo_uri} ./bin/benchmark"
-        "   (Ctrl-C stops the cluster)"
+        "   (Ctrl-C stops the cluster, SIGHUP restarts its instances one at a time)"
     )
     reported: set[str] = set()
     while True:
         time.sleep(0.5)
+        if _restart_asked:
+            # A SIGHUP during the restart asks for another one after it.
+            _restart_asked.clear()
+            cluster.rolling_restart()
+            continue
         for child in cluster.dead():
             if child.name.startswith("squad-"):
                 if child.name not in reported:
@@ -104,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     options = parse(sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN if options.check else _ask_restart)
     if options.check:
         from cluster.check import run_check
 
@@ -129,6 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         cluster.stop()
         if options.check:
             if code == 0:
