@@ -21,7 +21,7 @@ from functools import partial
 from typing import Any
 
 from bson import ObjectId
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import AutoReconnect, BulkWriteError, DuplicateKeyError
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
@@ -369,13 +369,19 @@ class FakeStore:
         await self._gate("forget_process", owner)
         self.process_docs.pop(owner, None)
 
-    async def adopt(self, owner: str, limit: int, from_owners: Sequence[str]) -> list[AdoptedBatch]:
+    async def adopt(
+        self,
+        owner: str,
+        limit: int,
+        from_owners: Sequence[str],
+        only: Sequence[ObjectId] = (),
+    ) -> list[AdoptedBatch]:
         await self._gate("adopt", owner, limit, tuple(from_owners))
         adopted: list[AdoptedBatch] = []
         for batch_id, pending in self.pending_docs.items():
             if len(adopted) >= limit:
                 break
-            if pending["owner"] not in from_owners:
+            if pending["owner"] not in from_owners or (only and batch_id not in only):
                 continue
             pending["owner"] = owner
             unprocessed, unhashed = self._left_to_do(batch_id)
@@ -581,6 +587,7 @@ class MemoryDatabase:
         self._ferretdb = ferretdb
         self.operations: list[Operation] = []
         self._holding: set[tuple[str, str]] = set()
+        self._failing: set[tuple[str, str]] = set()
         #: The calls waiting, with the Deferred that lets each go on.
         self.held: list[tuple[Operation, Deferred[None]]] = []
 
@@ -592,6 +599,10 @@ class MemoryDatabase:
     def hold(self, collection: str, method: str) -> None:
         self._holding.add((collection, method))
 
+    def fail(self, collection: str, method: str) -> None:
+        """The next call of ``method`` on ``collection`` fails as if the database went away."""
+        self._failing.add((collection, method))
+
     def release(self) -> None:
         """Stop holding and let every waiting call go on."""
         self._holding.clear()
@@ -602,6 +613,9 @@ class MemoryDatabase:
 
     async def record(self, operation: Operation) -> None:
         self.operations.append(operation)
+        if (operation.collection, operation.method) in self._failing:
+            self._failing.discard((operation.collection, operation.method))
+            raise AutoReconnect("the memory database went away")
         if (operation.collection, operation.method) in self._holding:
             waiting: Deferred[None] = Deferred()
             self.held.append((operation, waiting))

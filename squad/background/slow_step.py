@@ -30,7 +30,7 @@ from squad.background.finishing import FinishWriter
 from squad.background.resilience import Backoff
 from squad.background.verification import Verification
 from squad.storage.documents import bson_now, retrying_fields
-from squad.storage.store import UNOWNED, AdoptedBatch, IStore
+from squad.storage.store import UNOWNED, AdoptedBatch, ClaimInterrupted, IStore
 
 __all__ = ["SlowWork", "Work"]
 
@@ -108,6 +108,9 @@ class SlowWork(Service):
         self._batches: dict[ObjectId, _Batch] = {}
         self._steps: dict[ObjectId, Deferred[None]] = {}
         self._uncertain: dict[ObjectId, _Uncertain] = {}
+        # Batches an interrupted adoption may have claimed for this process: adopted again by
+        # id at the next refill, or they would wait for this process's death.
+        self._claimed: dict[ObjectId, None] = {}
         self._reserved = 0
         self._overflowed = False
         # When this process last stored a sign-up as unowned (None: never): the lease tells the
@@ -269,6 +272,7 @@ class SlowWork(Service):
         owner can be forgotten; False when room ran out or the process stopped first.
         """
         await self._look_for_uncertain()
+        await self._adopt_claimed()
         if not owners and self._overflowed:
             owners = (UNOWNED,)
         if not owners:
@@ -279,7 +283,11 @@ class SlowWork(Service):
                 return False
             # Small rounds: each must finish within the store's timeouts on a busy FerretDB.
             wanted = max(1, min(ADOPT_PER_ROUND, room // USERS_PER_BATCH))
-            adopted_now = await self._store.adopt(self.owner, wanted, owners)
+            try:
+                adopted_now = await self._store.adopt(self.owner, wanted, owners)
+            except ClaimInterrupted as interrupted:
+                self._claimed.update(dict.fromkeys(interrupted.batch_ids))
+                raise
             for adopted in adopted_now:
                 self._take_on(adopted)
             if len(adopted_now) < wanted:
@@ -287,6 +295,18 @@ class SlowWork(Service):
                     self._overflowed = False
                 return True
         return False
+
+    async def _adopt_claimed(self) -> None:
+        if not self._claimed or not self.running:
+            return
+        claimed = list(self._claimed)[:ADOPT_PER_ROUND]
+        adopted_now = await self._store.adopt(self.owner, len(claimed), [self.owner], claimed)
+        for batch_id in claimed:
+            # Not found: the claim did not land (the batch is still its dead owner's, adopted
+            # the usual way) or the batch is finished.
+            self._claimed.pop(batch_id, None)
+        for adopted in adopted_now:
+            self._take_on(adopted)
 
     async def _look_for_uncertain(self) -> None:
         now = self._clock.seconds()
@@ -332,6 +352,7 @@ class SlowWork(Service):
         self._works.clear()  # first, so a cancelled step sees it was dropped and does not retry
         self._batches.clear()
         self._uncertain.clear()
+        self._claimed.clear()
         for step in list(self._steps.values()):
             step.cancel()
         self.writer.clear()

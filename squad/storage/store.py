@@ -63,6 +63,7 @@ from squad.storage.documents import verified_fields
 __all__ = [
     "UNOWNED",
     "AdoptedBatch",
+    "ClaimInterrupted",
     "FinishRound",
     "IStore",
     "LeaseView",
@@ -172,6 +173,15 @@ class WriteRefused(Exception):
     """The database refused this one document (the others in its batch may have been written)."""
 
 
+class ClaimInterrupted(Exception):
+    """An adoption failed once its claims were sent: these batches may be the adopter's now,
+    and nobody else would take them over while it lives."""
+
+    def __init__(self, batch_ids: list[ObjectId]) -> None:
+        super().__init__(f"an adoption of {len(batch_ids)} batches was interrupted")
+        self.batch_ids = batch_ids
+
+
 def _failed_indexes(error: BulkWriteError) -> dict[int, str]:
     return {
         int(entry["index"]): str(entry.get("errmsg", "write error"))
@@ -228,8 +238,14 @@ class IStore(Interface):
     async def forget_process(owner: str) -> None:  # noqa: N805 (an interface method has no self)
         """Delete a dead process's heartbeat."""
 
-    async def adopt(owner: str, limit: int, from_owners: Sequence[str]) -> list[AdoptedBatch]:  # noqa: N805 (an interface method has no self)
-        """Take up to ``limit`` batches of work from these owners (for ``owner``)."""
+    async def adopt(
+        owner: str,  # noqa: N805 (an interface method has no self)
+        limit: int,
+        from_owners: Sequence[str],
+        only: Sequence[ObjectId] = (),
+    ) -> list[AdoptedBatch]:
+        """Take up to ``limit`` batches of work from these owners (for ``owner``), only those
+        of ``only`` when it names some."""
 
     async def find_pending(batch_id: ObjectId) -> AdoptedBatch | None:  # noqa: N805 (an interface method has no self)
         """A batch of work by id, with what is still to do, or None."""
@@ -475,23 +491,37 @@ class Store:
         """Delete a dead process's heartbeat once none of its work is left to take over."""
         await self.processes.delete_one({"_id": owner}, timeout=self.timeout)
 
-    async def adopt(self, owner: str, limit: int, from_owners: Sequence[str]) -> list[AdoptedBatch]:
+    async def adopt(
+        self,
+        owner: str,
+        limit: int,
+        from_owners: Sequence[str],
+        only: Sequence[ObjectId] = (),
+    ) -> list[AdoptedBatch]:
         """Take up to ``limit`` batches of slow steps owned by ``from_owners`` (dead processes,
-        or the pool ``UNOWNED``), and learn which of their users are still unprocessed (a
-        take-over may be late).
+        or the pool ``UNOWNED``; among ``only`` when it names some), and learn which of their
+        users are still unprocessed (a take-over may be late).
 
         Claimed straight from the dead owner, batch by batch. On FerretDB two processes may
         adopt the same batch (its updates are not atomic,
         https://github.com/FerretDB/FerretDB/issues/3040); finishing is idempotent, so that
-        costs a repeat, never a loss.
+        costs a repeat, never a loss. Raises ``ClaimInterrupted`` when it fails once the claims
+        were sent (the database went away): the caller adopts those batches again, by id.
         """
         if limit <= 0 or not from_owners:
             return []
-        candidates = await self.pending.find(
-            {"owner": {"$in": list(from_owners)}}, limit=-limit, timeout=self.timeout * 4
-        )
+        query: dict[str, Any] = {"owner": {"$in": list(from_owners)}}
+        if only:
+            query = {"_id": {"$in": list(only)}, **query}
+        candidates = await self.pending.find(query, limit=-limit, timeout=self.timeout * 4)
         if not candidates:
             return []
+        try:
+            return await self._claim(owner, candidates)
+        except Exception as error:
+            raise ClaimInterrupted([doc["_id"] for doc in candidates]) from error
+
+    async def _claim(self, owner: str, candidates: list[dict[str, Any]]) -> list[AdoptedBatch]:
         # On MongoDB each claim holds only if the batch is still owned by whom we found it
         # with, so two processes never both take it. On FerretDB that condition turns the
         # update into a scan of `pending`, and its updates are not atomic anyway: there the

@@ -22,7 +22,7 @@ from squad.background.slow_step import SlowWork
 from squad.passwords import PasswordSealer
 from squad.runtime.service_tree import recording_work
 from squad.storage.documents import bson_now, retrying_fields
-from squad.storage.store import FinishRound, PendingSignup, Store
+from squad.storage.store import ClaimInterrupted, FinishRound, PendingSignup, Store
 from tests.fakes import (
     OWNER,
     START,
@@ -443,6 +443,33 @@ class OlderVersionTests(StoreTestCase):
         )
         for name in ("pending", "sealed_passwords"):
             self.assertEqual(self.database.documents(name), {}, name)
+
+
+class InterruptedAdoptionTests(StoreTestCase):
+    def test_batches_claimed_by_an_interrupted_adoption_are_adopted_at_the_next_refill(
+        self,
+    ) -> None:
+        """When the database goes away after an adoption's claims were sent, the claimed
+        batches (now this process's in the database, held nowhere) are adopted again by id at
+        the next refill, and their users processed: a live owner's batches would otherwise
+        wait for its death."""
+        user_id = ObjectId()
+        self.database.documents("users")[user_id] = user_document(user_id, bson_now(START))
+        batch_id = ObjectId()
+        self.database.documents("pending")[batch_id] = {
+            "_id": batch_id,
+            "owner": "dead",
+            "users": [user_id],
+        }
+        self.database.fail("users", "find")  # the read after the claims
+        self.failureResultOf(ensureDeferred(self.work.refill(["dead"])), ClaimInterrupted)
+        self.assertEqual(self.database.documents("pending")[batch_id]["owner"], OWNER)
+        self.assertEqual(self.verification.calls, [])
+        self.assertTrue(self.successResultOf(ensureDeferred(self.work.refill(["dead"]))))
+        self.assertEqual(self.verification.calls, [user_id])
+        self.finish_steps()
+        self.assertIs(self.database.documents("users")[user_id]["processed"], True)
+        self.assertEqual(self.database.documents("pending"), {})
 
 
 class FlushTests(StoreTestCase):
