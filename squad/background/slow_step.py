@@ -93,7 +93,7 @@ class SlowWork(Service):
         owner: str,
         capacity: int = 30_000,
         backoff: Backoff | None = None,
-        on_adopted: Callable[[ObjectId, int], None] = lambda batch_id, unhashed: None,
+        on_adopted: Callable[[ObjectId, int], None] = lambda batch_id, to_hash: None,
     ) -> None:
         """``on_adopted(batch_id, to_hash)`` hears of each batch, taken over or found again,
         whose passwords this process is to hash (the hasher queues it)."""

@@ -177,8 +177,8 @@ class ClaimInterrupted(Exception):
     """An adoption failed once its claims were sent: these batches may be the adopter's now,
     and nobody else would take them over while it lives."""
 
-    def __init__(self, batch_ids: list[ObjectId]) -> None:
-        super().__init__(f"an adoption of {len(batch_ids)} batches was interrupted")
+    def __init__(self, batch_ids: list[ObjectId], cause: str) -> None:
+        super().__init__(f"an adoption of {len(batch_ids)} batches was interrupted: {cause}")
         self.batch_ids = batch_ids
 
 
@@ -519,7 +519,7 @@ class Store:
         try:
             return await self._claim(owner, candidates)
         except Exception as error:
-            raise ClaimInterrupted([doc["_id"] for doc in candidates]) from error
+            raise ClaimInterrupted([doc["_id"] for doc in candidates], str(error)) from error
 
     async def _claim(self, owner: str, candidates: list[dict[str, Any]]) -> list[AdoptedBatch]:
         # On MongoDB each claim holds only if the batch is still owned by whom we found it
