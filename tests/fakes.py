@@ -15,10 +15,13 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from bson import ObjectId
+from pymongo.errors import AutoReconnect, BulkWriteError, DuplicateKeyError
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
@@ -33,6 +36,7 @@ from squad.http.routes import SquadAPI
 from squad.http.site import LimitedRequest, SquadSite
 from squad.passwords import PasswordSealer
 from squad.runtime.service_tree import recording_work
+from squad.storage.documents import verified_fields
 from squad.storage.group_commit import GroupCommit
 from squad.storage.store import (
     UNOWNED,
@@ -51,13 +55,19 @@ __all__ = [
     "START",
     "FakeStore",
     "ManualVerification",
+    "MemoryDatabase",
+    "Operation",
     "Squad",
     "StoreDown",
     "error_body",
+    "is_fast_delete",
+    "is_fast_update",
     "quick_hasher",
 ]
 
 OWNER = "test-host:1:abcdef01"
+
+DUPLICATE_KEY = 11000
 
 #: Where the fake clocks start: 2023-11-14T22:13:20Z, so dates look like dates.
 START = 1_700_000_000.0
@@ -168,9 +178,9 @@ class FakeStore:
         password_hash: str | None = None,
         created: datetime | None = None,
     ) -> ObjectId:
-        """Store a user, bypassing the gates, with its work in a ``pending`` batch of its own
-        owned by ``owner`` (none when ``owner`` is None), holding ``sealed`` as its sealed
-        password (none when ``sealed`` is None)."""
+        """Store a user, bypassing the gates, with its work in a batch of its own owned by
+        ``owner`` (none when ``owner`` is None): a ``pending`` document and, unless ``sealed``
+        is None, a ``sealed_passwords`` document under the same id holding ``sealed``."""
         user_id = user_id or ObjectId()
         moment = created or datetime(2024, 1, 1)
         user: dict[str, Any] = {
@@ -187,24 +197,30 @@ class FakeStore:
             user["password_hash"] = password_hash
         self.user_docs[user_id] = user
         if owner is not None:
-            self.seed_pending([user_id], owner, [sealed] if sealed is not None else None)
+            batch_id = self.seed_pending([user_id], owner)
+            if sealed is not None:
+                self.seed_sealed([(user_id, sealed)], owner, batch_id)
         return user_id
 
     def seed_pending(
         self, user_ids: list[ObjectId], owner: str, sealed: list[bytes] | None = None
     ) -> ObjectId:
-        """A ``pending`` batch of these users (with these sealed passwords, or none)."""
+        """A ``pending`` batch of these users; with ``sealed``, in the shape an older squad
+        wrote: their sealed passwords inside."""
         batch_id = ObjectId()
-        self.pending_docs[batch_id] = {
-            "_id": batch_id,
-            "owner": owner,
-            "users": list(user_ids),
-            "sealed": list(sealed) if sealed is not None else [],
-        }
+        self.pending_docs[batch_id] = {"_id": batch_id, "owner": owner, "users": list(user_ids)}
+        if sealed is not None:
+            self.pending_docs[batch_id]["sealed"] = list(sealed)
         return batch_id
 
-    def seed_sealed(self, passwords: list[tuple[ObjectId, bytes]], owner: str) -> ObjectId:
-        batch_id = ObjectId()
+    def seed_sealed(
+        self,
+        passwords: list[tuple[ObjectId, bytes]],
+        owner: str,
+        batch_id: ObjectId | None = None,
+    ) -> ObjectId:
+        """A ``sealed_passwords`` batch of these passwords for ``owner`` to hash."""
+        batch_id = batch_id or ObjectId()
         self.sealed_docs[batch_id] = {
             "_id": batch_id,
             "owner": owner,
@@ -218,12 +234,12 @@ class FakeStore:
         return {user_id for doc in self.pending_docs.values() for user_id in doc["users"]}
 
     def sealed_users(self) -> set[ObjectId]:
-        """Every user whose sealed password some batch (pending or moved) still holds."""
+        """Every user whose sealed password some batch still holds (older pending included)."""
         return {
             user_id
             for docs in (self.pending_docs, self.sealed_docs)
             for doc in docs.values()
-            for user_id in doc["users"][: len(doc["sealed"])]
+            for user_id in doc["users"][: len(doc.get("sealed", []))]
         }
 
     # -- Store --------------------------------------------------------------------------------
@@ -231,8 +247,8 @@ class FakeStore:
     async def ping(self) -> None:
         await self._gate("ping")
 
-    async def insert_signups(self, batch: list[PendingSignup]) -> None:
-        await self._gate("insert_signups", list(batch))
+    async def insert_signups(self, batch: list[PendingSignup], hasher: str) -> None:
+        await self._gate("insert_signups", list(batch), hasher)
         work = [item for item in batch if item.error is None]
         # Like the real store: the work documents first, then the users (which may collide).
         groups: dict[str, list[PendingSignup]] = {}
@@ -243,10 +259,13 @@ class FakeStore:
             for item in items:
                 item.work_batch = batch_id
             self.pending_docs.setdefault(
+                batch_id, {"_id": batch_id, "owner": owner, "users": [i.user_id for i in items]}
+            )
+            self.sealed_docs.setdefault(
                 batch_id,
                 {
                     "_id": batch_id,
-                    "owner": owner,
+                    "owner": hasher,
                     "users": [i.user_id for i in items],
                     "sealed": [i.sealed_password for i in items],
                 },
@@ -284,28 +303,10 @@ class FakeStore:
         # Like the real store: the users' updates first, then the work documents' deletions.
         for attempts, user_ids in round.processed.items():
             for user_id in user_ids:
-                self._set(
-                    user_id,
-                    {
-                        "processed": True,
-                        "date_updated": now,
-                        "verification": {"state": "verified", "attempts": attempts},
-                    },
-                )
+                self._set(user_id, {**verified_fields(attempts), "date_updated": now})
         for user_id, fields in round.fields.items():
             extra = {"date_updated": now} if "processed" in fields else {}
             self._set(user_id, {**fields, **extra})
-        for owner, moved in round.moves:
-            self.sealed_docs.setdefault(
-                moved.batch_id,
-                {
-                    "_id": moved.batch_id,
-                    "owner": owner,
-                    "users": [user_id for user_id, _ in moved.passwords],
-                    "sealed": [sealed for _, sealed in moved.passwords],
-                },
-            )
-            self.events.append(("move_sealed", moved.batch_id))
         for batch_id in round.pending_done:
             self.pending_docs.pop(batch_id, None)
             self.events.append(("delete_pending", batch_id))
@@ -321,12 +322,10 @@ class FakeStore:
 
     async def find_sealed(self, batch_id: ObjectId) -> SealedBatch | None:
         await self._gate("find_sealed", batch_id)
-        for docs, in_pending in ((self.pending_docs, True), (self.sealed_docs, False)):
-            doc = docs.get(batch_id)
-            if doc is not None:
-                passwords = tuple(zip(doc["users"], doc["sealed"], strict=False))
-                return SealedBatch(batch_id, passwords, in_pending)
-        return None
+        doc = self.sealed_docs.get(batch_id)
+        if doc is None:
+            return None
+        return SealedBatch(batch_id, tuple(zip(doc["users"], doc["sealed"], strict=True)))
 
     async def sealed_batches_of(self, owners: Sequence[str]) -> list[tuple[ObjectId, int]]:
         await self._gate("sealed_batches_of", tuple(owners))
@@ -370,41 +369,53 @@ class FakeStore:
         await self._gate("forget_process", owner)
         self.process_docs.pop(owner, None)
 
-    async def adopt(self, owner: str, limit: int, from_owners: Sequence[str]) -> list[AdoptedBatch]:
+    async def adopt(
+        self,
+        owner: str,
+        limit: int,
+        from_owners: Sequence[str],
+        only: Sequence[ObjectId] = (),
+    ) -> list[AdoptedBatch]:
         await self._gate("adopt", owner, limit, tuple(from_owners))
         adopted: list[AdoptedBatch] = []
         for batch_id, pending in self.pending_docs.items():
             if len(adopted) >= limit:
                 break
-            if pending["owner"] not in from_owners:
+            if pending["owner"] not in from_owners or (only and batch_id not in only):
                 continue
             pending["owner"] = owner
-            adopted.append(self._with_unprocessed(batch_id))
+            unprocessed, unhashed = self._left_to_do(batch_id)
+            # Like the real store: an older squad's passwords, inside the pending document,
+            # are copied once to sealed_passwords for the adopter to hash.
+            carried = 0
+            old = [
+                pair
+                for pair in zip(pending["users"], pending.get("sealed", []), strict=False)
+                if pair[0] in unhashed
+            ]
+            if old and batch_id not in self.sealed_docs:
+                self.seed_sealed(old, owner, batch_id)
+                self.events.append(("carry_sealed", batch_id))
+                carried = len(old)
+            adopted.append(AdoptedBatch(batch_id, unprocessed, carried))
         return adopted
 
-    def _with_unprocessed(self, batch_id: ObjectId) -> AdoptedBatch:
+    def _left_to_do(self, batch_id: ObjectId) -> tuple[tuple[ObjectId, ...], set[ObjectId]]:
+        """The batch's users not processed yet, and those not hashed yet (stored users only,
+        like the real store: a user that is not stored has nothing left to do)."""
         doc = self.pending_docs[batch_id]
-        # Like the real store: a user that is not stored has nothing left to do.
-        stored = {
-            user_id: self.user_docs[user_id]
-            for user_id in doc["users"]
-            if user_id in self.user_docs
-        }
-        return AdoptedBatch(
-            batch_id,
-            tuple(user_id for user_id, user in stored.items() if not user.get("processed")),
-            tuple(
-                (user_id, sealed)
-                for user_id, sealed in zip(doc["users"], doc["sealed"], strict=False)
-                if user_id in stored and "password_hash" not in stored[user_id]
-            ),
+        stored = [self.user_docs[user_id] for user_id in doc["users"] if user_id in self.user_docs]
+        return (
+            tuple(user["_id"] for user in stored if not user.get("processed")),
+            {user["_id"] for user in stored if "password_hash" not in user},
         )
 
     async def find_pending(self, batch_id: ObjectId) -> AdoptedBatch | None:
         await self._gate("find_pending", batch_id)
         if batch_id not in self.pending_docs:
             return None
-        return self._with_unprocessed(batch_id)
+        unprocessed, unhashed = self._left_to_do(batch_id)
+        return AdoptedBatch(batch_id, unprocessed, len(unhashed))
 
     async def delete_everything(self, now: Any = None) -> None:
         await self._gate("delete_everything")
@@ -412,6 +423,247 @@ class FakeStore:
         self.pending_docs.clear()
         self.sealed_docs.clear()
         self.idempotency_docs.clear()
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One call the real ``Store`` made on a collection, as ``MemoryDatabase`` recorded it.
+
+    ``method`` is txmongo's (``insert_many``, ``update_many``, ``bulk_write``...);
+    ``documents`` the inserted documents; ``updates`` the ``(filter, update)`` pairs of an
+    update (one, or one per operation of a ``bulk_write``); ``filter`` that of a read or a
+    deletion.
+    """
+
+    collection: str
+    method: str
+    documents: tuple[dict[str, Any], ...] = ()
+    updates: tuple[tuple[dict[str, Any], dict[str, Any]], ...] = ()
+    filter: dict[str, Any] | None = None
+
+    @property
+    def writes(self) -> bool:
+        return self.method not in ("find", "command")
+
+
+def _matches(document: dict[str, Any], filter: dict[str, Any]) -> bool:
+    for key, condition in filter.items():
+        if isinstance(condition, dict):
+            for operator, operand in condition.items():
+                if operator == "$in":
+                    if key not in document or document[key] not in operand:
+                        return False
+                elif operator == "$exists":
+                    if (key in document) != bool(operand):
+                        return False
+                else:
+                    raise NotImplementedError(f"filter operator {operator}")
+        elif document.get(key) != condition:
+            return False
+    return True
+
+
+def _apply(document: dict[str, Any], update: dict[str, Any]) -> None:
+    for operator, fields in update.items():
+        for key, value in fields.items():
+            if operator == "$set":
+                document[key] = copy.deepcopy(value)
+            elif operator == "$inc":
+                document[key] = document.get(key, 0) + value
+            else:
+                raise NotImplementedError(f"update operator {operator}")
+
+
+class MemoryCollection:
+    """One collection of ``MemoryDatabase``: the few txmongo methods ``Store`` calls, with
+    MongoDB's semantics for the shapes it sends (``_id`` keys, ``$in``, ``$set``, upsert)."""
+
+    def __init__(self, database: MemoryDatabase, name: str) -> None:
+        self._database = database
+        self.name = name
+        self.documents: dict[Any, dict[str, Any]] = {}
+
+    async def _record(self, operation: Operation) -> None:
+        await self._database.record(operation)
+
+    async def insert_one(self, document: dict[str, Any], **options: Any) -> None:
+        await self._record(Operation(self.name, "insert_one", (copy.deepcopy(document),)))
+        if document["_id"] in self.documents:
+            raise DuplicateKeyError(f"E11000 duplicate key: {document['_id']}", DUPLICATE_KEY)
+        self.documents[document["_id"]] = copy.deepcopy(document)
+
+    async def insert_many(
+        self, documents: list[dict[str, Any]], ordered: bool = True, **options: Any
+    ) -> None:
+        await self._record(
+            Operation(self.name, "insert_many", tuple(copy.deepcopy(d) for d in documents))
+        )
+        errors = []
+        for index, document in enumerate(documents):
+            if document["_id"] in self.documents:
+                errors.append({"index": index, "code": DUPLICATE_KEY, "errmsg": "E11000 dup"})
+                if ordered:
+                    break
+                continue
+            self.documents[document["_id"]] = copy.deepcopy(document)
+        if errors:
+            raise BulkWriteError({"writeErrors": errors})
+
+    async def find(
+        self,
+        filter: dict[str, Any] | None = None,
+        projection: dict[str, Any] | None = None,
+        limit: int = 0,
+        **options: Any,
+    ) -> list[dict[str, Any]]:
+        await self._record(Operation(self.name, "find", filter=copy.deepcopy(filter or {})))
+        found = [d for d in self.documents.values() if _matches(d, filter or {})]
+        if limit:
+            found = found[: abs(limit)]
+        if projection:
+            kept = {"_id", *projection}
+            found = [{k: v for k, v in d.items() if k in kept} for d in found]
+        return copy.deepcopy(found)
+
+    def _update(
+        self, filter: dict[str, Any], update: dict[str, Any], many: bool, upsert: bool
+    ) -> None:
+        matched = [d for d in self.documents.values() if _matches(d, filter)]
+        for document in matched if many else matched[:1]:
+            _apply(document, update)
+        if not matched and upsert:
+            document = {"_id": filter["_id"]}
+            _apply(document, update)
+            self.documents[document["_id"]] = document
+
+    async def update_one(
+        self, filter: dict[str, Any], update: dict[str, Any], upsert: bool = False, **options: Any
+    ) -> None:
+        await self._record(
+            Operation(self.name, "update_one", updates=((copy.deepcopy(filter), update),))
+        )
+        self._update(filter, update, many=False, upsert=upsert)
+
+    async def update_many(
+        self, filter: dict[str, Any], update: dict[str, Any], upsert: bool = False, **options: Any
+    ) -> None:
+        await self._record(
+            Operation(self.name, "update_many", updates=((copy.deepcopy(filter), update),))
+        )
+        self._update(filter, update, many=True, upsert=upsert)
+
+    async def bulk_write(self, requests: list[Any], **options: Any) -> None:
+        # pymongo's UpdateOne keeps its parts in these attributes; txmongo reads them too.
+        pairs = tuple((dict(r._filter), dict(r._doc)) for r in requests)
+        await self._record(Operation(self.name, "bulk_write", updates=copy.deepcopy(pairs)))
+        for request in requests:
+            if type(request).__name__ != "UpdateOne":
+                raise NotImplementedError(type(request).__name__)
+            self._update(request._filter, request._doc, many=False, upsert=request._upsert)
+
+    async def delete_one(self, filter: dict[str, Any], **options: Any) -> None:
+        await self._record(Operation(self.name, "delete_one", filter=copy.deepcopy(filter)))
+        for key in [k for k, d in self.documents.items() if _matches(d, filter)][:1]:
+            del self.documents[key]
+
+    async def delete_many(self, filter: dict[str, Any], **options: Any) -> None:
+        await self._record(Operation(self.name, "delete_many", filter=copy.deepcopy(filter)))
+        for key in [k for k, d in self.documents.items() if _matches(d, filter)]:
+            del self.documents[key]
+
+    async def drop(self, **options: Any) -> None:
+        await self._record(Operation(self.name, "drop"))
+        self.documents.clear()
+
+
+class MemoryDatabase:
+    """A stand-in for txmongo's ``Database`` that the real ``Store`` can use: collections in
+    memory, and ``operations``, every call the store made in order, so a test pins what is
+    written, how often, in which order and in which shape. ``hold`` makes calls wait until the
+    test releases them (to see what is sent together)."""
+
+    def __init__(self, *, ferretdb: bool = True) -> None:
+        self._collections: dict[str, MemoryCollection] = {}
+        self._ferretdb = ferretdb
+        self.operations: list[Operation] = []
+        self._holding: set[tuple[str, str]] = set()
+        self._failing: set[tuple[str, str]] = set()
+        #: The calls waiting, with the Deferred that lets each go on.
+        self.held: list[tuple[Operation, Deferred[None]]] = []
+
+    def __getitem__(self, name: str) -> MemoryCollection:
+        if name not in self._collections:
+            self._collections[name] = MemoryCollection(self, name)
+        return self._collections[name]
+
+    def hold(self, collection: str, method: str) -> None:
+        self._holding.add((collection, method))
+
+    def fail(self, collection: str, method: str) -> None:
+        """The next call of ``method`` on ``collection`` fails as if the database went away."""
+        self._failing.add((collection, method))
+
+    def release(self) -> None:
+        """Stop holding and let every waiting call go on."""
+        self._holding.clear()
+        held, self.held = self.held, []
+        for _, waiting in held:
+            if not waiting.called:
+                waiting.callback(None)
+
+    async def record(self, operation: Operation) -> None:
+        self.operations.append(operation)
+        if (operation.collection, operation.method) in self._failing:
+            self._failing.discard((operation.collection, operation.method))
+            raise AutoReconnect("the memory database went away")
+        if (operation.collection, operation.method) in self._holding:
+            waiting: Deferred[None] = Deferred()
+            self.held.append((operation, waiting))
+            await waiting
+
+    async def command(self, name: str, **options: Any) -> dict[str, Any]:
+        self.operations.append(Operation("", "command", filter={"command": name}))
+        if name == "buildInfo":
+            return {"ferretdbVersion": "v1.24.2"} if self._ferretdb else {"version": "7.0.0"}
+        return {"ok": 1}
+
+    def writes(self) -> list[Operation]:
+        return [operation for operation in self.operations if operation.writes]
+
+    def documents(self, collection: str) -> dict[Any, dict[str, Any]]:
+        return self[collection].documents
+
+
+_FAST_SCALARS = (bool, str, int, float, datetime, ObjectId)
+
+
+def _by_id(filter: dict[str, Any]) -> bool:
+    if set(filter) != {"_id"}:
+        return False
+    condition = filter["_id"]
+    if isinstance(condition, dict):
+        return set(condition) == {"$in"} and isinstance(condition["$in"], list)
+    return True
+
+
+def is_fast_update(filter: dict[str, Any], update: dict[str, Any]) -> bool:
+    """Whether an update has the shape squad's FerretDB build applies in one SQL statement:
+    a filter of exactly ``_id`` (a value, or ``$in`` a list), and exactly one ``$set`` of
+    top-level fields (no dots, no ``$``, not ``_id``) with scalar values."""
+    if not _by_id(filter) or set(update) != {"$set"}:
+        return False
+    return all(
+        "." not in key
+        and not key.startswith("$")
+        and key != "_id"
+        and isinstance(value, _FAST_SCALARS)
+        for key, value in update["$set"].items()
+    )
+
+
+def is_fast_delete(filter: dict[str, Any]) -> bool:
+    """Whether a deletion is by ``_id`` alone (a value, or ``$in`` a list)."""
+    return _by_id(filter)
 
 
 class ManualVerification:
@@ -502,7 +754,9 @@ class Squad:
         )
         self.commit: GroupCommit[PendingSignup] = GroupCommit(
             self.clock,
-            recording_work(self.store.insert_signups, self.slow_work, self.hasher),
+            recording_work(
+                partial(self.store.insert_signups, hasher=OWNER), self.slow_work, self.hasher
+            ),
             concurrency=commit_concurrency,
         )
         self.shed = 0

@@ -5,14 +5,13 @@ cap sign-ups at a few dozen per second per core. So the request path only seals 
 (authenticated encryption with a key that is never in the database, microseconds), and this
 service hashes it later on one thread per process running at the lowest CPU priority.
 
-The sealed passwords are written with each batch's slow steps (in its ``pending`` document)
-and, if the slow steps end first, move to a durable queue of their own (``sealed_passwords``,
-one document per batch): under steady load they may pile up there, bounded by the CPU, and
-nothing else waits for them. In memory a process keeps only the ids and sizes of its batches,
-oldest first; it reads a batch by ``_id`` when its turn comes (from ``pending``, else from
-``sealed_passwords``), hashes it, has the hashes written and the sealed form deleted. Batches
-left by a process that died are split among the live processes and taken over. The plaintext
-exists only in this process's memory, never on disk.
+The sealed passwords are written once, with each batch's work, into a durable queue of their
+own (``sealed_passwords``, one document per batch, owned by the process that accepted the batch):
+under steady load they may pile up there, bounded by the CPU, and nothing else waits for them.
+In memory a process keeps only the ids and sizes of its batches, oldest first; it reads a batch
+by ``_id`` when its turn comes, hashes it, has the hashes written and the sealed form deleted.
+Batches left by a process that died are split among the live processes and taken over. The
+plaintext exists only in this process's memory, never on disk.
 """
 
 from __future__ import annotations
@@ -232,7 +231,7 @@ class PasswordHasher(Service):
                     self.hashed += 1
             else:
                 if unsealed_all:  # else keep the sealed form for an operator with the old key
-                    self._writer.sealed_done(batch_id, batch.in_pending)
+                    self._writer.sealed_done(batch_id)
             self._forget(batch_id)
 
     async def _hash_one(self, user_id: ObjectId, sealed: bytes) -> str | None:

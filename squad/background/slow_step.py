@@ -3,9 +3,9 @@
 After a sign-up is acknowledged its slow step runs (then ``processed: true``), in the process
 that accepted it, once the response has been written. The password hash is not part of it: it
 has its own queue (``squad.background.hashing``), so the slow step never waits for CPU-bound
-hashing. Work is recorded per group-commit batch (one ``pending`` document for all its users,
-their sealed passwords included, which move to ``sealed_passwords`` when the batch's slow steps
-end before its hashes), and held in memory per user: at most ``capacity`` users per process. A
+hashing. Work is recorded per group-commit batch (one small ``pending`` document for all its
+users; their sealed passwords are in a document of their own, which the hasher deletes), and
+held in memory per user: at most ``capacity`` users per process. A
 sign-up beyond that is stored as unowned work and adopted from the database when room frees
 up. Work of a process that died is adopted the same way, straight from it, when
 ``squad.background.takeover`` finds its heartbeat lapsed. Finishing is idempotent, so doing an
@@ -15,7 +15,7 @@ item twice (a take-over race on FerretDB) is harmless.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 from bson import ObjectId
@@ -29,8 +29,8 @@ from twisted.python.failure import Failure
 from squad.background.finishing import FinishWriter
 from squad.background.resilience import Backoff
 from squad.background.verification import Verification
-from squad.storage.documents import bson_now
-from squad.storage.store import UNOWNED, AdoptedBatch, IStore, Passwords
+from squad.storage.documents import bson_now, retrying_fields
+from squad.storage.store import UNOWNED, AdoptedBatch, ClaimInterrupted, IStore
 
 __all__ = ["SlowWork", "Work"]
 
@@ -55,15 +55,23 @@ class Work:
     attempts: int = 0
     accepted_at: float = 0.0
     started: bool = False
+    #: Taken over from another process, which may have tried and recorded attempts already.
+    resumed: bool = False
 
 
 @dataclass(eq=False)
 class _Batch:
     remaining: int
     held_since: float
-    #: Its users' sealed passwords, which move to ``sealed_passwords`` with the batch's end
-    #: unless they were hashed by then.
-    passwords: Passwords = field(default=(), repr=False)
+
+
+@dataclass(eq=False)
+class _Uncertain:
+    """A batch whose write failed as a whole, looked for in case it landed after all."""
+
+    owner: str
+    size: int
+    since: float
 
 
 def _as_deferred(step: Awaitable[None]) -> Deferred[None]:
@@ -85,10 +93,10 @@ class SlowWork(Service):
         owner: str,
         capacity: int = 30_000,
         backoff: Backoff | None = None,
-        on_adopted: Callable[[ObjectId, int], None] = lambda batch_id, unhashed: None,
+        on_adopted: Callable[[ObjectId, int], None] = lambda batch_id, to_hash: None,
     ) -> None:
-        """``on_adopted(batch_id, unhashed)`` hears of each batch taken over from another
-        process that still has passwords to hash (the hasher queues it)."""
+        """``on_adopted(batch_id, to_hash)`` hears of each batch, taken over or found again,
+        whose passwords this process is to hash (the hasher queues it)."""
         self._clock = clock
         self._store = store
         self._verification = verification
@@ -99,7 +107,10 @@ class SlowWork(Service):
         self._works: dict[ObjectId, Work] = {}
         self._batches: dict[ObjectId, _Batch] = {}
         self._steps: dict[ObjectId, Deferred[None]] = {}
-        self._uncertain: dict[ObjectId, float] = {}
+        self._uncertain: dict[ObjectId, _Uncertain] = {}
+        # Batches an interrupted adoption may have claimed for this process: adopted again by
+        # id at the next refill, or they would wait for this process's death.
+        self._claimed: dict[ObjectId, None] = {}
         self._reserved = 0
         self._overflowed = False
         # When this process last stored a sign-up as unowned (None: never): the lease tells the
@@ -107,7 +118,7 @@ class SlowWork(Service):
         self.unowned_written_at: float | None = None
         self.completed = 0
         self.failed_attempts = 0
-        #: Called with each batch taken over and how many of its passwords still need a hash.
+        #: Called with each batch this process is to hash and how many passwords it holds.
         self._on_adopted = on_adopted
 
     @property
@@ -139,13 +150,7 @@ class SlowWork(Service):
         if owner == self.owner:
             self._reserved -= 1
 
-    def batch_stored(
-        self,
-        batch_id: ObjectId,
-        owner: str,
-        user_ids: Sequence[ObjectId],
-        passwords: Passwords = (),
-    ) -> None:
+    def batch_stored(self, batch_id: ObjectId, owner: str, user_ids: Sequence[ObjectId]) -> None:
         """A ``pending`` batch and these of its users were written (before their answers):
         their slots become work, started by ``accept`` once each answer is out."""
         if owner != self.owner:
@@ -154,18 +159,18 @@ class SlowWork(Service):
         if not self.running:
             return  # stopping: the batch is handed over with the rest
         if not user_ids:
-            self.writer.pending_done(batch_id, self.owner, ())  # none of its users was stored
+            self.writer.pending_done(batch_id)  # none of its users was stored
             return
         now = self._clock.seconds()
-        self._batches[batch_id] = _Batch(len(user_ids), now, passwords)
+        self._batches[batch_id] = _Batch(len(user_ids), now)
         for user_id in user_ids:
             self._works[user_id] = Work(user_id, batch_id, accepted_at=now)
 
-    def batch_uncertain(self, batch_id: ObjectId, owner: str) -> None:
-        """The write of this batch failed as a whole, yet may have landed (a timeout does not
-        undo a write): look for it at the next rounds, so a stored user is never stranded."""
-        if owner == self.owner:
-            self._uncertain[batch_id] = self._clock.seconds()
+    def batch_uncertain(self, batch_id: ObjectId, owner: str, size: int) -> None:
+        """The write of this batch of ``size`` sign-ups (slow steps for ``owner``, passwords for
+        this process) failed as a whole, yet may have landed (a timeout does not undo a write):
+        look for it at the next rounds, so a stored user is never stranded."""
+        self._uncertain[batch_id] = _Uncertain(owner, size, self._clock.seconds())
 
     def accept(self, user_id: ObjectId) -> None:
         """Start the slow step of a stored user (called after its response was written)."""
@@ -174,20 +179,22 @@ class SlowWork(Service):
             work.started = True
             self._attempt(work)
 
-    def _take_on(self, adopted: AdoptedBatch) -> None:
-        """Hold and start an adopted batch, and have its passwords not hashed yet hashed."""
+    def _take_on(self, adopted: AdoptedBatch, resumed: bool = True) -> None:
+        """Hold and start an adopted batch, and have the passwords it brings hashed here."""
         batch_id, unprocessed = adopted.batch_id, adopted.unprocessed
         if batch_id in self._batches:
             return  # ours already (a late look for an uncertain batch)
-        if adopted.unhashed:
-            self._on_adopted(batch_id, len(adopted.unhashed))
+        if adopted.to_hash:
+            self._on_adopted(batch_id, adopted.to_hash)
         if not unprocessed:
-            self.writer.pending_done(batch_id, self.owner, adopted.unhashed)
+            self.writer.pending_done(batch_id)
             return
         now = self._clock.seconds()
-        self._batches[batch_id] = _Batch(len(unprocessed), now, adopted.unhashed)
+        self._batches[batch_id] = _Batch(len(unprocessed), now)
         for user_id in unprocessed:
-            work = self._works[user_id] = Work(user_id, batch_id, accepted_at=now, started=True)
+            work = self._works[user_id] = Work(
+                user_id, batch_id, accepted_at=now, started=True, resumed=resumed
+            )
             self._attempt(work)
 
     def _finish(self, work: Work) -> None:
@@ -198,7 +205,7 @@ class SlowWork(Service):
         batch.remaining -= 1
         if batch.remaining <= 0:
             del self._batches[work.batch_id]
-            self.writer.pending_done(work.batch_id, self.owner, batch.passwords)
+            self.writer.pending_done(work.batch_id)
 
     # The slow step is a chain of callbacks rather than a coroutine: thousands of users are in
     # it at once, and a suspended coroutine with its Deferreds and closures is some thirty
@@ -221,7 +228,10 @@ class SlowWork(Service):
         self._steps.pop(work.user_id, None)
         if self._works.get(work.user_id) is not work:
             return  # dropped meanwhile (DELETE /collections, shutdown)
-        self.writer.processed(work.user_id, work.attempts)
+        # A first-try success records nothing beyond processed; retries, and a take-over (which
+        # may follow recorded retries), leave the final count.
+        retried = work.attempts > 1 or work.resumed
+        self.writer.processed(work.user_id, work.attempts if retried else 0)
         self.completed += 1
         self._finish(work)
 
@@ -234,14 +244,9 @@ class SlowWork(Service):
         self.failed_attempts += 1
         self.writer.set_fields(
             work.user_id,
-            {
-                "verification": {
-                    "state": "retrying",
-                    "attempts": work.attempts,
-                    "last_error": failure.getErrorMessage(),
-                    "last_attempt": bson_now(self._clock.seconds()),
-                }
-            },
+            retrying_fields(
+                work.attempts, failure.getErrorMessage(), bson_now(self._clock.seconds())
+            ),
         )
         pause: Deferred[None] = deferLater(self._clock, self._backoff.delay(work.attempts))
         self._steps[work.user_id] = pause
@@ -267,6 +272,7 @@ class SlowWork(Service):
         owner can be forgotten; False when room ran out or the process stopped first.
         """
         await self._look_for_uncertain()
+        await self._adopt_claimed()
         if not owners and self._overflowed:
             owners = (UNOWNED,)
         if not owners:
@@ -277,7 +283,11 @@ class SlowWork(Service):
                 return False
             # Small rounds: each must finish within the store's timeouts on a busy FerretDB.
             wanted = max(1, min(ADOPT_PER_ROUND, room // USERS_PER_BATCH))
-            adopted_now = await self._store.adopt(self.owner, wanted, owners)
+            try:
+                adopted_now = await self._store.adopt(self.owner, wanted, owners)
+            except ClaimInterrupted as interrupted:
+                self._claimed.update(dict.fromkeys(interrupted.batch_ids))
+                raise
             for adopted in adopted_now:
                 self._take_on(adopted)
             if len(adopted_now) < wanted:
@@ -286,16 +296,43 @@ class SlowWork(Service):
                 return True
         return False
 
+    async def _adopt_claimed(self) -> None:
+        if not self._claimed or not self.running:
+            return
+        claimed = list(self._claimed)[:ADOPT_PER_ROUND]
+        adopted_now = await self._store.adopt(self.owner, len(claimed), [self.owner], claimed)
+        for batch_id in claimed:
+            # Not found: the claim did not land (the batch is still its dead owner's, adopted
+            # the usual way) or the batch is finished.
+            self._claimed.pop(batch_id, None)
+        for adopted in adopted_now:
+            self._take_on(adopted)
+
     async def _look_for_uncertain(self) -> None:
         now = self._clock.seconds()
-        for batch_id, since in list(self._uncertain.items()):
+        for batch_id, uncertain in list(self._uncertain.items()):
             if not self.running:
                 return
             found = await self._store.find_pending(batch_id)
             if found is not None:
-                self._take_on(found)
-            if found is not None or now - since > UNCERTAIN_SECONDS:
                 del self._uncertain[batch_id]
+                if uncertain.owner == self.owner:
+                    self._take_on(found, resumed=False)
+                elif found.to_hash:  # unowned steps: whoever adopts them; the hashes are ours
+                    self._on_adopted(batch_id, found.to_hash)
+                if not found.to_hash:
+                    # None of its users stored (or all hashed): its passwords are not needed.
+                    self.writer.sealed_done(batch_id)
+            elif now - uncertain.since > UNCERTAIN_SECONDS:
+                del self._uncertain[batch_id]
+                if uncertain.owner == self.owner:
+                    # Never landed, so none of its users was stored (they are written after
+                    # the work): a passwords document that landed alone is not needed.
+                    self.writer.sealed_done(batch_id)
+                else:
+                    # Unowned steps may have been adopted and finished meanwhile: hash what
+                    # is left of the batch, if anything.
+                    self._on_adopted(batch_id, uncertain.size)
 
     def _drop(self, works: Sequence[Work]) -> None:
         for work in works:
@@ -315,6 +352,7 @@ class SlowWork(Service):
         self._works.clear()  # first, so a cancelled step sees it was dropped and does not retry
         self._batches.clear()
         self._uncertain.clear()
+        self._claimed.clear()
         for step in list(self._steps.values()):
             step.cancel()
         self.writer.clear()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable, Coroutine
+from functools import partial
 from typing import Any
 
 from bson import ObjectId
@@ -67,32 +68,31 @@ def recording_work(
     hasher: PasswordHasher,
 ) -> Callable[[list[PendingSignup]], Coroutine[Any, Any, None]]:
     """``write``, then hand the work documents it wrote to the slow work and the hasher
-    (before any answer goes out, so each answered user's work is already held)."""
+    (before any answer goes out, so each answered user's work is already held). The hasher
+    gets every batch, whoever runs its slow steps: its passwords are this process's."""
 
     async def write_and_record(batch: list[PendingSignup]) -> None:
         try:
             await write(batch)
         except BaseException:
             # A timeout does not undo a write: what may have landed is looked for later.
-            for batch_id, (owner, _) in _work_batches(batch).items():
-                slow_work.batch_uncertain(batch_id, owner)
+            for batch_id, (owner, items) in _work_batches(batch).items():
+                slow_work.batch_uncertain(batch_id, owner, len(items))
             raise
         for batch_id, (owner, items) in _work_batches(batch).items():
-            stored = [item for item in items if item.error is None]
-            slow_work.batch_stored(
-                batch_id,
-                owner,
-                [item.user_id for item in stored],
-                tuple((item.user_id, item.sealed_password) for item in stored),
-            )
-            if owner == hasher.owner:
+            stored = [item.user_id for item in items if item.error is None]
+            slow_work.batch_stored(batch_id, owner, stored)
+            if stored:
                 hasher.enqueue(batch_id, len(items))
+            else:
+                slow_work.writer.sealed_done(batch_id)  # no user of it: nothing to hash
 
     return write_and_record
 
 
 def _work_batches(batch: list[PendingSignup]) -> dict[ObjectId, tuple[str, list[PendingSignup]]]:
-    """The items of ``batch`` by the ``pending`` document that holds their work."""
+    """The items of ``batch`` by the work documents (``pending``, ``sealed_passwords``) that
+    hold their work."""
     found: dict[ObjectId, tuple[str, list[PendingSignup]]] = {}
     for item in batch:
         if item.work_batch is not None:
@@ -319,7 +319,7 @@ def build_process_service(
             timed_write(
                 reactor,
                 retry_once_on_failover(
-                    store.insert_signups,
+                    partial(store.insert_signups, hasher=owner),
                     lambda: store.users,
                     store.timeout,
                     on_retry=metrics.db_errors.labels("insert_signups_failover").inc,

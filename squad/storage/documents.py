@@ -16,6 +16,7 @@ from squad.http.validation import SignUp
 __all__ = [
     "bson_now",
     "new_user_document",
+    "retrying_fields",
     "user_json",
     "verified_fields",
 ]
@@ -75,6 +76,21 @@ def user_json(document: dict[str, Any]) -> bytes:
 
 
 def verified_fields(attempts: int) -> dict[str, Any]:
-    """What a user's document gets once its slow step succeeded after ``attempts`` tries
-    (the store adds ``date_updated``)."""
-    return {"processed": True, "verification": {"state": "verified", "attempts": attempts}}
+    """What a user's document gets once its slow step succeeded (the store adds
+    ``date_updated``): ``processed``, and, when ``attempts`` is not 0 (the step was retried,
+    or resumed after a take-over), the final record of the tries, which overwrites a
+    ``"retrying"`` one. Top-level scalars only, so that the update stays on the database's
+    fast path."""
+    if not attempts:
+        return {"processed": True}
+    return {"processed": True, "verification_state": "verified", "verification_attempts": attempts}
+
+
+def retrying_fields(attempts: int, error: str, at: datetime) -> dict[str, Any]:
+    """What a user's document shows while its slow step is retried after a failure."""
+    return {
+        "verification_state": "retrying",
+        "verification_attempts": attempts,
+        "verification_error": error,
+        "verification_attempted_at": at,
+    }

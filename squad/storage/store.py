@@ -2,22 +2,38 @@
 
 Collections (one database, ``squad`` by default):
 
-- ``users``: the sign-ups (never a password; its hash once it is made).
-- ``pending``: the work of each group-commit batch whose slow steps are not all finished, one
-  document per batch: its owner process, the ids of its users and their sealed passwords,
-  written before the users in the same round trip's worth of writes. The database is the
+- ``users``: the sign-ups (never a password; its hash once it is made). Besides the contract's
+  fields a user may carry, all top-level scalars: ``password_hash``; and, only when its slow
+  step did not succeed at the first try here, ``verification_state`` (``"retrying"``, then
+  ``"verified"``), ``verification_attempts``, ``verification_error`` and
+  ``verification_attempted_at``.
+- ``pending``: the slow steps of each group-commit batch whose steps are not all finished, one
+  small document per batch: its owner process and the ids of its users. The database is the
   queue: the work survives the process that accepted it. The document goes once every one of
-  its users is ``processed`` (its passwords not hashed by then move to ``sealed_passwords``),
-  so the collection holds only the last slow-step period's batches, however long the load.
-- ``sealed_passwords``: the passwords whose slow step is done but whose hash is not, one
-  document per batch: the owner process and each user's sealed password. A queue of its own,
-  drained at the CPU's pace: it may grow under load, and nothing periodic reads it (a process
-  reads a batch by ``_id`` when it hashes it; a full read happens only when a process died and
-  its batches are taken over).
+  its users is ``processed``, so the collection holds only the last slow-step period's
+  batches, however long the load.
+- ``sealed_passwords``: the sealed passwords of each batch until they are hashed, one
+  document per batch, under the same ``_id`` as its ``pending`` document: the process that
+  hashes them and each user's sealed password. Written once, beside the ``pending`` document,
+  and never copied. A queue of its own, drained at the CPU's pace: it may grow under load, and
+  nothing periodic reads it (a process reads a batch by ``_id`` when it hashes it; a full read
+  happens only when a process died and its batches are taken over).
 - ``processes``: a heartbeat per running squad process. A process whose heartbeat is older than
   the lease is dead; live processes adopt its work straight from it, then forget it. Work no
   process could hold in memory is stored unowned (owner ``""``) and adopted the same way.
 - ``idempotency_keys``: the first answer to each ``Idempotency-Key``.
+
+Each fact is written once: a user's insert, its ``processed`` update, its hash (one update with
+the ``processed`` one when both are ready in the same round), and a batch's two documents, each
+inserted once and deleted once, several batches per deletion. Every update of a user is a
+``$set`` of top-level scalars by ``_id`` (equality, or ``$in``), and every deletion is by
+``_id``: the shapes squad's FerretDB build applies in one SQL statement without decoding a
+document (docs/database.md).
+
+An older squad kept the sealed passwords inside the ``pending`` document and copied them to
+``sealed_passwords`` when the slow steps ended first. Such a document, left by a process of
+that version, is still finished: adopting it copies the passwords not hashed yet to
+``sealed_passwords``, once, for the adopting process to hash.
 
 Only ``_id`` lookups (equality, and ``$in`` with squad's FerretDB patch) are cheap on FerretDB:
 its SQLite backend pushes nothing else down to SQL. So the hot paths only ever touch documents by
@@ -35,7 +51,7 @@ from typing import Any, TypeVar
 
 from bson import ObjectId
 from pymongo import UpdateOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError, WriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 from twisted.internet.defer import Deferred, FirstError, ensureDeferred, gatherResults
 from twisted.python.failure import Failure
 from txmongo.collection import Collection
@@ -47,6 +63,7 @@ from squad.storage.documents import verified_fields
 __all__ = [
     "UNOWNED",
     "AdoptedBatch",
+    "ClaimInterrupted",
     "FinishRound",
     "IStore",
     "LeaseView",
@@ -90,8 +107,8 @@ class PendingSignup:
     owner: str
     #: Set by the group commit when this item's documents could not all be written.
     error: BaseException | None = field(default=None, repr=False)
-    #: The ``pending`` document holding this item's work, named before the first write so
-    #: that a retry writes the same document again.
+    #: The id of the ``pending`` and ``sealed_passwords`` documents holding this item's work,
+    #: named before the first write so that a retry writes the same documents again.
     work_batch: ObjectId | None = None
 
     @property
@@ -106,22 +123,21 @@ Passwords = tuple[tuple[ObjectId, bytes], ...]
 
 @dataclass(frozen=True)
 class AdoptedBatch:
-    """A ``pending`` batch taken over, with what is still to do (a take-over may be late):
-    the users whose slow step is to run, and the sealed passwords not hashed yet."""
+    """A ``pending`` batch taken over or found again, with what is still to do (a take-over
+    may be late): the users whose slow step is to run, and how many of the batch's passwords
+    the process that found it is to hash, from a ``sealed_passwords`` document of its own."""
 
     batch_id: ObjectId
     unprocessed: tuple[ObjectId, ...]
-    unhashed: Passwords = field(default=(), repr=False)
+    to_hash: int = 0
 
 
 @dataclass(frozen=True)
 class SealedBatch:
-    """One batch of sealed passwords, as the hasher reads it, and where it was found: still in
-    its ``pending`` document, or moved to ``sealed_passwords``."""
+    """One batch of sealed passwords, as the hasher reads it from ``sealed_passwords``."""
 
     batch_id: ObjectId
     passwords: Passwords = field(repr=False)
-    in_pending: bool = False
 
 
 @dataclass
@@ -139,24 +155,31 @@ class FinishRound:
     """What one round of the finish writer sends, in this order: the users' updates, then the
     deletion of the work documents whose every update is acknowledged."""
 
-    #: Users whose slow step succeeded, by the number of attempts it took (one bulk update each).
+    #: Users whose slow step succeeded, by the number of attempts to record on them (0 for a
+    #: first-try success, which records nothing): one update by ``_id: {$in}`` each.
     processed: dict[int, list[ObjectId]] = field(default_factory=dict)
     #: Other fields to set, user by user (a password hash, a retry's state).
     fields: dict[ObjectId, dict[str, Any]] = field(default_factory=dict)
-    #: Batches whose passwords outlive their slow steps: written to ``sealed_passwords`` (by
-    #: owner) before their ``pending`` documents go.
-    moves: list[tuple[str, SealedBatch]] = field(default_factory=list)
+    #: Batches whose slow steps are all done: their ``pending`` documents go.
     pending_done: list[ObjectId] = field(default_factory=list)
+    #: Batches whose passwords are all hashed: their ``sealed_passwords`` documents go.
     sealed_done: list[ObjectId] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(
-            self.processed or self.fields or self.moves or self.pending_done or self.sealed_done
-        )
+        return bool(self.processed or self.fields or self.pending_done or self.sealed_done)
 
 
 class WriteRefused(Exception):
     """The database refused this one document (the others in its batch may have been written)."""
+
+
+class ClaimInterrupted(Exception):
+    """An adoption failed once its claims were sent: these batches may be the adopter's now,
+    and nobody else would take them over while it lives."""
+
+    def __init__(self, batch_ids: list[ObjectId], cause: str) -> None:
+        super().__init__(f"an adoption of {len(batch_ids)} batches was interrupted: {cause}")
+        self.batch_ids = batch_ids
 
 
 def _failed_indexes(error: BulkWriteError) -> dict[int, str]:
@@ -175,8 +198,9 @@ class IStore(Interface):
     async def ping() -> None:
         """Answer once the database answers."""
 
-    async def insert_signups(batch: list[PendingSignup]) -> None:  # noqa: N805 (an interface method has no self)
-        """Write a batch's work, then its users, marking each item that failed."""
+    async def insert_signups(batch: list[PendingSignup], hasher: str) -> None:  # noqa: N805 (an interface method has no self)
+        """Write a batch's work (its sealed passwords owned by ``hasher``), then its users,
+        marking each item that failed."""
 
     async def find_user(user_id: ObjectId) -> dict[str, Any] | None:  # noqa: N805 (an interface method has no self)
         """A user by id, or None."""
@@ -191,10 +215,10 @@ class IStore(Interface):
         """Reuse a key whose 24 hours are over."""
 
     async def apply_finishes(round: FinishRound, now: datetime) -> None:  # noqa: N805 (an interface method has no self)
-        """Write one finish round: updates, moves, then deletions."""
+        """Write one finish round: updates, then deletions."""
 
     async def find_sealed(batch_id: ObjectId) -> SealedBatch | None:  # noqa: N805 (an interface method has no self)
-        """A batch of sealed passwords, from pending or sealed_passwords, or None."""
+        """A batch of sealed passwords by id, or None."""
 
     async def sealed_batches_of(owners: Sequence[str]) -> list[tuple[ObjectId, int]]:  # noqa: N805 (an interface method has no self)
         """The sealed-password batches these dead owners left, with their sizes."""
@@ -214,8 +238,14 @@ class IStore(Interface):
     async def forget_process(owner: str) -> None:  # noqa: N805 (an interface method has no self)
         """Delete a dead process's heartbeat."""
 
-    async def adopt(owner: str, limit: int, from_owners: Sequence[str]) -> list[AdoptedBatch]:  # noqa: N805 (an interface method has no self)
-        """Take up to ``limit`` batches of work from these owners."""
+    async def adopt(
+        owner: str,  # noqa: N805 (an interface method has no self)
+        limit: int,
+        from_owners: Sequence[str],
+        only: Sequence[ObjectId] = (),
+    ) -> list[AdoptedBatch]:
+        """Take up to ``limit`` batches of work from these owners (for ``owner``), only those
+        of ``only`` when it names some."""
 
     async def find_pending(batch_id: ObjectId) -> AdoptedBatch | None:  # noqa: N805 (an interface method has no self)
         """A batch of work by id, with what is still to do, or None."""
@@ -256,16 +286,18 @@ class Store:
 
     # -- sign-ups ---------------------------------------------------------------------------
 
-    async def insert_signups(self, batch: list[PendingSignup]) -> None:
+    async def insert_signups(self, batch: list[PendingSignup], hasher: str) -> None:
         """Write a batch of sign-ups, marking each item that failed.
 
-        The work goes first, one ``pending`` document per owner (normally one for the whole
-        batch) with the users' ids and sealed passwords; then the users in one bulk insert. A
-        user is only ever visible with its work already recorded, so an acknowledged user can
-        never be left without its slow step or its hash. Work for a user whose own insert then
-        fails is harmless: finishing it updates nothing. The sealed passwords travel in the work
-        document rather than in a write of their own: on SQLite each write is a transaction
-        behind its single writer lock, which is what sign-ups queue for. A work document that
+        The work goes first, in two writes sent together: one small ``pending`` document per
+        owner of slow steps (normally one for the whole batch) with the users' ids, and one
+        ``sealed_passwords`` document under the same id with their sealed passwords, owned by
+        ``hasher``, the process whose hasher has them whoever runs the slow steps. Then, once
+        both are acknowledged, the users in one bulk insert. A user is only ever visible with
+        its work already recorded, so an acknowledged user can never be left without its slow
+        step or its hash. Work for a user whose own insert then fails is harmless: finishing
+        it updates nothing. Each sealed password is written here and nowhere else: the slow
+        steps' document stays small, and ends without moving anything. A work document that
         already exists was written by an earlier attempt of this same batch (the ids are
         squad's own): that is success, not a failure.
         Raises only when the whole batch failed (timeout, lost connection).
@@ -274,37 +306,48 @@ class Store:
         by_owner: dict[str, list[PendingSignup]] = {}
         for item in work:
             by_owner.setdefault(item.owner, []).append(item)
-        writes = [
-            self._insert_work(
-                self.pending,
+        groups = [(_batch_id(items), owner, items) for owner, items in by_owner.items()]
+        if groups:
+            slow_steps = [
+                {"_id": batch_id, "owner": owner, "users": [item.user_id for item in items]}
+                for batch_id, owner, items in groups
+            ]
+            passwords = [
                 {
-                    "_id": _batch_id(items),
-                    "owner": owner,
+                    "_id": batch_id,
+                    "owner": hasher,
                     "users": [item.user_id for item in items],
                     "sealed": [item.sealed_password for item in items],
-                },
-                items,
-            )
-            for owner, items in by_owner.items()
-        ]
-        if len(writes) == 1:
-            await writes[0]
-        elif writes:
-            await gatherResults(writes, consumeErrors=True).addErrback(_first_error)
+                }
+                for batch_id, _, items in groups
+            ]
+            # In parallel: one round trip before the users instead of two.
+            await gatherResults(
+                [
+                    self._insert_work(self.pending, slow_steps, groups),
+                    self._insert_work(self.sealed_passwords, passwords, groups),
+                ],
+                consumeErrors=True,
+            ).addErrback(_first_error)
         work = [item for item in work if item.error is None]
         await self._insert_marking(self.users, [item.user for item in work], work)
 
     def _insert_work(
-        self, collection: Collection, document: dict[str, Any], items: list[PendingSignup]
+        self,
+        collection: Collection,
+        documents: list[dict[str, Any]],
+        groups: list[tuple[ObjectId, str, list[PendingSignup]]],
     ) -> Deferred[None]:
         async def insert() -> None:
             try:
-                await collection.insert_one(document, timeout=self.timeout)
-            except DuplicateKeyError:
-                pass  # an earlier attempt of this batch wrote it
-            except WriteError as error:
-                for item in items:
-                    item.error = WriteRefused(str(error))
+                await collection.insert_many(documents, ordered=False, timeout=self.timeout)
+            except BulkWriteError as error:
+                for entry in error.details.get("writeErrors", []):
+                    if entry.get("code") == DUPLICATE_KEY:
+                        continue  # an earlier attempt of this batch wrote it
+                    refused = WriteRefused(str(entry.get("errmsg", "write error")))
+                    for item in groups[int(entry["index"])][2]:
+                        item.error = refused
 
         return ensureDeferred(insert())
 
@@ -355,8 +398,10 @@ class Store:
         documents whose updates are all acknowledged (so a crash in between repeats work but
         never loses it).
 
-        The users verified with the same number of attempts share one update by ``_id: {$in}``
-        (one SQL statement and one transaction on patched FerretDB), stamped with ``now``.
+        The users verified with the same record share one update by ``_id: {$in}`` (one SQL
+        statement on patched FerretDB), stamped with ``now``; the other updates go user by
+        user by ``_id``, in bulk messages; each is a ``$set`` of top-level scalars. The
+        deletions of all the round's batches take one message per collection.
         """
         timeout = self.timeout * 4
         for attempts, user_ids in round.processed.items():
@@ -374,20 +419,6 @@ class Store:
         ]
         for operations_chunk in _chunks(operations, BULK_OPERATIONS_PER_MESSAGE):
             await self.background_users.bulk_write(operations_chunk, ordered=False, timeout=timeout)
-        if round.moves:
-            await self._insert_ignoring_duplicates(
-                self.background_sealed,
-                [
-                    {
-                        "_id": moved.batch_id,
-                        "owner": owner,
-                        "users": [user_id for user_id, _ in moved.passwords],
-                        "sealed": [sealed for _, sealed in moved.passwords],
-                    }
-                    for owner, moved in round.moves
-                ],
-                timeout,
-            )
         for collection, done in (
             (self.background_pending, round.pending_done),
             (self.background_sealed, round.sealed_done),
@@ -395,36 +426,14 @@ class Store:
             for chunk in _chunks(done, IDS_PER_FILTER):
                 await collection.delete_many({"_id": {"$in": chunk}}, timeout=timeout)
 
-    async def _insert_ignoring_duplicates(
-        self, collection: Collection, documents: list[dict[str, Any]], timeout: float
-    ) -> None:
-        # A duplicate is a document an earlier, unacknowledged attempt wrote: already done.
-        try:
-            await collection.insert_many(documents, ordered=False, timeout=timeout)
-        except BulkWriteError as error:
-            refused = [
-                entry
-                for entry in error.details.get("writeErrors", [])
-                if entry.get("code") != DUPLICATE_KEY
-            ]
-            if refused:
-                raise
-
     # -- the password-hash queue ------------------------------------------------------------
 
     async def find_sealed(self, batch_id: ObjectId) -> SealedBatch | None:
-        """A batch of sealed passwords by its id: in its ``pending`` document while its slow
-        steps run, then in ``sealed_passwords``; None once it was hashed (or flushed).
-        ``pending`` is read first: a batch is written to ``sealed_passwords`` before it leaves
-        ``pending``, so it cannot be missed between the two reads."""
-        for collection, in_pending in (
-            (self.background_pending, True),
-            (self.background_sealed, False),
-        ):
-            found = await collection.find({"_id": batch_id}, limit=-1, timeout=self.timeout * 4)
-            if found:
-                return SealedBatch(batch_id, _passwords(found[0]), in_pending)
-        return None
+        """A batch of sealed passwords by its id; None once it was hashed (or flushed)."""
+        found = await self.background_sealed.find(
+            {"_id": batch_id}, limit=-1, timeout=self.timeout * 4
+        )
+        return SealedBatch(batch_id, _passwords(found[0])) if found else None
 
     async def sealed_batches_of(self, owners: Sequence[str]) -> list[tuple[ObjectId, int]]:
         """The batches of sealed passwords that ``owners`` (dead processes) left, with their
@@ -482,23 +491,37 @@ class Store:
         """Delete a dead process's heartbeat once none of its work is left to take over."""
         await self.processes.delete_one({"_id": owner}, timeout=self.timeout)
 
-    async def adopt(self, owner: str, limit: int, from_owners: Sequence[str]) -> list[AdoptedBatch]:
+    async def adopt(
+        self,
+        owner: str,
+        limit: int,
+        from_owners: Sequence[str],
+        only: Sequence[ObjectId] = (),
+    ) -> list[AdoptedBatch]:
         """Take up to ``limit`` batches of slow steps owned by ``from_owners`` (dead processes,
-        or the pool ``UNOWNED``), and learn which of their users are still unprocessed (a
-        take-over may be late).
+        or the pool ``UNOWNED``; among ``only`` when it names some), and learn which of their
+        users are still unprocessed (a take-over may be late).
 
         Claimed straight from the dead owner, batch by batch. On FerretDB two processes may
         adopt the same batch (its updates are not atomic,
         https://github.com/FerretDB/FerretDB/issues/3040); finishing is idempotent, so that
-        costs a repeat, never a loss.
+        costs a repeat, never a loss. Raises ``ClaimInterrupted`` when it fails once the claims
+        were sent (the database went away): the caller adopts those batches again, by id.
         """
         if limit <= 0 or not from_owners:
             return []
-        candidates = await self.pending.find(
-            {"owner": {"$in": list(from_owners)}}, limit=-limit, timeout=self.timeout * 4
-        )
+        query: dict[str, Any] = {"owner": {"$in": list(from_owners)}}
+        if only:
+            query = {"_id": {"$in": list(only)}, **query}
+        candidates = await self.pending.find(query, limit=-limit, timeout=self.timeout * 4)
         if not candidates:
             return []
+        try:
+            return await self._claim(owner, candidates)
+        except Exception as error:
+            raise ClaimInterrupted([doc["_id"] for doc in candidates], str(error)) from error
+
+    async def _claim(self, owner: str, candidates: list[dict[str, Any]]) -> list[AdoptedBatch]:
         # On MongoDB each claim holds only if the batch is still owned by whom we found it
         # with, so two processes never both take it. On FerretDB that condition turns the
         # update into a scan of `pending`, and its updates are not atomic anyway: there the
@@ -513,8 +536,47 @@ class Store:
         ]
         for chunk in _chunks(claims, BULK_OPERATIONS_PER_MESSAGE):
             await self.pending.bulk_write(chunk, ordered=False, timeout=self.timeout * 4)
-        done = await self._done_of([u for doc in candidates for u in doc.get("users", [])])
-        return [_adopted(doc, *done) for doc in candidates]
+        processed, hashed = await self._done_of(
+            [u for doc in candidates for u in doc.get("users", [])]
+        )
+        carried = await self._carry_sealed_over(owner, candidates, hashed)
+        return [
+            AdoptedBatch(doc["_id"], _unprocessed(doc, processed), carried.get(doc["_id"], 0))
+            for doc in candidates
+        ]
+
+    async def _carry_sealed_over(
+        self, owner: str, docs: list[dict[str, Any]], hashed: set[ObjectId]
+    ) -> dict[ObjectId, int]:
+        """The passwords an older squad left sealed inside these ``pending`` documents and not
+        hashed yet, copied once to ``sealed_passwords`` for ``owner`` to hash; how many, by
+        batch. A batch already there (that version moved it, then died before deleting its
+        ``pending`` document) is taken over with that collection instead."""
+        copies = []
+        for doc in docs:
+            if not doc.get("sealed"):
+                continue  # this version's shape: the passwords are in sealed_passwords already
+            unhashed = [pair for pair in _passwords(doc) if pair[0] not in hashed]
+            if unhashed:
+                copies.append(
+                    {
+                        "_id": doc["_id"],
+                        "owner": owner,
+                        "users": [user_id for user_id, _ in unhashed],
+                        "sealed": [sealed for _, sealed in unhashed],
+                    }
+                )
+        carried = {copy["_id"]: len(copy["users"]) for copy in copies}
+        if not copies:
+            return carried
+        try:
+            await self.sealed_passwords.insert_many(copies, ordered=False, timeout=self.timeout * 4)
+        except BulkWriteError as error:
+            for entry in error.details.get("writeErrors", []):
+                if entry.get("code") != DUPLICATE_KEY:
+                    raise
+                carried.pop(copies[int(entry["index"])]["_id"], None)
+        return carried
 
     async def _done_of(self, user_ids: list[ObjectId]) -> tuple[set[ObjectId], set[ObjectId]]:
         """Of these users: those processed, and those whose password is hashed."""
@@ -538,12 +600,19 @@ class Store:
         return processed | missing, hashed | missing
 
     async def find_pending(self, batch_id: ObjectId) -> AdoptedBatch | None:
-        """A batch of work by its id, with what is still to do; None if it is not in the
-        database (a write that timed out before it landed)."""
+        """One of this process's own batches of work by its id, with what is still to do (its
+        passwords are this process's to hash); None if it is not in the database (a write that
+        timed out before it landed)."""
         found = await self.pending.find({"_id": batch_id}, limit=-1, timeout=self.timeout)
         if not found:
             return None
-        return _adopted(found[0], *await self._done_of(list(found[0].get("users", []))))
+        users = list(found[0].get("users", []))
+        processed, hashed = await self._done_of(users)
+        return AdoptedBatch(
+            batch_id,
+            _unprocessed(found[0], processed),
+            sum(1 for user_id in users if user_id not in hashed),
+        )
 
     async def _filters_beyond_id_are_cheap(self) -> bool:
         """False on FerretDB (its SQL sees only _id filters), True on MongoDB; asked once."""
@@ -598,12 +667,8 @@ def _passwords(doc: dict[str, Any]) -> Passwords:
     )
 
 
-def _adopted(doc: dict[str, Any], processed: set[ObjectId], hashed: set[ObjectId]) -> AdoptedBatch:
-    return AdoptedBatch(
-        doc["_id"],
-        tuple(user_id for user_id in doc.get("users", []) if user_id not in processed),
-        tuple(pair for pair in _passwords(doc) if pair[0] not in hashed),
-    )
+def _unprocessed(doc: dict[str, Any], processed: set[ObjectId]) -> tuple[ObjectId, ...]:
+    return tuple(user_id for user_id in doc.get("users", []) if user_id not in processed)
 
 
 def _first_error(failure: Failure) -> Failure:

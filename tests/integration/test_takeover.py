@@ -9,11 +9,23 @@ from __future__ import annotations
 
 import os
 import uuid
+from datetime import datetime
 
+from bson import ObjectId
 from twisted.internet import reactor
+from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
-from tests.support import SquadProcess, database_uri, drop_database, mongo, sleep, start_squad
+from squad.passwords import PasswordSealer, load_or_create_key, verify_password
+from tests.support import (
+    SquadProcess,
+    database_uri,
+    drop_database,
+    eventually,
+    mongo,
+    sleep,
+    start_squad,
+)
 
 # Each instance is one worker; its lease lapses 2 s after it dies.
 LEASE = ("--workers", "1", "--lease-seconds", "2")
@@ -123,3 +135,83 @@ class TakeOverTests(TestCase):
 
     # Start-up of three processes plus the 90 s the issue allows.
     test_killed_instance_work_is_finished_by_the_other_instances.timeout = 120  # type: ignore[attr-defined]
+
+    async def test_work_left_by_an_older_version_is_finished_after_an_upgrade(self) -> None:
+        """A batch as an older squad stored it (its sealed passwords inside its pending
+        document), left by a process that died before the upgrade: this version takes it
+        over, processes its users and hashes each password from that document (one of them
+        was hashed already and is left alone), and leaves no work behind."""
+        uri = database_uri()
+        database = f"squad_upgrade_{uuid.uuid4().hex[:8]}"
+        self.addCleanup(drop_database, uri, database)
+        key_file = os.path.abspath(self.mktemp() + ".key")
+        sealer = PasswordSealer(load_or_create_key(key_file))
+        pool, db = await mongo(uri, database)
+        self.addCleanup(pool.disconnect)
+        hashed, waiting = ObjectId(), ObjectId()
+        moment = datetime(2026, 1, 1)
+        await db.users.insert_many(
+            [
+                {
+                    "_id": user_id,
+                    "firstName": "Ada",
+                    "lastName": "Lovelace",
+                    "email": "ada@example.com",
+                    "username": f"ada_{user_id}",
+                    "processed": False,
+                    "date_created": moment,
+                    "date_updated": moment,
+                }
+                for user_id in (hashed, waiting)
+            ],
+            timeout=5,
+        )
+        await db.users.update_one(
+            {"_id": hashed}, {"$set": {"password_hash": "$argon2id$kept"}}, timeout=5
+        )
+        old_owner = "old-host:1:0ld0ld00"
+        await db.pending.insert_one(
+            {
+                "_id": ObjectId(),
+                "owner": old_owner,
+                "users": [hashed, waiting],
+                "sealed": [
+                    sealer.seal("first password", associated=hashed.binary),
+                    sealer.seal("second password", associated=waiting.binary),
+                ],
+            },
+            timeout=5,
+        )
+        await db.processes.insert_one(
+            {"_id": old_owner, "alive_until": datetime(2026, 1, 1)}, timeout=5
+        )
+
+        await start_squad(
+            self,
+            "--lease-seconds",
+            "2",
+            "--slow-min",
+            "0.1",
+            "--slow-max",
+            "0.2",
+            "--seal-key-file",
+            key_file,
+            database=database,
+        )
+
+        async def finished() -> bool:
+            done = await db.users.count_documents(
+                {"processed": True, "password_hash": {"$exists": True}}, timeout=5
+            )
+            left = [
+                await db[name].count_documents({}, timeout=5)
+                for name in ("pending", "sealed_passwords")
+            ]
+            return done == 2 and left == [0, 0]
+
+        await eventually(finished, 30, "the older batch processed and hashed, nothing left")
+        users = {u["_id"]: u for u in await db.users.find({}, timeout=5)}
+        self.assertEqual(users[hashed]["password_hash"], "$argon2id$kept")
+        self.assertTrue(
+            await deferToThread(verify_password, users[waiting]["password_hash"], "second password")
+        )

@@ -65,6 +65,41 @@ class UsersIntegrationTests(TestCase):
 
         await eventually(finished, 10, "no pending work or sealed password left")
 
+    async def test_each_fact_is_stored_once_in_its_own_place(self) -> None:
+        """While the slow steps run, a batch's pending document holds only its owner and its
+        users' ids, and its sealed passwords are in sealed_passwords under the same id; once
+        finished, both are gone and each user is a flat document of scalars."""
+        squad = await start_squad(self, "--slow-min", "2", "--slow-max", "2")
+        ids = [
+            ObjectId(json.loads(await (await squad.post_signup()).content())["_id"])
+            for _ in range(3)
+        ]
+        pool, db = await mongo(squad.uri, squad.database)
+        self.addCleanup(pool.disconnect)
+        pending = await db.pending.find({}, timeout=5)
+        self.assertEqual({u for doc in pending for u in doc["users"]}, set(ids))
+        for doc in pending:
+            self.assertEqual(set(doc), {"_id", "owner", "users"})
+        for doc in await db.sealed_passwords.find({}, timeout=5):  # unless hashed already
+            self.assertEqual(set(doc), {"_id", "owner", "users", "sealed"})
+            self.assertIn(doc["_id"], {batch["_id"] for batch in pending})
+
+        async def finished() -> bool:
+            done = await db.users.count_documents(
+                {"_id": {"$in": ids}, "processed": True, "password_hash": {"$exists": True}},
+                timeout=5,
+            )
+            left = [
+                await db[name].count_documents({}, timeout=5)
+                for name in ("pending", "sealed_passwords")
+            ]
+            return done == len(ids) and left == [0, 0]
+
+        await eventually(finished, 20, "every user processed and hashed, no work left")
+        for user in await db.users.find({"_id": {"$in": ids}}, timeout=5):
+            flat = {key for key, value in user.items() if not isinstance(value, dict | list)}
+            self.assertEqual(flat, set(user))
+
     async def test_unknown_and_malformed_ids(self) -> None:
         """GET /users answers 404 for an unknown id and 400 for a malformed one."""
         squad = await start_squad(self)
@@ -185,9 +220,9 @@ class UsersIntegrationTests(TestCase):
 
         async def retrying() -> bool:
             doc = await db.users.find_one({"_id": ObjectId(body["_id"])}, timeout=5)
-            return bool(doc and doc.get("verification", {}).get("state") == "retrying")
+            return bool(doc and doc.get("verification_state") == "retrying")
 
-        await eventually(retrying, 10, 'verification.state "retrying"')
+        await eventually(retrying, 10, 'verification_state "retrying"')
 
         async def processed() -> bool:
             user = await treq.json_content(await squad.get(f"/users/{body['_id']}"))

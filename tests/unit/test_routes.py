@@ -103,9 +103,9 @@ class CreateUserTests(APITestCase):
             self.assertNotIn(word, content.lower())
 
     def test_stored_user_matches_the_answer_and_its_work_is_pending(self) -> None:
-        """The store receives the answered user (with BSON dates) and its work in a pending
-        batch owned by this process: its id, and its password only in sealed form, queued for
-        this process's hasher."""
+        """The store receives the answered user (with BSON dates) and its work: its id in a
+        pending batch owned by this process, and its password only in sealed form, in a
+        batch of sealed passwords queued for this process's hasher."""
         user = self.sign_up()
         oid = ObjectId(user["_id"])
         stored = self.squad.store.user_docs[oid]
@@ -113,10 +113,12 @@ class CreateUserTests(APITestCase):
         self.assertEqual(stored["date_created"], bson_now(START))
         self.assertNotIn("password", stored)
         (pending,) = self.squad.store.pending_docs.values()
-        self.assertEqual((pending["owner"], pending["users"]), (OWNER, [oid]))
-        self.assertNotIn(VALID_PASSWORD.encode(), pending["sealed"][0])
+        self.assertEqual(pending, {"_id": pending["_id"], "owner": OWNER, "users": [oid]})
+        (sealed,) = self.squad.store.sealed_docs.values()
+        self.assertEqual((sealed["owner"], sealed["users"]), (OWNER, [oid]))
+        self.assertNotIn(VALID_PASSWORD.encode(), sealed["sealed"][0])
         self.assertEqual(
-            self.squad.sealer.unseal(pending["sealed"][0], associated=oid.binary), VALID_PASSWORD
+            self.squad.sealer.unseal(sealed["sealed"][0], associated=oid.binary), VALID_PASSWORD
         )
         self.assertEqual(self.squad.hasher.backlog, 1)
 
@@ -299,7 +301,7 @@ class CreateUserTests(APITestCase):
 
     def test_signups_beyond_capacity_are_stored_unowned(self) -> None:
         """When this process holds as much work as it may, a new sign-up is still accepted
-        but its work is left to the pool (owner "") and no slow step starts here."""
+        but its slow step is left to the pool (owner "") and does not start here."""
         squad = Squad(capacity=1)
         self.squad = squad
         first = self.sign_up()
@@ -311,11 +313,11 @@ class CreateUserTests(APITestCase):
         }
         self.assertEqual(owners[ObjectId(first["_id"])], OWNER)
         self.assertEqual(owners[ObjectId(second["_id"])], UNOWNED)
-        # Its sealed password waits with it, for the process that adopts the batch to hash.
+        # Its password is hashed here all the same: only the slow step waits for adoption.
         self.assertEqual(
             squad.store.sealed_users(), {ObjectId(first["_id"]), ObjectId(second["_id"])}
         )
-        self.assertEqual(squad.hasher.backlog, 1)
+        self.assertEqual(squad.hasher.backlog, 2)
         self.assertEqual(squad.verification.calls, [ObjectId(first["_id"])])
 
     def test_invalid_body_answers_400_and_stores_nothing(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from bson import ObjectId
@@ -194,7 +195,12 @@ class SlowStepTests(SlowWorkTestCase):
         user = self.store.user_docs[user_id]
         self.assertIs(user["processed"], True)
         self.assertEqual(user["date_updated"], bson_now(START + 5))
-        self.assertEqual(user["verification"], {"state": "verified", "attempts": 1})
+        # A first-try success records nothing else: the update stays processed and the date.
+        self.assertEqual(
+            [args[0].processed for name, args in self.store.calls if name == "apply_finishes"],
+            [{0: [user_id]}],
+        )
+        self.assertNotIn("verification_state", user)
         self.assertEqual(self.store.pending_docs, {})
         self.assertEqual(work.completed, 1)
 
@@ -239,7 +245,7 @@ class SlowStepTests(SlowWorkTestCase):
             self.verification.succeed(index=index)
         self.flush()
         (round, _) = next(args for name, args in self.store.calls if name == "apply_finishes")
-        self.assertEqual(round.processed, {1: user_ids})
+        self.assertEqual(round.processed, {0: user_ids})
         self.assertEqual(round.fields, {})
 
     def test_the_slow_step_never_waits_for_a_password_hash(self) -> None:
@@ -254,8 +260,10 @@ class SlowStepTests(SlowWorkTestCase):
         self.assertEqual(self.work.held, 0)
 
     def test_failed_verification_is_retried_with_backoff_and_recorded(self) -> None:
-        """A failed attempt records verification.state "retrying" in the store, then the step
-        waits the backoff delay (not less) and tries again; success then processes the user."""
+        """A failed attempt records verification_state "retrying" in the store (top-level
+        fields: the attempts, the last error and when), then the step waits the backoff delay
+        (not less) and tries again; success then processes the user and records "verified"
+        with the number of attempts."""
         user_id = self.accept_new()
         delay = Backoff(base=1.0, cap=8.0, rng=random.Random(3)).delay(1)
         self.assertTrue(0.5 <= delay <= 1.0)
@@ -267,17 +275,19 @@ class SlowStepTests(SlowWorkTestCase):
         self.clock.advance(0.01)
         self.assertEqual(self.verification.calls, [user_id, user_id])
         self.flush()
-        recorded = self.store.user_docs[user_id]["verification"]
-        self.assertEqual(recorded["state"], "retrying")
-        self.assertEqual(recorded["attempts"], 1)
-        self.assertEqual(recorded["last_error"], "the verifier answered HTTP 502")
-        self.assertEqual(recorded["last_attempt"], bson_now(START))
+        recorded = self.store.user_docs[user_id]
+        self.assertEqual(recorded["verification_state"], "retrying")
+        self.assertEqual(recorded["verification_attempts"], 1)
+        self.assertEqual(recorded["verification_error"], "the verifier answered HTTP 502")
+        self.assertEqual(recorded["verification_attempted_at"], bson_now(START))
         self.assertIs(self.store.user_docs[user_id]["processed"], False)
         self.verification.succeed()
         self.flush()
         user = self.store.user_docs[user_id]
         self.assertIs(user["processed"], True)
-        self.assertEqual(user["verification"], {"state": "verified", "attempts": 2})
+        self.assertEqual(
+            (user["verification_state"], user["verification_attempts"]), ("verified", 2)
+        )
 
     def test_backoff_grows_between_attempts(self) -> None:
         """Successive failures wait longer and longer (within the backoff's bounds)."""
@@ -345,25 +355,62 @@ class SlowStepTests(SlowWorkTestCase):
 class UncertainWriteTests(SlowWorkTestCase):
     def test_a_batch_that_landed_despite_a_failed_write_is_taken_on(self) -> None:
         """When a batch's write failed as a whole but its documents landed (a timeout does
-        not undo a write), the next refill finds it and runs its users' slow steps."""
+        not undo a write), the next refill finds it, runs its users' slow steps and hands its
+        passwords to this process's hasher."""
         user_id = self.store.seed_user(owner=None)
         batch_id = self.store.seed_pending([user_id], OWNER)
-        self.work.batch_uncertain(batch_id, OWNER)
+        self.store.seed_sealed([(user_id, b"s")], OWNER, batch_id)
+        self.work.batch_uncertain(batch_id, OWNER, 1)
         self.successResultOf(ensureDeferred(self.work.refill([])))
         self.assertEqual(self.verification.calls, [user_id])
+        self.assertEqual(self.adopted, [(batch_id, 1)])
         self.verification.succeed()
         self.flush()
         self.assertNotIn(batch_id, self.store.pending_docs)
+        self.assertIn(batch_id, self.store.sealed_docs)  # until the hasher is done with it
 
     def test_a_batch_that_never_landed_is_looked_for_a_while_then_forgotten(self) -> None:
         """A failed batch not in the database is looked for at each refill for
-        UNCERTAIN_SECONDS (it may still land), then no more."""
-        self.work.batch_uncertain(ObjectId(), OWNER)
+        UNCERTAIN_SECONDS (it may still land), then no more; its passwords' document, which
+        may have landed alone, is deleted (no user of the batch can have been stored)."""
+        batch_id = ObjectId()
+        self.store.seed_sealed([(ObjectId(), b"s")], OWNER, batch_id)
+        self.work.batch_uncertain(batch_id, OWNER, 1)
         self.successResultOf(ensureDeferred(self.work.refill([])))
         self.clock.advance(slow_step.UNCERTAIN_SECONDS + 1)
         self.successResultOf(ensureDeferred(self.work.refill([])))
         self.successResultOf(ensureDeferred(self.work.refill([])))
         self.assertEqual(self.store.called("find_pending"), 2)
+        self.flush()
+        self.assertEqual((self.store.sealed_docs, self.adopted), ({}, []))
+
+    def test_a_landed_batch_without_stored_users_leaves_nothing_behind(self) -> None:
+        """A failed batch found with none of its users stored runs no step, hashes nothing,
+        and both its documents go."""
+        batch_id = self.store.seed_pending([ObjectId()], OWNER)
+        self.store.seed_sealed([(ObjectId(), b"s")], OWNER, batch_id)
+        self.work.batch_uncertain(batch_id, OWNER, 1)
+        self.successResultOf(ensureDeferred(self.work.refill([])))
+        self.flush()
+        self.assertEqual((self.verification.calls, self.adopted), ([], []))
+        self.assertEqual((self.store.pending_docs, self.store.sealed_docs), ({}, {}))
+
+    def test_an_unowned_batch_is_hashed_here_and_its_steps_left_to_the_pool(self) -> None:
+        """A failed batch stored unowned (this process had no room) is not taken on when it
+        is found, but its passwords are this process's to hash; not found in time, it is
+        handed to the hasher all the same (it may have been adopted and finished meanwhile,
+        and the hasher skips a batch that is gone)."""
+        user_id = self.store.seed_user(owner=None)
+        found = self.store.seed_pending([user_id], UNOWNED)
+        self.work.batch_uncertain(found, UNOWNED, 1)
+        missing = ObjectId()
+        self.work.batch_uncertain(missing, UNOWNED, 3)
+        self.successResultOf(ensureDeferred(self.work.refill([])))
+        self.assertEqual((self.verification.calls, self.adopted), ([], [(found, 1)]))
+        self.assertEqual(self.store.pending_docs[found]["owner"], UNOWNED)
+        self.clock.advance(slow_step.UNCERTAIN_SECONDS + 1)
+        self.successResultOf(ensureDeferred(self.work.refill([])))
+        self.assertEqual(self.adopted, [(found, 1), (missing, 3)])
 
 
 class CapacityTests(SlowWorkTestCase):
@@ -462,22 +509,38 @@ class RefillTests(SlowWorkTestCase):
         self.flush()
         self.assertNotIn(mixed, self.store.pending_docs)
 
-    def test_an_adopted_batch_brings_its_unhashed_passwords_along(self) -> None:
-        """Taking over a batch hands its passwords not hashed yet to this process's hasher,
-        and when its slow steps end, only those move to sealed_passwords, under this
-        process."""
-        queued = self.adopted
+    def test_adopting_a_batch_leaves_its_passwords_to_the_hashers_take_over(self) -> None:
+        """Taking over a dead process's slow steps touches nothing of its sealed passwords:
+        they are split among the live processes' hashers separately; the steps end with the
+        pending document's deletion alone, and a resumed user records its attempts."""
+        user_id = self.store.seed_user(owner="dead")
+        (batch_id,) = self.store.pending_docs
+        self.successResultOf(ensureDeferred(self.work.refill(["dead"])))
+        self.assertEqual(self.adopted, [])
+        self.verification.succeed()
+        self.flush()
+        self.assertNotIn(batch_id, self.store.pending_docs)
+        self.assertEqual(self.store.sealed_docs[batch_id]["owner"], "dead")
+        self.assertEqual(self.store.user_docs[user_id]["verification_state"], "verified")
+
+    def test_an_older_versions_batch_carries_its_unhashed_passwords_over_once(self) -> None:
+        """A pending batch left by an older squad, its sealed passwords inside: adopting it
+        copies those not hashed yet to sealed_passwords, once, under this process, whose
+        hasher is told; when its slow steps end, its pending document goes and nothing more
+        is copied."""
         hashed = self.store.seed_user(owner=None, password_hash="$argon2id$h")
         waiting = self.store.seed_user(owner=None)
         batch_id = self.store.seed_pending([hashed, waiting], "dead", [b"s1", b"s2"])
         self.successResultOf(ensureDeferred(self.work.refill(["dead"])))
-        self.assertEqual(queued, [(batch_id, 1)])
+        self.assertEqual(self.adopted, [(batch_id, 1)])
+        self.assertEqual(self.store.sealed_docs[batch_id]["users"], [waiting])
+        self.assertEqual(self.store.sealed_docs[batch_id]["sealed"], [b"s2"])
+        self.assertEqual(self.store.sealed_docs[batch_id]["owner"], OWNER)
         self.verification.succeed(index=0)
         self.verification.succeed(index=1)
         self.flush()
-        self.assertEqual(self.store.sealed_docs[batch_id]["users"], [waiting])
-        self.assertEqual(self.store.sealed_docs[batch_id]["owner"], OWNER)
         self.assertNotIn(batch_id, self.store.pending_docs)
+        self.assertEqual(self.store.events.count(("carry_sealed", batch_id)), 1)
 
     def test_refill_adopts_round_after_round_until_room_runs_out(self) -> None:
         """A dead owner's batches are adopted round after round without waiting for the next
@@ -555,18 +618,28 @@ class FinishWriterTests(SynchronousTestCase):
         self.clock.advance(INTERVAL)
         (round,) = self.rounds()
         self.assertEqual(round.processed, {})
+        self.assertEqual(
+            round.fields,
+            {
+                user_id: {
+                    "password_hash": "$argon2id$h",
+                    "processed": True,
+                    "verification_state": "verified",
+                    "verification_attempts": 2,
+                }
+            },
+        )
         user = self.store.user_docs[user_id]
         self.assertEqual(user["password_hash"], "$argon2id$h")
         self.assertIs(user["processed"], True)
-        self.assertEqual(user["verification"], {"state": "verified", "attempts": 2})
         self.assertEqual(user["date_updated"], bson_now(INTERVAL))
 
     def test_requeues_on_failure_and_retries(self) -> None:
         """A failed write keeps its updates and deletions queued; the next round retries."""
         user_id = self.store.seed_user(owner=None)
         batch_id = self.store.seed_pending([user_id], OWNER)
-        self.writer.processed(user_id, 1)
-        self.writer.pending_done(batch_id, OWNER, ())
+        self.writer.processed(user_id)
+        self.writer.pending_done(batch_id)
         self.store.make_fail("apply_finishes", times=2)
         self.clock.advance(INTERVAL)
         self.clock.advance(INTERVAL)
@@ -582,15 +655,15 @@ class FinishWriterTests(SynchronousTestCase):
     def test_requeued_updates_never_overwrite_newer_ones(self) -> None:
         """Fields set while a failing write was in flight win over the re-queued old ones."""
         user_id = self.store.seed_user()
-        self.writer.set_fields(user_id, {"verification": {"state": "retrying"}, "a": 1})
+        self.writer.set_fields(user_id, {"verification_state": "retrying", "a": 1})
         self.store.make_hang("apply_finishes")
         self.clock.advance(INTERVAL)
-        self.writer.set_fields(user_id, {"verification": {"state": "later"}})
+        self.writer.set_fields(user_id, {"verification_state": "later"})
         self.store.heal()
         self.store.hung("apply_finishes")[0].errback(Failure(StoreDown("lost")))
         self.clock.advance(INTERVAL)
         user = self.store.user_docs[user_id]
-        self.assertEqual(user["verification"], {"state": "later"})
+        self.assertEqual(user["verification_state"], "later")
         self.assertEqual(user["a"], 1)
 
     def test_deletions_follow_the_updates_of_their_round(self) -> None:
@@ -599,66 +672,74 @@ class FinishWriterTests(SynchronousTestCase):
         pending = self.store.seed_pending([user_id], OWNER)
         sealed = self.store.seed_sealed([(user_id, b"s")], OWNER)
         self.writer.set_fields(user_id, {"password_hash": "$argon2id$h"})
-        self.writer.sealed_done(sealed, in_pending=False)
-        self.writer.processed(user_id, 1)
-        self.writer.pending_done(pending, OWNER, ())
+        self.writer.sealed_done(sealed)
+        self.writer.processed(user_id)
+        self.writer.pending_done(pending)
         self.clock.advance(INTERVAL)
         self.assertEqual(
             self.store.events[-3:],
             [("update", user_id), ("delete_pending", pending), ("delete_sealed", sealed)],
         )
 
-    def test_passwords_not_hashed_when_the_slow_steps_end_move_before_pending_goes(
-        self,
-    ) -> None:
-        """A batch whose slow steps end before its hashes moves its sealed passwords to
-        sealed_passwords (under its owner) in the same round, before its pending document
-        is deleted; once hashed, the moved document goes."""
-        user_id = self.store.seed_user(owner=None)
-        batch_id = self.store.seed_pending([user_id], OWNER, [b"sealed"])
-        self.writer.processed(user_id, 1)
-        self.writer.pending_done(batch_id, OWNER, ((user_id, b"sealed"),))
-        self.clock.advance(INTERVAL)
-        self.assertEqual(
-            self.store.events[-2:], [("move_sealed", batch_id), ("delete_pending", batch_id)]
-        )
-        self.assertEqual(self.store.sealed_docs[batch_id]["owner"], OWNER)
-        self.assertEqual(self.store.sealed_docs[batch_id]["sealed"], [b"sealed"])
-        # The hasher had read it from pending before the move: the moved copy goes all the same.
-        self.writer.set_fields(user_id, {"password_hash": "$argon2id$h"})
-        self.writer.sealed_done(batch_id, in_pending=True)
-        self.clock.advance(INTERVAL)
-        self.assertEqual(self.store.sealed_docs, {})
-
-    def test_passwords_hashed_while_in_pending_do_not_move(self) -> None:
-        """A batch hashed while its slow steps still run loses its pending document at the
-        end without any move, whether the hash was written in an earlier round or the same."""
-        for same_round in (False, True):
-            user_id = self.store.seed_user(owner=None)
-            batch_id = self.store.seed_pending([user_id], OWNER, [b"sealed"])
-            self.writer.set_fields(user_id, {"password_hash": "$argon2id$h"})
-            self.writer.sealed_done(batch_id, in_pending=True)
-            if not same_round:
-                self.clock.advance(INTERVAL)
-            self.writer.processed(user_id, 1)
-            self.writer.pending_done(batch_id, OWNER, ((user_id, b"sealed"),))
+    def test_a_batchs_two_documents_go_each_when_its_own_work_ends(self) -> None:
+        """A batch whose slow steps end before its hashes loses its pending document alone,
+        and nothing is copied; its sealed passwords' document goes once they are hashed. The
+        other way round (hashes first, at low load) works the same."""
+        for steps_first in (True, False):
+            user_id = self.store.seed_user(owner=OWNER)
+            (batch_id,) = self.store.pending_docs
+            if steps_first:
+                self.writer.processed(user_id)
+                self.writer.pending_done(batch_id)
+            else:
+                self.writer.set_fields(user_id, {"password_hash": "$argon2id$h"})
+                self.writer.sealed_done(batch_id)
             self.clock.advance(INTERVAL)
-            self.assertNotIn(("move_sealed", batch_id), self.store.events)
+            first = self.rounds()[-1]
+            self.assertEqual(
+                (first.pending_done, first.sealed_done),
+                ([batch_id], []) if steps_first else ([], [batch_id]),
+            )
+            self.assertEqual(
+                (batch_id in self.store.pending_docs, batch_id in self.store.sealed_docs),
+                (False, True) if steps_first else (True, False),
+            )
+            if steps_first:
+                self.writer.set_fields(user_id, {"password_hash": "$argon2id$h"})
+                self.writer.sealed_done(batch_id)
+            else:
+                self.writer.processed(user_id)
+                self.writer.pending_done(batch_id)
+            self.clock.advance(INTERVAL)
             self.assertEqual((self.store.pending_docs, self.store.sealed_docs), ({}, {}))
-            self.assertEqual(self.store.user_docs[user_id]["password_hash"], "$argon2id$h")
 
-    def test_a_failed_round_moves_and_deletes_nothing_and_is_retried_whole(self) -> None:
-        """When a round with a move fails, its batch stays in pending with its passwords, and
-        the next round moves and deletes it."""
-        user_id = self.store.seed_user(owner=None)
-        batch_id = self.store.seed_pending([user_id], OWNER, [b"sealed"])
-        self.writer.pending_done(batch_id, OWNER, ((user_id, b"sealed"),))
+    def test_the_deletions_of_a_round_share_one_message_per_collection(self) -> None:
+        """The batches finished in one round are deleted together: one list per collection,
+        in the order they finished."""
+        batches = [ObjectId() for _ in range(3)]
+        for batch_id in batches:
+            self.writer.pending_done(batch_id)
+            self.writer.sealed_done(batch_id)
+        self.clock.advance(INTERVAL)
+        (round,) = self.rounds()
+        self.assertEqual((round.pending_done, round.sealed_done), (batches, batches))
+
+    def test_a_failed_round_deletes_nothing_and_is_retried_whole(self) -> None:
+        """When a round fails, its users' updates and its deletions wait together: the next
+        round writes the updates again, then deletes."""
+        user_id = self.store.seed_user(owner=OWNER)
+        (batch_id,) = self.store.pending_docs
+        self.writer.processed(user_id)
+        self.writer.pending_done(batch_id)
+        self.writer.set_fields(user_id, {"password_hash": "$argon2id$h"})
+        self.writer.sealed_done(batch_id)
         self.store.make_fail("apply_finishes", times=1)
         self.clock.advance(INTERVAL)
+        self.assertEqual(set(self.store.pending_docs), set(self.store.sealed_docs))
         self.assertIn(batch_id, self.store.pending_docs)
         self.clock.advance(INTERVAL)
-        self.assertNotIn(batch_id, self.store.pending_docs)
-        self.assertIn(batch_id, self.store.sealed_docs)
+        self.assertEqual((self.store.pending_docs, self.store.sealed_docs), ({}, {}))
+        self.assertEqual(self.store.user_docs[user_id]["password_hash"], "$argon2id$h")
         self.flushLoggedErrors(StoreDown)
 
     def test_stop_makes_a_last_attempt(self) -> None:
@@ -677,8 +758,8 @@ class FinishWriterTests(SynchronousTestCase):
         self.writer.processed(first, 1)
         self.store.make_hang("apply_finishes")
         self.clock.advance(INTERVAL)
-        self.writer.processed(second, 1)
-        self.writer.pending_done(batch_id, OWNER, ())
+        self.writer.processed(second)
+        self.writer.pending_done(batch_id)
         stopped = self.writer.stop()
         self.assertNoResult(stopped)
         self.assertEqual(self.store.called("apply_finishes"), 1)
@@ -687,7 +768,7 @@ class FinishWriterTests(SynchronousTestCase):
         self.store.hung("apply_finishes")[0].callback(None)
         self.successResultOf(stopped)
         last = self.rounds()[-1]
-        self.assertEqual((last.processed, last.pending_done), ({1: [second]}, [batch_id]))
+        self.assertEqual((last.processed, last.pending_done), ({0: [second]}, [batch_id]))
         self.assertNotIn(batch_id, self.store.pending_docs)
         self.assertIs(self.store.user_docs[second]["processed"], True)
 
@@ -869,7 +950,9 @@ class RecordingWorkTests(SlowWorkTestCase):
         super().setUp()
         self.hasher = quick_hasher(self.clock, self.store, self.writer)
         self.on_adopted = self.hasher.enqueue
-        self.write = recording_work(self.store.insert_signups, self.work, self.hasher)
+        self.write = recording_work(
+            partial(self.store.insert_signups, hasher=OWNER), self.work, self.hasher
+        )
 
     def signups(self, count: int) -> list[PendingSignup]:
         return [
@@ -911,7 +994,7 @@ class RecordingWorkTests(SlowWorkTestCase):
         self.assertEqual(self.work.held, 0)
         self.assertEqual(self.hasher.backlog, 0)  # nothing was named: the write never began
         batch = self.signups(2)
-        self.successResultOf(ensureDeferred(self.store.insert_signups(batch)))
+        self.successResultOf(ensureDeferred(self.store.insert_signups(batch, OWNER)))
         self.store.make_fail("insert_signups", times=1)
         self.failureResultOf(ensureDeferred(self.write(batch)), StoreDown)
         for item in batch:
