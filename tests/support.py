@@ -39,7 +39,8 @@ from benchmark.service import ServiceDown, wait_until_healthy
 
 # The cluster tool already has both probes; the tests share them rather than keep a copy.
 from cluster.processes import free_port, port_open
-from squad.tap import Options, makeService
+from squad.runtime.service_tree import build_process_service
+from squad.tap import Options
 from tests.signups import VALID_SIGNUP, signup
 
 #: The checkout: bin/db, the twistd plugin and the packages the processes import.
@@ -160,9 +161,10 @@ async def start_squad(
             *argv,
         ]
     )
-    service = makeService(options, reactor)
+    # One process tree in this reactor (makeService would start worker processes).
+    service = build_process_service(options.settings, reactor)
     service.startService()
-    http: Any = service.getServiceNamed("http")  # type: ignore[attr-defined]
+    http: Any = service.getServiceNamed("http")
     listening = await http.endpoint.listening()
     test.addCleanup(drop_database, uri, database)
     test.addCleanup(service.stopService)

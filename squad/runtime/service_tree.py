@@ -226,8 +226,50 @@ class AdoptedPortService(Service):
         return None
 
 
+class KeepAliveDrain(Service):
+    """Stopped right after the site stops listening: closes its kept-alive connections without
+    losing a request.
+
+    Each answer from then on says ``Connection: close`` and closes its connection, so a busy
+    client moves to a new connection (another worker) between two requests. A connection idle
+    for ``idle_grace`` is closed then: closing one as its client sends a request would lose
+    that request, and a client that has been quiet that long is unlikely to be sending.
+    """
+
+    def __init__(
+        self, clock: IReactorTime, site: SquadSite, idle_grace: float = 1.0, limit: float = 3.0
+    ) -> None:
+        self._clock = clock
+        self._site = site
+        self._idle_grace = idle_grace
+        self._limit = limit
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        return ensureDeferred(self._drain())
+
+    async def _drain(self) -> None:
+        site = self._site
+        site.keep_alive = False
+        for channel in site.channels:
+            # Requests already read were told keep-alive: their answers are not written yet.
+            for request in channel.requests:
+                if not request.startedWriting:
+                    request.responseHeaders.setRawHeaders(b"connection", [b"close"])
+                    channel.persistent = False
+        waited = 0.0
+        while site.channels and waited < self._limit:
+            if waited >= self._idle_grace:
+                for channel in list(site.channels):
+                    if not channel.requests and not channel.receiving():
+                        channel.loseConnection()
+            await deferLater(self._clock, 0.05)
+            waited += 0.05
+
+
 class DrainService(Service):
-    """Stopped first: waits (bounded) for requests still waiting on the database."""
+    """Stopped after the connections: waits (bounded) for requests still waiting on the
+    database."""
 
     def __init__(self, clock: IReactorTime, api: SquadAPI, limit: float = 5.0) -> None:
         self._clock = clock
@@ -263,6 +305,7 @@ def build_process_service(
     ├── PasswordHasher        sealed password -> argon2id hash, in the background
     ├── DrainService          at stop: waits (bounded) for requests on the database
     ├── TimerService          queue sizes to gauges, once a second (MetricsSampler)
+    ├── KeepAliveDrain        at stop: closes kept-alive connections between two requests
     └── "http"                the site on --port, or on the socket ``adopt`` (fd, family)
     """
     root = SequentialMultiService()
@@ -356,6 +399,7 @@ def build_process_service(
         request_deadline=settings.request_timeout,
         max_connections=fit_connection_cap(settings.max_connections),
     )
+    KeepAliveDrain(reactor, site).setServiceParent(root)
     http: Service
     if adopt is None:
         http = StreamServerEndpointService(
