@@ -18,8 +18,9 @@ not exited after ``STOP_GRACE`` seconds.
 SIGHUP reloads: each worker in turn gets a replacement, a new process that runs the code on
 disk now, on the same socket as the worker it replaces (so the two accept from one backlog
 and no connection waits on a socket that closes). Only once the replacement says it serves is
-the old worker stopped gracefully, as on SIGTERM. A replacement that cannot start stops the
-reload; the workers not yet replaced keep serving.
+the old worker stopped gracefully, as on SIGTERM; the next worker's replacement starts while
+it finishes. A replacement that cannot start stops the reload; the workers not yet replaced
+keep serving.
 """
 
 from __future__ import annotations
@@ -323,33 +324,39 @@ class WorkerSupervisor(Service):
     async def _reload(self) -> None:
         started = self._clock.seconds()
         log.info("Reload started: replacing {count} workers one at a time.", count=self.count)
-        for index in range(self.count):
-            if not self.running:
-                log.info("Reload stopped: squad is stopping.")
-                return
-            replacement = self._spawn(index)
-            try:
-                await self._until_ready(replacement)
-            except WorkerFailed as failure:
+        # A replaced worker has stopped listening: the next replacement starts while it
+        # finishes its answers and hands its work over.
+        stopping: list[Deferred[None]] = []
+        try:
+            for index in range(self.count):
                 if not self.running:
                     log.info("Reload stopped: squad is stopping.")
                     return
-                log.error(
-                    "Reload stopped after {seconds:.1f} s: the new worker {index} could not"
-                    " start ({reason}); {kept} of {count} workers keep serving the code they"
-                    " started with.",
-                    seconds=self._clock.seconds() - started,
-                    index=index,
-                    reason=failure,
-                    kept=self.count - index,
-                    count=self.count,
-                )
-                await self._stop_worker(replacement)
-                return
-            previous = self.workers.get(index)
-            self.workers[index] = replacement
-            if previous is not None:
-                await self._stop_worker(previous)
+                replacement = self._spawn(index)
+                try:
+                    await self._until_ready(replacement)
+                except WorkerFailed as failure:
+                    if not self.running:
+                        log.info("Reload stopped: squad is stopping.")
+                        return
+                    log.error(
+                        "Reload stopped after {seconds:.1f} s: the new worker {index} could"
+                        " not start ({reason}); {kept} of {count} workers keep serving the code"
+                        " they started with.",
+                        seconds=self._clock.seconds() - started,
+                        index=index,
+                        reason=failure,
+                        kept=self.count - index,
+                        count=self.count,
+                    )
+                    stopping.append(ensureDeferred(self._stop_worker(replacement)))
+                    return
+                previous = self.workers.get(index)
+                self.workers[index] = replacement
+                if previous is not None:
+                    stopping.append(ensureDeferred(self._stop_worker(previous)))
+        finally:
+            await defer.gatherResults(stopping)
         self.reloads += 1
         log.info(
             "Reload done: {count} workers replaced in {seconds:.1f} s.",

@@ -310,9 +310,9 @@ class ReloadTests(SynchronousTestCase):
 
     def test_each_worker_is_replaced_once_its_replacement_serves(self) -> None:
         """The replacement of worker 0 gets worker 0's very socket; worker 0 is asked to stop
-        (SIGTERM, gracefully) only once its replacement says it serves, and worker 1's
-        replacement starts only once worker 0 has exited. The log says when the reload
-        started and ended, and how long it took."""
+        (SIGTERM, gracefully) only once its replacement says it serves, and only then does
+        worker 1's replacement start. The reload ends once every old worker has exited, and
+        the log says when it started and ended, and how long it took."""
         listeners = [listener.fileno() for listener in self.supervisor.listeners]
         self.supervisor.reload()
         self.assertEqual(len(self.reactor.spawned), 3)
@@ -320,15 +320,16 @@ class ReloadTests(SynchronousTestCase):
         self.assertEqual(self.reactor.child_fds[2][READY_FD], "r")
         self.reactor.advance(2.0)
         self.assertEqual(self.signals(0), [], "stopped before its replacement served")
+        self.assertEqual(len(self.reactor.spawned), 3, "two workers replaced at once")
         self.ready(2)
         self.assertEqual(self.signals(0), [signal.SIGTERM])
-        self.assertEqual(len(self.reactor.spawned), 3, "two workers replaced at once")
-        self.end(0)
         self.assertEqual(len(self.reactor.spawned), 4)
         self.assertEqual(self.reactor.child_fds[3][LISTEN_FD], listeners[1])
+        self.assertEqual(self.signals(1), [])
         self.ready(3)
         self.assertEqual(self.signals(1), [signal.SIGTERM])
         self.reactor.advance(1.0)
+        self.end(0)
         self.end(1)
         self.assertEqual(self.pids(), [1002, 1003])
         self.assertEqual(self.supervisor.reloads, 1)
@@ -337,6 +338,16 @@ class ReloadTests(SynchronousTestCase):
         self.assertEqual(len(self.reactor.spawned), 4)
         self.assertEqual(len(self.lines("Reload started")), 1)
         self.assertEqual(self.lines("Reload done"), ["Reload done: 2 workers replaced in 3.0 s."])
+
+    def test_the_reload_ends_once_the_old_workers_exited(self) -> None:
+        """Until the last replaced worker has exited, the reload is not done."""
+        self.supervisor.reload()
+        self.ready(2)
+        self.ready(3)
+        self.end(1)
+        self.assertEqual(self.lines("Reload done"), [])
+        self.end(0)
+        self.assertEqual(len(self.lines("Reload done")), 1)
 
     def test_an_old_worker_that_does_not_stop_is_killed_after_the_grace(self) -> None:
         """A replaced worker still running STOP_GRACE seconds after its SIGTERM is killed."""
