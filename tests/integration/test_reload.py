@@ -10,14 +10,17 @@ import os
 import signal
 import time
 import uuid
+from datetime import datetime
 
 from bson import ObjectId
+from pymongo.errors import DuplicateKeyError
 from treq.client import HTTPClient
 from twisted.internet import reactor
 from twisted.internet.defer import DeferredList, ensureDeferred
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
+from squad.storage.store import Store
 from tests.integration.test_faults import children
 from tests.signups import signup
 from tests.support import (
@@ -184,3 +187,20 @@ class ReloadTests(TestCase):
         await self.logged(squad, "Reload done", 20)
         self.assertNotIn(worker, children(squad.pid))
         self.assertEqual((await squad.post(2)).code, 201)
+
+    async def test_a_late_renewal_does_not_undo_a_hand_over(self) -> None:
+        """A replaced worker's heartbeat renewal that timed out can still land after its
+        hand-over; it must fail then, not make the stopped worker look alive for a whole lease
+        (its work would wait that long)."""
+        pool, db = await mongo(self.uri, self.database)
+        self.addCleanup(pool.disconnect)
+        store = Store(timeout=5)
+        store.attach(db)
+        later = datetime(2100, 1, 1)
+        await store.heartbeat("stopped-worker", later, {})
+        await store.heartbeat("stopped-worker", later, {})  # renewals keep working
+        await store.mark_stopped("stopped-worker")
+        with self.assertRaises(DuplicateKeyError):
+            await store.heartbeat("stopped-worker", later, {})
+        view = await store.lease_view(datetime(2000, 1, 1))
+        self.assertEqual(view.dead, ["stopped-worker"])
