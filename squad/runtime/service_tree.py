@@ -32,7 +32,7 @@ from squad.background.slow_step import SlowWork
 from squad.background.takeover import ProcessLease, new_owner_id
 from squad.background.verification import HttpVerification, StandInVerification, Verification
 from squad.http.routes import SignupActivity, SquadAPI
-from squad.http.site import SquadSite, fit_connection_cap
+from squad.http.site import SquadChannel, SquadSite, fit_connection_cap
 from squad.passwords import PasswordSealer
 from squad.runtime.logs import SettingsLog
 from squad.runtime.metrics import SquadMetrics
@@ -231,18 +231,17 @@ class KeepAliveDrain(Service):
     losing a request.
 
     Each answer from then on says ``Connection: close`` and closes its connection, so a busy
-    client moves to a new connection (another worker) between two requests. A connection idle
-    for ``idle_grace`` is closed then: closing one as its client sends a request would lose
-    that request, and a client that has been quiet that long is unlikely to be sending.
+    client moves to a new connection (another worker) between two requests. A connection still
+    idle after ``idle_grace`` is closed then: closing one as its client sends a request would
+    lose that request, and a client that has been quiet that long is unlikely to be sending.
+    Connections with a request in flight close after their answer; ``DrainService`` waits for
+    those.
     """
 
-    def __init__(
-        self, clock: IReactorTime, site: SquadSite, idle_grace: float = 1.0, limit: float = 3.0
-    ) -> None:
+    def __init__(self, clock: IReactorTime, site: SquadSite, idle_grace: float = 1.0) -> None:
         self._clock = clock
         self._site = site
         self._idle_grace = idle_grace
-        self._limit = limit
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
@@ -258,13 +257,18 @@ class KeepAliveDrain(Service):
                     request.responseHeaders.setRawHeaders(b"connection", [b"close"])
                     channel.persistent = False
         waited = 0.0
-        while site.channels and waited < self._limit:
-            if waited >= self._idle_grace:
-                for channel in list(site.channels):
-                    if not channel.requests and not channel.receiving():
-                        channel.loseConnection()
+        while waited < self._idle_grace and any(map(_idle, site.channels)):
             await deferLater(self._clock, 0.05)
             waited += 0.05
+        for channel in [channel for channel in site.channels if _idle(channel)]:
+            channel.loseConnection()
+
+
+def _idle(channel: SquadChannel) -> bool:
+    """Between two requests (nothing of a next one has arrived), and not closing already."""
+    transport: Any = channel.transport
+    closing = transport is None or transport.disconnecting
+    return not closing and not channel.requests and not channel.receiving()
 
 
 class DrainService(Service):

@@ -50,6 +50,7 @@ from squad.runtime.settings import WORKER_SETTINGS_ENV, Settings
 
 __all__ = [
     "READY_TIMEOUT",
+    "RELOAD_STOP_GRACE",
     "STOP_GRACE",
     "HangupReloads",
     "WorkerSupervisor",
@@ -62,6 +63,9 @@ log = Logger()
 
 # A worker gets this long to finish in-flight requests and hand back its work after SIGTERM.
 STOP_GRACE = 8.0
+# A worker replaced by a reload gets longer: its replacement already serves, and a kill
+# before its hand-over would leave its work waiting a whole lease.
+RELOAD_STOP_GRACE = 20.0
 # A worker that keeps dying is restarted at most this often.
 RESTART_DELAY = 0.5
 # A replacement that has not said it serves by then stops the reload.
@@ -354,7 +358,7 @@ class WorkerSupervisor(Service):
                 previous = self.workers.get(index)
                 self.workers[index] = replacement
                 if previous is not None:
-                    stopping.append(ensureDeferred(self._stop_worker(previous)))
+                    stopping.append(ensureDeferred(self._stop_worker(previous, RELOAD_STOP_GRACE)))
         finally:
             await defer.gatherResults(stopping)
         self.reloads += 1
@@ -372,11 +376,11 @@ class WorkerSupervisor(Service):
         except defer.TimeoutError:
             raise WorkerFailed(f"it did not serve within {READY_TIMEOUT:g} s") from None
 
-    async def _stop_worker(self, worker: _WorkerProtocol) -> None:
-        """SIGTERM (a graceful stop), then SIGKILL if it still runs after ``STOP_GRACE``."""
+    async def _stop_worker(self, worker: _WorkerProtocol, grace: float = STOP_GRACE) -> None:
+        """SIGTERM (a graceful stop), then SIGKILL if it still runs after ``grace``."""
         ended = worker.when_ended()
         _signal(worker, signal.SIGTERM)
-        straggler = self._clock.callLater(STOP_GRACE, _signal, worker, signal.SIGKILL)
+        straggler = self._clock.callLater(grace, _signal, worker, signal.SIGKILL)
         try:
             await ended
         finally:

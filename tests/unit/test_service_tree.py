@@ -12,15 +12,17 @@ from twisted.application.internet import StreamServerEndpointService, TimerServi
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessTerminated
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.resource import Resource
 from zope.interface import provider
 
 from squad.background.hashing import PasswordHasher
 from squad.background.slow_step import SlowWork
 from squad.background.takeover import ProcessLease
+from squad.http.site import SquadSite
 from squad.runtime.logs import SettingsLog
 from squad.runtime.metrics import MULTIPROC_ENV
 from squad.runtime.service_tree import (
@@ -35,6 +37,7 @@ from squad.runtime.supervisor import (
     LISTEN_FD,
     READY_FD,
     READY_TIMEOUT,
+    RELOAD_STOP_GRACE,
     RESTART_DELAY,
     STOP_GRACE,
     HangupReloads,
@@ -350,10 +353,13 @@ class ReloadTests(SynchronousTestCase):
         self.assertEqual(len(self.lines("Reload done")), 1)
 
     def test_an_old_worker_that_does_not_stop_is_killed_after_the_grace(self) -> None:
-        """A replaced worker still running STOP_GRACE seconds after its SIGTERM is killed."""
+        """A replaced worker gets RELOAD_STOP_GRACE, longer than SIGTERM's STOP_GRACE (a kill
+        before its hand-over would leave its work waiting a lease), then is killed."""
         self.supervisor.reload()
         self.ready(2)
         self.reactor.advance(STOP_GRACE)
+        self.assertEqual(self.signals(0), [signal.SIGTERM])
+        self.reactor.advance(RELOAD_STOP_GRACE - STOP_GRACE)
         self.assertEqual(self.signals(0), [signal.SIGTERM, signal.SIGKILL])
 
     def test_a_replacement_that_cannot_start_stops_the_reload(self) -> None:
@@ -448,3 +454,37 @@ class HangupTests(SynchronousTestCase):
         service.startService()
         installed[signal.SIGHUP](signal.SIGHUP, None)
         self.assertEqual(reloads, [True])
+
+
+class KeepAliveDrainTests(SynchronousTestCase):
+    """``KeepAliveDrain``: a stopping worker's kept-alive connections close between requests."""
+
+    def setUp(self) -> None:
+        self.clock = MemoryReactorClock()
+        self.site = SquadSite(Resource(), reactor=self.clock)
+
+    def connection(self) -> tuple[Any, StringTransport]:
+        channel = self.site.buildProtocol(None)
+        transport = StringTransport()
+        channel.makeConnection(transport)
+        return channel, transport
+
+    def test_answers_close_and_idle_connections_close_after_the_grace(self) -> None:
+        """Once stopping, an answer says Connection: close and closes its connection; a
+        connection with part of a request keeps going; an idle one closes after one second."""
+        _, idle = self.connection()
+        busy_channel, busy = self.connection()
+        partial_channel, partial = self.connection()
+        partial_channel.dataReceived(b"GET / HTTP/1.1\r\nHost: squad\r\n")
+        stopped = KeepAliveDrain(self.clock, self.site).stopService()
+        busy_channel.dataReceived(b"GET / HTTP/1.1\r\nHost: squad\r\n\r\n")
+        self.assertIn(b"Connection: close", busy.value())
+        self.assertTrue(busy.disconnecting)
+        self.clock.pump([0.05] * 10)
+        self.assertFalse(idle.disconnecting, "closed while its client may still be sending")
+        self.clock.pump([0.05] * 12)
+        self.successResultOf(stopped)
+        self.assertTrue(idle.disconnecting)
+        self.assertFalse(partial.disconnecting, "a request on its way was cut")
+        partial_channel.dataReceived(b"\r\n")
+        self.assertIn(b"Connection: close", partial.value())
