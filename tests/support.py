@@ -272,10 +272,17 @@ class SquadProcess:
         os.kill(self.process.pid, number)
 
     def kill(self) -> None:
-        """SIGKILL the whole process group (the parent and every worker)."""
+        """SIGKILL the whole process group (the parent and every worker), and return once none
+        of them is left, so that their sockets are closed before the test's reactor is checked."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
+        # The workers are not this test's children: wait for them by polling their group.
+        deadline = time.monotonic() + 5
+        with contextlib.suppress(ProcessLookupError):
+            while time.monotonic() < deadline:
+                os.killpg(self.process.pid, 0)
+                time.sleep(0.01)
 
     async def ready(self, limit: float = 30.0) -> None:
         """Return once GET /ready answers 204; fail with the log's tail if squad exits first or
