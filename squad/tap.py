@@ -2,9 +2,10 @@
 
 ``Options`` converts and checks every option (command line beats environment beats default)
 into one frozen ``squad.runtime.settings.Settings``, and refuses a taken port before anything
-starts. ``makeService`` only wires: with ``--workers 1`` the process tree of
-``squad.runtime.service_tree``, otherwise the supervisor of ``squad.runtime.supervisor``,
-whose workers each run that process tree.
+starts. ``makeService`` only wires: the supervisor of ``squad.runtime.supervisor``, whose
+workers each run the process tree of ``squad.runtime.service_tree``, whatever ``--workers``
+is, so that SIGHUP can reload even one worker. Only a ``--port`` other than ``tcp:`` with one
+worker runs that tree in this process, and cannot reload.
 """
 
 from __future__ import annotations
@@ -281,20 +282,32 @@ def _probe_port(port: str) -> None:
 
 
 def makeService(config: Options, reactor: Any = None) -> IService:
-    """The service tree for ``config``: one process, or a supervisor of ``--workers`` of them
-    (the reactor is a parameter for tests)."""
+    """The service tree for ``config``: a supervisor of ``--workers`` processes, or with one
+    worker on an endpoint other than ``tcp:``, that one process (the reactor is a parameter
+    for tests)."""
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 
         reactor = global_reactor
     settings = config.settings
-    if settings.workers > 1:
-        from squad.runtime.supervisor import supervisor_service
+    from squad.runtime.supervisor import HangupReloads, supervisor_service
 
+    if settings.workers > 1 or settings.port.startswith("tcp:"):
         return supervisor_service(settings, reactor)
 
     from squad.runtime.gc_tuning import tune_collector
     from squad.runtime.service_tree import build_process_service
 
     reactor.callWhenRunning(tune_collector)
-    return build_process_service(settings, reactor)
+    root = build_process_service(settings, reactor)
+    HangupReloads(reactor, _cannot_reload).setServiceParent(root)
+    return root
+
+
+def _cannot_reload() -> None:
+    from twisted.logger import Logger
+
+    Logger().warn(
+        "SIGHUP ignored: a reload needs a tcp: --port (the sockets the workers share); this"
+        " process keeps serving unchanged."
+    )

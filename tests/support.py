@@ -39,7 +39,8 @@ from benchmark.service import ServiceDown, wait_until_healthy
 
 # The cluster tool already has both probes; the tests share them rather than keep a copy.
 from cluster.processes import free_port, port_open
-from squad.tap import Options, makeService
+from squad.runtime.service_tree import build_process_service
+from squad.tap import Options
 from tests.signups import VALID_SIGNUP, signup
 
 #: The checkout: bin/db, the twistd plugin and the packages the processes import.
@@ -160,9 +161,10 @@ async def start_squad(
             *argv,
         ]
     )
-    service = makeService(options, reactor)
+    # One process tree in this reactor (makeService would start worker processes).
+    service = build_process_service(options.settings, reactor)
     service.startService()
-    http: Any = service.getServiceNamed("http")  # type: ignore[attr-defined]
+    http: Any = service.getServiceNamed("http")
     listening = await http.endpoint.listening()
     test.addCleanup(drop_database, uri, database)
     test.addCleanup(service.stopService)
@@ -270,10 +272,17 @@ class SquadProcess:
         os.kill(self.process.pid, number)
 
     def kill(self) -> None:
-        """SIGKILL the whole process group (the parent and every worker)."""
+        """SIGKILL the whole process group (the parent and every worker), and return once none
+        of them is left, so that their sockets are closed before the test's reactor is checked."""
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
+        # The workers are not this test's children: wait for them by polling their group.
+        deadline = time.monotonic() + 5
+        with contextlib.suppress(ProcessLookupError):
+            while time.monotonic() < deadline:
+                os.killpg(self.process.pid, 0)
+                time.sleep(0.01)
 
     async def ready(self, limit: float = 30.0) -> None:
         """Return once GET /ready answers 204; fail with the log's tail if squad exits first or

@@ -257,6 +257,14 @@ class SquadChannel(HTTPChannel):
         if not self.refused:
             super().dataReceived(data)
 
+    def checkPersistence(self, request: Any, version: bytes) -> bool:
+        # A stopping worker closes each connection after its answer, and says so in it, so
+        # that the client sends its next request on a new connection, to another worker.
+        if not self.site.keep_alive:
+            request.responseHeaders.setRawHeaders(b"connection", [b"close"])
+            return False
+        return bool(super().checkPersistence(request, version))
+
     def receiving(self) -> bool:
         """Whether part of a request (its first line, headers or body) has arrived, and not yet
         all of it. Reads ``HTTPChannel``'s state; tests pin it for the Twisted version used."""
@@ -343,6 +351,8 @@ class SquadSite(Site):
     protocol = SquadChannel  # type: ignore[assignment]
     requestFactory = LimitedRequest
     displayTracebacks = False
+    #: False once the worker stops: answers then close their connection.
+    keep_alive = True
 
     def __init__(
         self,

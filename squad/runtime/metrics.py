@@ -1,17 +1,26 @@
 """Prometheus metrics for the whole service, across all worker processes.
 
-With ``--workers`` above 1 the supervisor points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh folder
-before it starts the workers: each worker writes its samples to memory-mapped files there, and a
-scrape of ``GET /metrics`` on any worker adds up all of them (prometheus_client's multiprocess
-mode). A single process uses the ordinary registry. Recording a sample is a few microseconds;
-gauges of queue sizes are sampled once a second, not per request.
+The supervisor points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh folder before it starts the
+workers: each worker writes its samples to memory-mapped files there, and a scrape of
+``GET /metrics`` on any worker adds up all of them (prometheus_client's multiprocess mode). A
+process without a supervisor uses the ordinary registry. Recording a sample is a few
+microseconds; gauges of queue sizes are sampled once a second, not per request.
+
+Workers end (a crash, a reload), so the folder must stay true without them: every gauge is in
+a ``live`` mode, dropped when its process ends, and ``retire_process`` folds an ended worker's
+counters and histograms into one archive file per type, so totals never go back and files do
+not pile up. A scrape and a merge exclude each other with a lock file in the folder: a scrape
+between the archive's replacement and the dead file's removal would count the dead twice.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import glob
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 __all__ = [
@@ -19,6 +28,7 @@ __all__ = [
     "count_worker_restart",
     "method_label",
     "render",
+    "retire_process",
     "route_labeller",
 ]
 
@@ -27,12 +37,52 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
-def forget_process(pid: int, directory: str) -> None:
-    """A worker writing its metrics in ``directory`` died: drop its live gauges (its counters
-    still count)."""
+# Series that only ever add up (histogram buckets are stored per bucket, not cumulated).
+_ADDITIVE_KINDS = ("counter", "histogram", "summary")
+_LOCK_FILE = "merge.lock"
+
+
+@contextlib.contextmanager
+def _locked(directory: str, mode: int) -> Iterator[None]:
+    descriptor = os.open(os.path.join(directory, _LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(descriptor, mode)
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def retire_process(pid: int, directory: str) -> None:
+    """A worker writing its metrics in ``directory`` ended: drop its gauges, and add its
+    counters and histograms to the folder's archive files, removing its own."""
     from prometheus_client import multiprocess
+    from prometheus_client.mmap_dict import MmapedDict
 
     multiprocess.mark_process_dead(pid, directory)
+    with _locked(directory, fcntl.LOCK_EX):
+        for kind in _ADDITIVE_KINDS:
+            ended = os.path.join(directory, f"{kind}_{pid}.db")
+            if not os.path.exists(ended):
+                continue
+            archive = os.path.join(directory, f"{kind}_archive.db")
+            totals: dict[str, float] = {}
+            for path in (archive, ended):
+                if os.path.exists(path):
+                    for key, value, _, _ in MmapedDict.read_all_values_from_file(path):
+                        totals[key] = totals.get(key, 0.0) + value
+            # Written aside (a name the scrape's *.db glob skips), then swapped in whole.
+            fresh = archive + ".new"
+            merged = MmapedDict(fresh)
+            try:
+                for key, value in totals.items():
+                    merged.write_value(key, value, 0.0)
+            finally:
+                merged.close()
+            os.replace(fresh, archive)
+            os.remove(ended)
+        # Gauges in a mode mark_process_dead keeps (none of squad's): a dead value is stale.
+        for leftover in glob.glob(os.path.join(directory, f"gauge_*_{pid}.db")):
+            os.remove(leftover)
 
 
 _RESTARTS_HELP = "Workers the supervisor restarted after they died"
@@ -62,9 +112,11 @@ def render() -> tuple[bytes, str]:
     if os.environ.get(MULTIPROC_ENV):
         from prometheus_client import multiprocess
 
+        directory = os.environ[MULTIPROC_ENV]
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
+        multiprocess.MultiProcessCollector(registry, path=directory)
+        with _locked(directory, fcntl.LOCK_SH):
+            return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 
@@ -195,7 +247,7 @@ class SquadMetrics:
             "Always 1; its label names this instance (--instance-name), so dashboards can tell "
             "apart the instances that share a database",
             ["squad_instance"],
-            multiprocess_mode="max",
+            multiprocess_mode="livemax",
         )
         self.oldest_pending: Any = Gauge(
             "squad_slow_step_oldest_age_seconds",

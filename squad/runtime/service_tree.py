@@ -33,7 +33,7 @@ from squad.background.slow_step import SlowWork
 from squad.background.takeover import ProcessLease, new_owner_id
 from squad.background.verification import HttpVerification, StandInVerification, Verification
 from squad.http.routes import SignupActivity, SquadAPI
-from squad.http.site import SquadSite, fit_connection_cap
+from squad.http.site import SquadChannel, SquadSite, fit_connection_cap
 from squad.passwords import PasswordSealer
 from squad.runtime.logs import SettingsLog
 from squad.runtime.metrics import SquadMetrics
@@ -228,8 +228,54 @@ class AdoptedPortService(Service):
         return None
 
 
+class KeepAliveDrain(Service):
+    """Stopped right after the site stops listening: closes its kept-alive connections without
+    losing a request.
+
+    Each answer from then on says ``Connection: close`` and closes its connection, so a busy
+    client moves to a new connection (another worker) between two requests. A connection still
+    idle after ``idle_grace`` is closed then: closing one as its client sends a request would
+    lose that request, and a client that has been quiet that long is unlikely to be sending.
+    Connections with a request in flight close after their answer; ``DrainService`` waits for
+    those.
+    """
+
+    def __init__(self, clock: IReactorTime, site: SquadSite, idle_grace: float = 1.0) -> None:
+        self._clock = clock
+        self._site = site
+        self._idle_grace = idle_grace
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        return ensureDeferred(self._drain())
+
+    async def _drain(self) -> None:
+        site = self._site
+        site.keep_alive = False
+        for channel in site.channels:
+            # Requests already read were told keep-alive: their answers are not written yet.
+            for request in channel.requests:
+                if not request.startedWriting:
+                    request.responseHeaders.setRawHeaders(b"connection", [b"close"])
+                    channel.persistent = False
+        waited = 0.0
+        while waited < self._idle_grace and any(map(_idle, site.channels)):
+            await deferLater(self._clock, 0.05)
+            waited += 0.05
+        for channel in [channel for channel in site.channels if _idle(channel)]:
+            channel.loseConnection()
+
+
+def _idle(channel: SquadChannel) -> bool:
+    """Between two requests (nothing of a next one has arrived), and not closing already."""
+    transport: Any = channel.transport
+    closing = transport is None or transport.disconnecting
+    return not closing and not channel.requests and not channel.receiving()
+
+
 class DrainService(Service):
-    """Stopped first: waits (bounded) for requests still waiting on the database."""
+    """Stopped after the connections: waits (bounded) for requests still waiting on the
+    database."""
 
     def __init__(self, clock: IReactorTime, api: SquadAPI, limit: float = 5.0) -> None:
         self._clock = clock
@@ -265,6 +311,7 @@ def build_process_service(
     ├── PasswordHasher        sealed password -> argon2id hash, in the background
     ├── DrainService          at stop: waits (bounded) for requests on the database
     ├── TimerService          queue sizes to gauges, once a second (MetricsSampler)
+    ├── KeepAliveDrain        at stop: closes kept-alive connections between two requests
     └── "http"                the site on --port, or on the socket ``adopt`` (fd, family)
     """
     root = SequentialMultiService()
@@ -361,6 +408,7 @@ def build_process_service(
         request_deadline=settings.request_timeout,
         max_connections=fit_connection_cap(settings.max_connections),
     )
+    KeepAliveDrain(reactor, site).setServiceParent(root)
     http: Service
     if adopt is None:
         http = StreamServerEndpointService(

@@ -1,8 +1,10 @@
-"""The entry point of one worker process: ``python -m squad.runtime.worker_entry FD``.
+"""The entry point of one worker process: ``python -m squad.runtime.worker_entry FD [READY_FD]``.
 
 Started by ``squad.runtime.supervisor.WorkerSupervisor``, with its settings as JSON in
 ``SQUAD_WORKER_SETTINGS``; serves HTTP on the inherited listening socket FD with its own
-reactor and database pool. SIGTERM stops it gracefully: stop accepting, let
+reactor and database pool. Once it serves, it writes ``ready`` on READY_FD; when it cannot
+start (an import error, a bad setting) it writes ``failed <reason>`` there instead and exits
+1, so that a reload stops with that reason. SIGTERM stops it gracefully: stop accepting, let
 in-flight requests finish, hand pending work back to the pool, exit.
 """
 
@@ -12,31 +14,36 @@ import os
 import signal
 import socket
 import sys
+import traceback
 from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred
 
 
+def _tell(ready_fd: int | None, line: str) -> None:
+    if ready_fd is None:
+        return
+    try:
+        os.write(ready_fd, line.encode("utf-8", "replace") + b"\n")
+        os.close(ready_fd)
+    except OSError:
+        pass  # the parent is gone; nothing to tell
+
+
 def main(argv: list[str]) -> None:
-    # Ctrl-C reaches the whole process group; the parent decides when workers stop.
+    # The parent decides when workers stop and reload: Ctrl-C and a terminal's hang-up reach
+    # the whole process group.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    from twisted.internet import reactor
-    from twisted.logger import globalLogBeginner
-
-    from squad.runtime.gc_tuning import tune_collector
-    from squad.runtime.logs import observer_from_environment
-    from squad.runtime.service_tree import build_process_service
-    from squad.runtime.settings import WORKER_SETTINGS_ENV, Settings
-
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     fd = int(argv[1])
-    settings = Settings.from_json(os.environ[WORKER_SETTINGS_ENV], os.environ)
-
-    globalLogBeginner.beginLoggingTo([observer_from_environment()], redirectStandardIO=False)
-    listener = socket.socket(fileno=fd)
-    family = listener.family
-    listener.detach()
-    service = build_process_service(settings, reactor, adopt=(fd, family), role="worker")
-    service.startService()
+    ready_fd = int(argv[2]) if len(argv) > 2 else None
+    try:
+        reactor, service = _build(fd)
+    except Exception as error:
+        traceback.print_exc()
+        reason = " ".join(f"{type(error).__name__}: {error}".split())
+        _tell(ready_fd, f"failed {reason}")
+        raise SystemExit(1) from None
 
     def stop() -> Deferred[None]:
         return ensureDeferred(_stop(service))
@@ -57,9 +64,33 @@ def main(argv: list[str]) -> None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, stop_once)
 
+    from squad.runtime.gc_tuning import tune_collector
+
     reactor.callWhenRunning(handle_signals)
     reactor.callWhenRunning(tune_collector)
+    # After the service tree started: the socket is adopted and accepts as soon as it runs.
+    reactor.callWhenRunning(_tell, ready_fd, "ready")
     reactor.run()
+
+
+def _build(fd: int) -> tuple[Any, Any]:
+    """Import, read the settings and start the service tree (everything that can fail for a
+    reason worth one line to the parent)."""
+    from twisted.internet import reactor
+    from twisted.logger import globalLogBeginner
+
+    from squad.runtime.logs import observer_from_environment
+    from squad.runtime.service_tree import build_process_service
+    from squad.runtime.settings import WORKER_SETTINGS_ENV, Settings
+
+    settings = Settings.from_json(os.environ[WORKER_SETTINGS_ENV], os.environ)
+    globalLogBeginner.beginLoggingTo([observer_from_environment()], redirectStandardIO=False)
+    listener = socket.socket(fileno=fd)
+    family = listener.family
+    listener.detach()
+    service = build_process_service(settings, reactor, adopt=(fd, family), role="worker")
+    service.startService()
+    return reactor, service
 
 
 async def _stop(service: object) -> None:

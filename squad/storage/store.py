@@ -453,8 +453,11 @@ class Store:
     # -- ownership of pending work ----------------------------------------------------------
 
     async def heartbeat(self, owner: str, alive_until: datetime, about: dict[str, Any]) -> None:
+        # Never over a hand-over (mark_stopped): a renewal that timed out may still land after
+        # it, and would make the stopped process look alive for a whole lease. Then the filter
+        # misses, the upsert hits the existing _id, and the late renewal fails instead.
         await self.processes.update_one(
-            {"_id": owner},
+            {"_id": owner, "alive_until": {"$ne": _EPOCH}},
             {"$set": {"alive_until": alive_until, **about}},
             upsert=True,
             timeout=self.timeout,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from squad.runtime.settings import Settings
-from squad.tap import PARAMETERS, Options
+from squad.tap import PARAMETERS, Options, makeService
 from tests.options import KEY, parse
 
 
@@ -153,3 +154,45 @@ class SettingsTests(SynchronousTestCase):
         error = self.assertRaises(SystemExit, options.parseOptions, ["--port", port])
         self.assertIn(f"cannot listen on {port}", str(error))
         self.assertNotIn("\n", str(error))
+
+
+class ServiceChoiceTests(SynchronousTestCase):
+    """``makeService``: which tree ``twistd squad`` runs."""
+
+    def test_one_worker_on_tcp_is_supervised_so_it_can_reload(self) -> None:
+        """--workers 1 on a tcp: port runs under the supervisor too, with SIGHUP's handler, so
+        that a reload can replace its one worker."""
+        from twisted.internet.testing import MemoryReactorClock
+
+        from squad.runtime.supervisor import HangupReloads, WorkerSupervisor
+
+        root: Any = makeService(parse(["--workers", "1"]), MemoryReactorClock())
+        kinds = [type(child) for child in root]
+        self.assertIn(WorkerSupervisor, kinds)
+        self.assertIn(HangupReloads, kinds)
+
+    def test_another_endpoint_runs_in_process_and_says_it_cannot_reload(self) -> None:
+        """--workers 1 on a unix: socket runs one process tree here; SIGHUP then logs one line
+        saying a reload needs a tcp: port, instead of ending the process."""
+        from twisted.internet.testing import MemoryReactorClock
+        from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
+        from zope.interface import provider
+
+        from squad.runtime.supervisor import HangupReloads, WorkerSupervisor
+
+        options = parse(["--workers", "1", "--port", "unix:" + self.mktemp()])
+        root: Any = makeService(options, MemoryReactorClock())
+        kinds = [type(child) for child in root]
+        self.assertNotIn(WorkerSupervisor, kinds)
+        hangup = [child for child in root if isinstance(child, HangupReloads)]
+        self.assertEqual(len(hangup), 1)
+        logged: list[str] = []
+
+        @provider(ILogObserver)
+        def observer(event: Any) -> None:
+            logged.append(formatEvent(event))
+
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        hangup[0].reload()
+        self.assertEqual(len([line for line in logged if "needs a tcp: --port" in line]), 1)
