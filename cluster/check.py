@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import signal
 import socket
 import time
@@ -43,6 +44,7 @@ from twisted.internet import defer, task, threads
 from twisted.internet.defer import ensureDeferred
 from twisted.web.client import Agent, HTTPConnectionPool
 
+from chaos.run import descendants
 from cluster.processes import Cluster, say
 from cluster.rolling import Outcome
 
@@ -234,13 +236,14 @@ async def kill_part(reactor: Any, cluster: Cluster, http: HTTPClient, mongo: Any
 
     def kill() -> None:
         doomed = cluster.squads[0]
-        owner = f"{socket.gethostname()}:{doomed.process.pid}:"
+        # Work is owned by the processes that serve: the instance's workers, named
+        # host:pid:..., under its twistd parent.
+        pids = [doomed.process.pid, *descendants(doomed.process.pid)]
+        owners = "^" + re.escape(socket.gethostname()) + ":(" + "|".join(map(str, pids)) + "):"
         # One pending document per batch of slow steps, listing its users.
         tally.held_by_killed = sum(
             len(batch.get("users", []))
-            for batch in mongo[DATABASE].pending.find(
-                {"owner": {"$regex": "^" + owner.replace(".", "\\.")}}, {"users": 1}
-            )
+            for batch in mongo[DATABASE].pending.find({"owner": {"$regex": owners}}, {"users": 1})
         )
         doomed.kill(signal.SIGKILL)
         tally.killed_at = reactor.seconds()
