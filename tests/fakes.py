@@ -697,6 +697,7 @@ def quick_hasher(
     sealer: PasswordSealer | None = None,
     owner: str = OWNER,
     busy: Callable[[], bool] = lambda: False,
+    heavy: Callable[[], bool] = lambda: False,
     hash_off_thread: Callable[[str], Deferred[str]] = lambda password: succeed("hash"),
 ) -> PasswordHasher:
     """A real ``PasswordHasher`` on ``clock`` and the fake store (not started) whose hashing is
@@ -708,6 +709,7 @@ def quick_hasher(
         writer,
         owner,
         busy=busy,
+        heavy=heavy,
         hash_off_thread=hash_off_thread,
     )
 

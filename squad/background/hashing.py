@@ -73,6 +73,7 @@ class PasswordHasher(Service):
         writer: FinishWriter,
         owner: str,
         busy: Callable[[], bool] = lambda: False,
+        heavy: Callable[[], bool] = lambda: False,
         hash_off_thread: Callable[[str], Deferred[str]] | None = None,
     ) -> None:
         # While sign-ups are flowing the hasher holds back to one password per
@@ -80,6 +81,9 @@ class PasswordHasher(Service):
         # bandwidth from the reactor on a 2-core machine, but a steady trickle of sign-ups
         # must not stop it for good (sealed passwords would pile up in the database).
         self._busy = busy
+        # While sign-ups come fast it stops altogether: the trickle would drain a negligible
+        # share of them, and the CPU it takes would slow the answers.
+        self._heavy = heavy
         self._reactor = reactor
         self._clock: IReactorTime = reactor
         self.sealer = sealer
@@ -218,9 +222,7 @@ class PasswordHasher(Service):
                 continue
             unsealed_all = True
             for user_id, sealed in batch.passwords:
-                if self._busy():
-                    # Sign-ups are arriving: wait, then hash one password anyway.
-                    await deferLater(self._clock, IDLE_CHECK_SECONDS)
+                await self._hold_back()
                 if batch_id not in self._sizes:
                     break  # dropped meanwhile (DELETE /collections)
                 password_hash = await self._hash_one(user_id, sealed)
@@ -233,6 +235,15 @@ class PasswordHasher(Service):
                 if unsealed_all:  # else keep the sealed form for an operator with the old key
                     self._writer.sealed_done(batch_id)
             self._forget(batch_id)
+
+    async def _hold_back(self) -> None:
+        """While sign-ups are arriving: wait, then let one password through, unless they
+        arrive fast."""
+        if not self._busy():
+            return
+        await deferLater(self._clock, IDLE_CHECK_SECONDS)
+        while self._heavy():
+            await deferLater(self._clock, IDLE_CHECK_SECONDS)
 
     async def _hash_one(self, user_id: ObjectId, sealed: bytes) -> str | None:
         try:

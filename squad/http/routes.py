@@ -55,6 +55,10 @@ JSON = b"application/json"
 # stored, and gives up (request_in_progress) this long before its own deadline.
 FIRST_OUTCOME_POLL_SECONDS = 0.05
 FIRST_OUTCOME_SLACK = 0.25
+# Sign-ups per second in one process from which its password hasher stops altogether: its
+# trickle of two passwords a second would drain under 1% of them, and would take CPU that
+# answering them needs.
+HEAVY_SIGNUPS_PER_SECOND = 200
 _USER_ID: Final = re.compile(USER_ID.pattern)
 
 
@@ -74,19 +78,43 @@ def _relay(source: Deferred[None]) -> Deferred[None]:
 
 
 class SignupActivity:
-    """When the last sign-up arrived: background work holds back while sign-ups flow."""
+    """When the last sign-up arrived and how fast they come: background work holds back while
+    sign-ups flow, and stops while they come fast."""
 
-    def __init__(self, clock: IReactorTime, quiet_after: float = 0.5) -> None:
+    def __init__(
+        self,
+        clock: IReactorTime,
+        quiet_after: float = 0.5,
+        heavy_per_second: int = HEAVY_SIGNUPS_PER_SECOND,
+    ) -> None:
         self._clock = clock
         self._quiet_after = quiet_after
+        self._heavy_per_second = heavy_per_second
         self._last = float("-inf")
+        # Sign-ups counted in one-second windows: this one so far, and the one before it.
+        self._window_start = float("-inf")
+        self._in_window = 0
+        self._in_previous_window = 0
 
     def saw_signup(self) -> None:
-        self._last = self._clock.seconds()
+        now = self._clock.seconds()
+        self._last = now
+        elapsed = now - self._window_start
+        if elapsed >= 1.0:
+            self._in_previous_window = self._in_window if elapsed < 2.0 else 0
+            self._window_start = now
+            self._in_window = 0
+        self._in_window += 1
 
     def busy(self) -> bool:
         """A sign-up arrived within the last ``quiet_after`` seconds."""
         return self._clock.seconds() - self._last < self._quiet_after
+
+    def heavy(self) -> bool:
+        """Busy, with ``heavy_per_second`` sign-ups or more in the last second or this one."""
+        return self.busy() and (
+            max(self._in_window, self._in_previous_window) >= self._heavy_per_second
+        )
 
 
 class SquadAPI:

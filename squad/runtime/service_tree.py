@@ -336,7 +336,9 @@ def build_process_service(
     activity = SignupActivity(reactor)
 
     writer = FinishWriter(reactor, store)
-    hasher = PasswordHasher(reactor, sealer, store, writer, owner, busy=activity.busy)
+    hasher = PasswordHasher(
+        reactor, sealer, store, writer, owner, busy=activity.busy, heavy=activity.heavy
+    )
     slow_work = SlowWork(
         reactor,
         store,

@@ -26,6 +26,7 @@ class PasswordHasherTests(SynchronousTestCase):
         self.store = FakeStore()
         self.writer = FinishWriter(self.clock, self.store)
         self.busy = False
+        self.heavy = False
         self.passwords: list[str] = []
 
         def fake_hash(password: str) -> Deferred[str]:
@@ -38,6 +39,7 @@ class PasswordHasherTests(SynchronousTestCase):
             self.writer,
             sealer=self.sealer,
             busy=lambda: self.busy,
+            heavy=lambda: self.heavy,
             hash_off_thread=fake_hash,
         )
         self.hasher.startService()
@@ -108,6 +110,22 @@ class PasswordHasherTests(SynchronousTestCase):
         self.clock.advance(IDLE_CHECK_SECONDS)
         self.assertEqual(len(self.passwords), 3)
         self.assertEqual(self.hasher.backlog, 0)
+
+    def test_while_sign_ups_come_fast_nothing_is_hashed(self) -> None:
+        """While sign-ups arrive fast the hasher hashes nothing at all (not even its trickle);
+        when they slow to a trickle it resumes one password per IDLE_CHECK_SECONDS, and once
+        they stop it hashes the rest."""
+        self.busy = self.heavy = True
+        self.queue("password 0", "password 1")
+        for _ in range(10):
+            self.clock.advance(IDLE_CHECK_SECONDS)
+        self.assertEqual(self.passwords, [])
+        self.heavy = False
+        self.clock.advance(IDLE_CHECK_SECONDS)
+        self.assertEqual(self.passwords, ["password 0"])
+        self.busy = False
+        self.clock.advance(IDLE_CHECK_SECONDS)
+        self.assertEqual(self.passwords, ["password 0", "password 1"])
 
     def test_backlog_and_oldest_age_describe_the_queue(self) -> None:
         """The backlog counts the passwords queued and not yet hashed; the oldest age is the

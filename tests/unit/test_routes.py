@@ -11,13 +11,14 @@ from bson import ObjectId
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from squad.http.errors import RETRY_AFTER_SECONDS
 from squad.http.idempotency import IDEMPOTENCY_WINDOW_SECONDS
-from squad.http.routes import ROUTE_TEMPLATES, path_template, route_of
+from squad.http.routes import ROUTE_TEMPLATES, SignupActivity, path_template, route_of
 from squad.http.site import SquadSite
 from squad.runtime.metrics import SquadMetrics
 from squad.storage.documents import bson_now
@@ -736,3 +737,49 @@ class FramingTests(APITestCase):
         head_lines, content = self.exchange(b"HEAD /openapi.json HTTP/1.1\r\n\r\n")
         self.assertIn(b"content-length: %d" % len(document), head_lines)
         self.assertEqual(content, b"")
+
+
+class SignupActivityTests(SynchronousTestCase):
+    """How the background hasher learns whether sign-ups are flowing, and how fast."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1000)
+        self.activity = SignupActivity(self.clock, quiet_after=0.5, heavy_per_second=10)
+
+    def arrive(self, count: int, over: float) -> None:
+        for _ in range(count):
+            self.activity.saw_signup()
+            self.clock.advance(over / count)
+
+    def test_quiet_until_a_sign_up_and_again_after_quiet_after(self) -> None:
+        """Busy from a sign-up for quiet_after seconds, then not busy."""
+        self.assertFalse(self.activity.busy())
+        self.activity.saw_signup()
+        self.assertTrue(self.activity.busy())
+        self.clock.advance(0.6)
+        self.assertFalse(self.activity.busy())
+
+    def test_heavy_from_heavy_per_second_in_a_second(self) -> None:
+        """Fewer than heavy_per_second sign-ups in a second is busy but not heavy; that many is
+        heavy, and stays heavy through the next second's first sign-ups."""
+        self.arrive(5, over=1.0)
+        self.assertTrue(self.activity.busy())
+        self.assertFalse(self.activity.heavy())
+        self.arrive(10, over=0.9)
+        self.assertTrue(self.activity.heavy())
+        self.clock.advance(0.2)
+        self.arrive(1, over=0.1)
+        self.assertTrue(self.activity.heavy())
+
+    def test_a_burst_then_a_trickle_is_not_heavy(self) -> None:
+        """A second of fast sign-ups followed by a trickle is heavy no longer after two
+        seconds of the trickle, and never once they stop."""
+        self.arrive(20, over=1.0)
+        self.arrive(2, over=2.0)
+        self.arrive(1, over=0.1)
+        self.assertTrue(self.activity.busy())
+        self.assertFalse(self.activity.heavy())
+        self.arrive(30, over=1.0)
+        self.clock.advance(1.0)
+        self.assertFalse(self.activity.heavy())
