@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from cluster.parts import Child, Spawn, say, wait_for
+from cluster.parts import Child, Parts, say, wait_for
 from cluster.postgres import DATABASE_USER, POSTGRES_DATABASE
 from harness.probes import free_port, port_open
 
@@ -28,13 +28,13 @@ def connections(instances: int, workers: int) -> int:
     return 16 * 9 * (instances + 1) * workers + 20
 
 
-def start_ferretdb(spawn_part: Spawn, home: Path, postgres_port: int, pool: int) -> int:
+def start_ferretdb(parts: Parts, home: Path, postgres_port: int, pool: int) -> int:
     """Start FerretDB (its state in ``home/ferretdb``) with a pool of ``pool`` connections to
     PostgreSQL on ``postgres_port``; return its port once it accepts connections."""
     state = home / "ferretdb"
     state.mkdir(exist_ok=True)
     port = free_port()
-    child: Child = spawn_part(
+    child: Child = parts.spawn(
         "ferretdb",
         [
             str(FERRETDB),

@@ -12,14 +12,14 @@ from typing import Any
 import pymongo
 import pymongo.errors
 
-from cluster.parts import Child, Spawn, wait_for
+from cluster.parts import Child, Parts, wait_for
 from cluster.rolling import StepFailed
 from harness.probes import free_port, http_status
 from harness.services import ROOT, squad_command, squad_environment
 
 
 def start_instance(
-    spawn_part: Spawn,
+    parts: Parts,
     name: str,
     home: Path,
     mongo_uri: str,
@@ -41,7 +41,7 @@ def start_instance(
         *squad_args,
     )
     environment = squad_environment(keep={"SQUAD_SEAL_KEY"})
-    return spawn_part(
+    return parts.spawn(
         name,
         command,
         env={**environment, "SQUAD_INSTANCE": f"{name}@127.0.0.1:{port}"},

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cluster.parts import Child, ClusterError, Spawn, wait_for
+from cluster.parts import Child, ClusterError, Parts, wait_for
 from cluster.rolling import StepFailed
 from harness.probes import http_status
 from harness.processes import children, started
@@ -53,11 +53,11 @@ class Nginx:
     def _write_balancer_config(self, ports: list[int]) -> Path:
         return write_checked(self.folder, balancer_config(self.balancer_socket, ports, self.folder))
 
-    def start(self, spawn_part: Spawn, ports: list[int]) -> None:
+    def start(self, parts: Parts, ports: list[int]) -> None:
         """Start the balancer over the instances on ``ports``, then the edge."""
         config = self._write_balancer_config(ports)
         self.balancer_socket.unlink(missing_ok=True)  # left by a cluster that was killed
-        balancer = spawn_part(
+        balancer = parts.spawn(
             "nginx-balancer",
             [_nginx(), "-p", str(self.folder), "-c", str(config), "-g", "daemon off;"],
         )
@@ -65,7 +65,7 @@ class Nginx:
         wait_for("nginx (balancer)", self.balancer_socket.exists, balancer, 30)
         edge = self.edge_folder
         config = write_checked(edge, edge_config(self.port, self.balancer_socket, edge))
-        child = spawn_part(
+        child = parts.spawn(
             "nginx", [_nginx(), "-p", str(edge), "-c", str(config), "-g", "daemon off;"]
         )
         wait_for("nginx", lambda: http_status(self.url + "/health") == 204, child, 30)

@@ -1,19 +1,19 @@
 """What every part of the cluster is: a process group we started (``Child``), with its log and
-the signal that stops it; how we wait for one to be ready; and what we tell the person running
-the cluster (``say``, ``ClusterError``)."""
+the signal that stops it, kept with the others in start order (``Parts``); how we wait for one
+to be ready; and what we tell the person running the cluster (``say``, ``ClusterError``)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
-from harness.groups import signal_group, stop_group
+from harness.groups import signal_group, spawn, stop_group
 from harness.probes import NotReady, wait_until
 
 
@@ -66,11 +66,15 @@ class RunAs:
     gid: int
 
 
-class Spawn(Protocol):
-    """Starts a part as a ``Child`` of the cluster (``Cluster.spawn``), its log under the
-    cluster's logs."""
+@dataclass
+class Parts:
+    """The cluster's started processes, in the order they started, each with its log in
+    ``logs/NAME.log``."""
 
-    def __call__(
+    logs: Path
+    children: list[Child] = field(default_factory=list)
+
+    def spawn(
         self,
         name: str,
         argv: list[str],
@@ -81,7 +85,38 @@ class Spawn(Protocol):
         cwd: Path | None = None,
         port: int = 0,
         after: Child | None = None,
-    ) -> Child: ...
+    ) -> Child:
+        """Start a part (``after`` the one it replaces, if any)."""
+        log_path = self.logs / f"{name}.log"
+        process = spawn(
+            argv,
+            log_path,
+            env=env,
+            cwd=cwd,
+            user=run_as.uid if run_as else None,
+            group=run_as.gid if run_as else None,
+        )
+        child = Child(name, process, log_path, stop_signal, port)
+        # Beside the instance it replaces: the cluster stops neighbouring instances together.
+        where = len(self.children) if after is None else self.children.index(after) + 1
+        self.children.insert(where, child)
+        self.note_groups()
+        return child
+
+    def remove(self, child: Child) -> None:
+        """Forget ``child``, stopped."""
+        self.children.remove(child)
+        self.note_groups()
+
+    def note_groups(self) -> None:
+        # bin/cluster's exit trap kills these process groups if this program dies first.
+        record = os.environ.get("SQUAD_CLUSTER_PGIDS")
+        if record:
+            live = "".join(f"{c.process.pid}\n" for c in self.children if c.alive)
+            Path(record).write_text(live)
+
+    def dead(self) -> list[Child]:
+        return [child for child in self.children if not child.alive]
 
 
 def wait_for(what: str, ready: Callable[[], bool], child: Child, limit: float) -> None:

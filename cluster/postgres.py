@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from cluster.parts import Child, ClusterError, RunAs, Spawn, say, wait_for
+from cluster.parts import Child, ClusterError, Parts, RunAs, say, wait_for
 from harness.groups import spawn
 from harness.probes import free_port
 
@@ -130,7 +130,7 @@ class Postgres:
     logs: Path
     port: int = 0
 
-    def start(self, spawn_part: Spawn, max_connections: int) -> Child:
+    def start(self, parts: Parts, max_connections: int) -> Child:
         account = Account.for_postgres()
         data = self.home / "postgres"
         sockets = self.home / "postgres-socket"
@@ -163,7 +163,7 @@ class Postgres:
             if account.run(initdb, initdb_log, self.home) != 0:
                 raise ClusterError(f"initdb failed; see {initdb_log}")
         self.port = free_port()
-        child = spawn_part(
+        child = parts.spawn(
             "postgres",
             [
                 str(POSTGRES_BIN / "postgres"),

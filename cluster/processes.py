@@ -9,20 +9,16 @@ fast-shutdown SIGINT, then SIGKILL) in the reverse order of its start.
 
 from __future__ import annotations
 
-import os
-import signal
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cluster.ferretdb import connections, start_ferretdb
 from cluster.instances import database_of, start_instance, wait_instance, wait_taken_over
 from cluster.nginx import Nginx
-from cluster.parts import Child, ClusterError, RunAs, say
+from cluster.parts import Child, ClusterError, Parts, say
 from cluster.postgres import Postgres
 from cluster.rolling import TAKEOVER_LIMIT, Outcome, RollingRestart, StepFailed
-from harness.groups import spawn
 from harness.probes import port_open
 from harness.processes import group_members
 
@@ -36,7 +32,6 @@ class Cluster:
     http_port: int
     workers: int = 1
     squad_args: list[str] = field(default_factory=list)
-    children: list[Child] = field(default_factory=list)
     squads: list[Child] = field(default_factory=list)
     ferretdb_port: int = 0
     instance_ports: list[int] = field(default_factory=list)
@@ -46,10 +41,12 @@ class Cluster:
     _retired: dict[int, list[int]] = field(default_factory=dict)
     # Replacements started so far: each has a name and log of its own (squad-1.2, ...).
     generation: int = 1
+    parts: Parts = field(init=False)
     postgres: Postgres = field(init=False)
     nginx: Nginx = field(init=False)
 
     def __post_init__(self) -> None:
+        self.parts = Parts(self.logs)
         self.postgres = Postgres(self.home, self.logs)
         self.nginx = Nginx(self.home, self.http_port)
 
@@ -70,54 +67,23 @@ class Cluster:
         """The database squad uses: its default, or the last ``--database`` after --."""
         return database_of(self.squad_args)
 
-    def spawn(
-        self,
-        name: str,
-        argv: list[str],
-        *,
-        run_as: RunAs | None = None,
-        stop_signal: int = signal.SIGTERM,
-        env: Mapping[str, str] | None = None,
-        cwd: Path | None = None,
-        port: int = 0,
-        after: Child | None = None,
-    ) -> Child:
-        """Start a part, its log in ``logs/NAME.log`` (see ``cluster.parts.Spawn``)."""
-        log_path = self.logs / f"{name}.log"
-        process = spawn(
-            argv,
-            log_path,
-            env=env,
-            cwd=cwd,
-            user=run_as.uid if run_as else None,
-            group=run_as.gid if run_as else None,
-        )
-        child = Child(name, process, log_path, stop_signal, port)
-        # Beside the instance it replaces: stop() stops neighbouring instances together.
-        where = len(self.children) if after is None else self.children.index(after) + 1
-        self.children.insert(where, child)
-        self._note_groups()
-        return child
-
-    def _note_groups(self) -> None:
-        # bin/cluster's exit trap kills these process groups if this program dies first.
-        record = os.environ.get("SQUAD_CLUSTER_PGIDS")
-        if record:
-            live = "".join(f"{c.process.pid}\n" for c in self.children if c.alive)
-            Path(record).write_text(live)
+    @property
+    def children(self) -> list[Child]:
+        """Every part running, in the order they started."""
+        return self.parts.children
 
     # the parts, in the order they start -----------------------------------------------------
 
     def start_postgres(self) -> None:
-        self.postgres.start(self.spawn, connections(self.instances, self.workers))
+        self.postgres.start(self.parts, connections(self.instances, self.workers))
 
     def start_ferretdb(self) -> None:
         pool = connections(self.instances, self.workers)
-        self.ferretdb_port = start_ferretdb(self.spawn, self.home, self.postgres.port, pool)
+        self.ferretdb_port = start_ferretdb(self.parts, self.home, self.postgres.port, pool)
 
     def _start_instance(self, name: str, after: Child | None = None) -> Child:
         return start_instance(
-            self.spawn, name, self.home, self.mongo_uri, self.workers, self.squad_args, after
+            self.parts, name, self.home, self.mongo_uri, self.workers, self.squad_args, after
         )
 
     def start_squads(self) -> None:
@@ -133,7 +99,7 @@ class Cluster:
         say(f"{self.instances} squad instances on ports {', '.join(map(str, self.instance_ports))}")
 
     def start_nginx(self) -> None:
-        self.nginx.start(self.spawn, self.instance_ports)
+        self.nginx.start(self.parts, self.instance_ports)
         say(f"nginx on {self.url} balancing over the {self.instances} instances")
 
     def start(self) -> None:
@@ -163,10 +129,10 @@ class Cluster:
                     one.kill(one.stop_signal)
             for one in together:
                 one.stop(signalled=True)
-            self._note_groups()
+            self.parts.note_groups()
 
     def dead(self) -> list[Child]:
-        return [child for child in self.children if not child.alive]
+        return self.parts.dead()
 
     # the rolling restart's steps (cluster.rolling.Instances) ---------------------------------
 
@@ -189,8 +155,7 @@ class Cluster:
 
     def discard(self, replacement: Child) -> None:
         replacement.stop()
-        self.children.remove(replacement)
-        self._note_groups()
+        self.parts.remove(replacement)
 
     def route_to(self, index: int, replacement: Child) -> frozenset[tuple[int, float]]:
         ports = list(self.instance_ports)
@@ -207,9 +172,8 @@ class Cluster:
         # Its processes (with --workers, the workers hold the work): read before they exit.
         self._retired[index] = sorted(group_members(old.process.pid))
         by_itself = old.stop(grace)
-        self.children.remove(old)
         self.squads[index] = replacement
-        self._note_groups()
+        self.parts.remove(old)
         return by_itself
 
     def wait_taken_over(self, index: int, limit: float) -> None:
