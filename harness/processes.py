@@ -13,6 +13,7 @@ __all__ = [
     "children",
     "cpu_seconds",
     "descendants",
+    "environment",
     "executable",
     "group_members",
     "listening_pids",
@@ -93,6 +94,14 @@ def executable(pid: int) -> str | None:
     """The program file ``pid`` runs; None when it cannot be read."""
     try:
         return str(psutil.Process(pid).exe()) or None
+    except _GONE:
+        return None
+
+
+def environment(pid: int) -> dict[str, str] | None:
+    """The environment ``pid`` started with; None when it cannot be read."""
+    try:
+        return dict(psutil.Process(pid).environ())
     except _GONE:
         return None
 

@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import time
-import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,13 +22,15 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
-from cluster.processes import free_port
+from harness.groups import spawn
+from harness.probes import free_port
+from harness.processes import children
+from harness.services import ROOT
 from tests.support import (
-    ROOT,
     SquadProcess,
     database_uri,
-    drop_database,
     eventually,
+    own_database,
     request,
     sleep,
     stop_process_group,
@@ -179,8 +180,7 @@ class LiveSquadTests(TestCase):
         """Two workers on a database of the test's own, with a little traffic: sign-ups, and
         one refused so that the error counter has a series."""
         uri = database_uri()
-        database = f"squad_alerts_{uuid.uuid4().hex[:8]}"
-        self.addCleanup(drop_database, uri, database)
+        database = own_database(self, "squad_alerts")
         key = os.path.abspath(self.mktemp() + ".key")
         squad = SquadProcess(
             self, uri, database, key, "--workers", "2", "--slow-min", "0.1", "--slow-max", "0.2"
@@ -210,9 +210,9 @@ class LiveSquadTests(TestCase):
         squad = await self.start_squad()
         self.assertEqual(await scrape_value(squad.url, "squad_slow_step_max_seconds"), 0.2)
         self.assertEqual(await scrape_value(squad.url, "squad_worker_restarts_total"), 0)
-        children = Path(f"/proc/{squad.pid}/task/{squad.pid}/children").read_text().split()
-        self.assertEqual(len(children), 2, children)
-        os.kill(int(children[0]), signal.SIGKILL)
+        workers = sorted(children(squad.pid))
+        self.assertEqual(len(workers), 2, workers)
+        os.kill(workers[0], signal.SIGKILL)
 
         async def counted() -> bool:
             return await scrape_value(squad.url, "squad_worker_restarts_total") == 1
@@ -237,19 +237,15 @@ class LiveSquadTests(TestCase):
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(configuration), encoding="utf-8")
         port = free_port()
         log_path = workdir / "prometheus.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [
-                    binary,
-                    f"--config.file={workdir / 'prometheus.yml'}",
-                    f"--storage.tsdb.path={workdir / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        process = spawn(
+            [
+                binary,
+                f"--config.file={workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            log_path,
+        )
         self.addCleanup(stop_process_group, process)
         api = f"http://127.0.0.1:{port}/api/v1"
 

@@ -20,6 +20,7 @@ from harness.processes import (
     children,
     cpu_seconds,
     descendants,
+    environment,
     group_members,
     listening_pids,
     machine_busy_seconds,
@@ -85,8 +86,9 @@ def _eventually(check: Callable[[], bool], limit: float = 5.0) -> bool:
 class ProcessTableTests(SynchronousTestCase):
     def test_descendants_children_group_and_usage(self) -> None:
         """A started process leads its own group; its children and descendants include the one
-        that left the group, its group does not; its CPU time, memory and start time read."""
-        family = Family(self)
+        that left the group, its group does not; its CPU time, memory, start time and environment
+        read."""
+        family = Family(self, FAMILY="1")
         leader = family.process.pid
         self.assertEqual(children(leader), {family.child, family.away})
         self.assertEqual(set(descendants(leader)), {family.child, family.away})
@@ -95,6 +97,7 @@ class ProcessTableTests(SynchronousTestCase):
         self.assertTrue(_eventually(lambda: (cpu_seconds([leader]) or 0) >= 0.1))
         self.assertGreater(rss_megabytes([leader, family.child]) or 0, 1)
         self.assertLessEqual(started(leader) or 0, time.time())
+        self.assertEqual((environment(leader) or {}).get("FAMILY"), "1")
 
     def test_gone_processes_answer_unknown(self) -> None:
         """A pid that no process holds has no family, no usage and no start time."""
@@ -103,6 +106,7 @@ class ProcessTableTests(SynchronousTestCase):
         pid = family.process.pid
         self.assertEqual((children(pid), descendants(pid), process_tree(pid)), (set(), [], set()))
         self.assertEqual((cpu_seconds([pid]), rss_megabytes([pid]), started(pid)), (None,) * 3)
+        self.assertIsNone(environment(pid))
 
     def test_machine_busy_seconds_grow(self) -> None:
         """The machine's busy CPU time is a positive count that does not go back."""
