@@ -7,7 +7,7 @@ import os
 import treq
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from squad.runtime.metrics import method_label, route_labeller
+from squad.metrics import method_label, route_labeller
 from tests.support import SquadProcess, database_uri, own_database, sleep
 
 
