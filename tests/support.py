@@ -267,6 +267,15 @@ class SquadProcess:
         return ids
 
 
+async def ready_squad_process(test: TestCase, prefix: str, *argv: str) -> SquadProcess:
+    """``SquadProcess`` with ``argv`` on a database of ``test``'s own (``own_database``) and a
+    seal key of its own, once it is ready."""
+    key_file = os.path.abspath(test.mktemp() + ".key")
+    squad = SquadProcess(test, database_uri(), own_database(test, prefix), key_file, *argv)
+    await squad.ready()
+    return squad
+
+
 class PrivateDatabase:
     """``bin/db`` on its own port and folder: killed, frozen and restarted at will, and killed
     when the test ends."""

@@ -28,9 +28,8 @@ from harness.processes import children
 from harness.services import ROOT
 from tests.support import (
     SquadProcess,
-    database_uri,
     eventually,
-    own_database,
+    ready_squad_process,
     request,
     sleep,
     stop_process_group,
@@ -179,13 +178,9 @@ class LiveSquadTests(TestCase):
     async def start_squad(self) -> SquadProcess:
         """Two workers on a database of the test's own, with a little traffic: sign-ups, and
         one refused so that the error counter has a series."""
-        uri = database_uri()
-        database = own_database(self, "squad_alerts")
-        key = os.path.abspath(self.mktemp() + ".key")
-        squad = SquadProcess(
-            self, uri, database, key, "--workers", "2", "--slow-min", "0.1", "--slow-max", "0.2"
+        squad = await ready_squad_process(
+            self, "squad_alerts", "--workers", "2", "--slow-min", "0.1", "--slow-max", "0.2"
         )
-        await squad.ready()
         await squad.post_many(5)
         refused = await request("POST", squad.url + "/users", "not an object")
         self.assertEqual(refused.code, 400)
