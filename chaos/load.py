@@ -15,27 +15,11 @@ from twisted.internet import defer
 from twisted.internet.defer import ensureDeferred
 
 from chaos.probes import sleep
+from harness.signups import new_signup
 
 REQUEST_TIMEOUT = 10.0
 ANSWER_LIMIT = 12.0
-FIRST_NAMES = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Donald", "Frances", "Ken", "Radia"]
-LAST_NAMES = ["Lovelace", "Hopper", "Turing", "Dijkstra", "Liskov", "Knuth", "Allen", "Perlman"]
 JSON_HEADERS: dict[bytes | str, bytes | str] = {"Content-Type": "application/json"}
-
-
-def signup(rng: random.Random, client: int, n: int) -> bytes:
-    """A new, realistic sign-up; unique per client and request."""
-    first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
-    tag = f"{client}x{n}"
-    return json.dumps(
-        {
-            "firstName": first,
-            "lastName": last,
-            "email": f"{first}.{last}.{tag}@example.org".lower(),
-            "username": f"{first[0]}{last}{tag}".lower(),
-            "password": f"pw-{rng.getrandbits(64):016x}",
-        }
-    ).encode()
 
 
 @dataclass
@@ -86,7 +70,7 @@ async def client(
             retry_after = response.headers.hasHeader(b"retry-after")
             return int(response.code), await response.content(), retry_after
 
-        attempt = ensureDeferred(exchange(signup(rng, index, n)))
+        attempt = ensureDeferred(exchange(new_signup(rng, index, n)))
         # Our own timer covers the whole exchange, body included (treq's stops at headers).
         attempt.addTimeout(REQUEST_TIMEOUT, reactor)
         tally.sent += 1

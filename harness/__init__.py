@@ -6,4 +6,5 @@ tests share; not part of the squad distribution.
 - ``harness.processes``: what the process table says (psutil): descendants, CPU time, memory.
 - ``harness.services``: the embedded database (``bin/db``) and squad (``twistd -n squad``) as
   real processes.
+- ``harness.signups``: new, unique sign-up bodies for the load the instruments put on squad.
 """

@@ -1,14 +1,18 @@
-"""The logic of the shared harness: waiting with a clock and a sleep of the test's own, and the
-commands and environment that start squad and the embedded database."""
+"""The logic of the shared harness: waiting with a clock and a sleep of the test's own, the
+commands and environment that start squad and the embedded database, and the load's sign-ups."""
 
 from __future__ import annotations
 
+import json
+import random
 from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from harness.probes import NotReady, wait_until
 from harness.services import ROOT, database_command, squad_command, squad_environment, twistd
+from harness.signups import new_signup
+from squad.http.validation import parse_signup
 
 
 class FakeTime:
@@ -112,3 +116,22 @@ class CommandTests(SynchronousTestCase):
             database_command(4000, Path("/d")),
             [str(ROOT / "bin" / "db"), "--port", "4000", "--data", "/d"],
         )
+
+
+class NewSignupTests(SynchronousTestCase):
+    def test_every_body_is_a_valid_signup(self) -> None:
+        """Whatever the client and request numbers, the body passes squad's own validation."""
+        rng = random.Random(7)
+        for client, n in [(0, 1), (49, 99_999), (1_000, 10**7)]:
+            signup = parse_signup(new_signup(rng, client, n))
+            self.assertTrue(signup.email.endswith("@example.org"))
+
+    def test_no_two_bodies_share_an_email_or_a_username(self) -> None:
+        """Two clients, and two parts of a run that number their clients and requests alike,
+        never send the same email or username."""
+        rng = random.Random(7)
+        bodies = [
+            json.loads(new_signup(rng, c, n)) for _ in range(2) for c in range(5) for n in range(50)
+        ]
+        self.assertEqual(len({b["email"] for b in bodies}), len(bodies))
+        self.assertEqual(len({b["username"] for b in bodies}), len(bodies))
