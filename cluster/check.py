@@ -44,9 +44,11 @@ from twisted.internet import defer, task, threads
 from twisted.internet.defer import ensureDeferred
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from chaos.run import descendants
-from cluster.processes import Cluster, say
+from cluster.parts import say
+from cluster.processes import Cluster
 from cluster.rolling import Outcome
+from harness.processes import descendants
+from harness.signups import new_signup
 
 CLIENTS = 20
 LOAD_SECONDS = 15.0
@@ -91,19 +93,6 @@ class Tally:
         )
 
 
-def signup(rng: random.Random, client: int, n: int) -> bytes:
-    tag = f"{client}x{n}x{rng.randrange(16**6):06x}"
-    return json.dumps(
-        {
-            "firstName": "Katherine",
-            "lastName": "Johnson",
-            "email": f"katherine.{tag}@example.org",
-            "username": f"kjohnson{tag}",
-            "password": "trajectory-1962",
-        }
-    ).encode()
-
-
 def _status(code: int, body: bytes) -> str:
     """``201``, or the status and squad's error code (``503 overloaded``) when it gave one."""
     if code == 201:
@@ -138,7 +127,7 @@ async def client(
         try:
             response = await http.post(
                 url + "/users",
-                data=signup(rng, number, n),
+                data=new_signup(rng, number, n),
                 headers=headers,
                 timeout=REQUEST_TIMEOUT,
             )
@@ -184,7 +173,7 @@ async def clients(
 def retried_requests(cluster: Cluster) -> int:
     """Requests nginx has sent to more than one instance so far (its ``retried.log``)."""
     try:
-        with open(cluster.nginx_folder / "retried.log", "rb") as log:
+        with open(cluster.nginx.folder / "retried.log", "rb") as log:
             return sum(1 for _ in log)
     except FileNotFoundError:
         return 0

@@ -12,13 +12,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -35,16 +32,14 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from txmongo.connection import ConnectionPool
 
-from benchmark.service import ServiceDown, wait_until_healthy
-
-# The cluster tool already has both probes; the tests share them rather than keep a copy.
-from cluster.processes import free_port, port_open
+from harness import services
+from harness.groups import kill_group, signal_group, spawn, stop_group
+from harness.probes import NotReady, free_port, http_status, port_open, wait_until
+from harness.services import ROOT, squad_environment
 from squad.runtime.service_tree import build_process_service
 from squad.tap import Options
 from tests.signups import VALID_SIGNUP, signup
 
-#: The checkout: bin/db, the twistd plugin and the packages the processes import.
-ROOT = Path(__file__).resolve().parents[1]
 JSON_HEADERS: dict[bytes | str, bytes | str] = {"Content-Type": "application/json"}
 
 
@@ -171,6 +166,14 @@ async def start_squad(
     return RunningSquad(service, listening.getHost().port, database, uri)
 
 
+def own_database(test: TestCase, prefix: str, uri: str | None = None) -> str:
+    """A new database name on ``uri`` (the suite's database) that ``test`` alone uses, dropped
+    when it ends."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    test.addCleanup(drop_database, uri or database_uri(), name)
+    return name
+
+
 def drop_database(uri: str, name: str) -> Deferred[None]:
     async def drop() -> None:
         pool = ConnectionPool(uri)
@@ -188,53 +191,14 @@ async def mongo(uri: str, name: str) -> tuple[ConnectionPool, Any]:
     return pool, pool[name]
 
 
-def twistd() -> list[str]:
-    beside = Path(sys.executable).parent / "twistd"
-    if beside.exists():
-        return [str(beside)]
-    return [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
-
-
 def squad_command(port: int, uri: str, database: str, *argv: str) -> list[str]:
     """``twistd -n squad`` (no pid file) on 127.0.0.1:``port`` and ``database`` at ``uri``."""
-    return [
-        *twistd(),
-        "--pidfile=",
-        "-n",
-        "squad",
-        "--port",
-        f"tcp:{port}:interface=127.0.0.1",
-        "--mongo-uri",
-        uri,
-        "--database",
-        database,
-        *argv,
-    ]
-
-
-def service_environment() -> dict[str, str]:
-    """The suite's environment without squad's settings (SQUAD_*, the metrics folder), with the
-    checkout importable: an editable install does not put ``twisted/plugins`` where twistd
-    looks for plugins, and squad's workers import ``squad`` from there too."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("SQUAD_") and k != "PROMETHEUS_MULTIPROC_DIR"
-    }
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return env
+    return services.squad_command(port, uri, *argv, database=database)
 
 
 def stop_process_group(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM a service started in its own session, and its children; SIGKILL after 10 s."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=10)
-    except ProcessLookupError:
-        return
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=5)
+    stop_group(process, 10)
 
 
 class SquadProcess:
@@ -244,16 +208,15 @@ class SquadProcess:
     def __init__(self, test: TestCase, uri: str, database: str, key_file: str, *argv: str) -> None:
         self.port = free_port()
         self.log_path = os.path.abspath(str(test.mktemp()) + ".log")
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                squad_command(self.port, uri, database, "--seal-key-file", key_file, *argv),
-                cwd=ROOT,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env=service_environment(),
-            )
+        self.process = services.start_squad(
+            self.port,
+            uri,
+            Path(self.log_path),
+            "--seal-key-file",
+            key_file,
+            *argv,
+            database=database,
+        )
         test.addCleanup(self.kill)
 
     @property
@@ -274,15 +237,7 @@ class SquadProcess:
     def kill(self) -> None:
         """SIGKILL the whole process group (the parent and every worker), and return once none
         of them is left, so that their sockets are closed before the test's reactor is checked."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-        # The workers are not this test's children: wait for them by polling their group.
-        deadline = time.monotonic() + 5
-        with contextlib.suppress(ProcessLookupError):
-            while time.monotonic() < deadline:
-                os.killpg(self.process.pid, 0)
-                time.sleep(0.01)
+        kill_group(self.process)
 
     async def ready(self, limit: float = 30.0) -> None:
         """Return once GET /ready answers 204; fail with the log's tail if squad exits first or
@@ -312,6 +267,15 @@ class SquadProcess:
         return ids
 
 
+async def ready_squad_process(test: TestCase, prefix: str, *argv: str) -> SquadProcess:
+    """``SquadProcess`` with ``argv`` on a database of ``test``'s own (``own_database``) and a
+    seal key of its own, once it is ready."""
+    key_file = os.path.abspath(test.mktemp() + ".key")
+    squad = SquadProcess(test, database_uri(), own_database(test, prefix), key_file, *argv)
+    await squad.ready()
+    return squad
+
+
 class PrivateDatabase:
     """``bin/db`` on its own port and folder: killed, frozen and restarted at will, and killed
     when the test ends."""
@@ -337,15 +301,9 @@ class PrivateDatabase:
 
     async def start(self) -> float:
         """Start it (same port, same data) and return once it accepts connections."""
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [str(ROOT / "bin" / "db"), "--port", str(self.port), "--data", self.data],
-                env=self.environment,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.process = services.start_database(
+            self.port, Path(self.data), Path(self.log_path), self.environment
+        )
 
         async def accepting() -> bool:
             assert self.process is not None
@@ -358,14 +316,13 @@ class PrivateDatabase:
 
     def signal(self, number: int) -> None:
         if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, number)
+            signal_group(self.process, number)
 
     def kill(self) -> None:
+        """SIGKILL it (frozen or not) and return at once: squad runs in the test's reactor,
+        which must not wait for FerretDB to finish exiting."""
         if self.process is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGCONT)
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+            kill_group(self.process, within=0)
             self.process = None
 
 
@@ -379,20 +336,15 @@ def start_service(
     workdir = Path(test.mktemp()).resolve()
     workdir.mkdir(parents=True)
     log_path = workdir / "service.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command,
-            cwd=cwd or workdir,
-            env=service_environment(),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = spawn(command, log_path, env=squad_environment(), cwd=cwd or workdir)
     test.addCleanup(stop_process_group, process)
     url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        return 200 <= (http_status(url + "/health", timeout=2.0) or 0) < 300
+
     try:
-        wait_until_healthy(url, 20.0, alive=lambda: process.poll() is None)
-    except ServiceDown as error:
+        wait_until(healthy, 20.0, name, alive=lambda: process.poll() is None, interval=0.2)
+    except NotReady as error:
         test.fail(f"{name} did not start: {error}\n{log_path.read_text(errors='replace')}")
     return url

@@ -25,7 +25,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from squad.runtime.logs import OutageLog
+from squad.background.outages import OutageLog
 from squad.storage.documents import bson_now, verified_fields
 from squad.storage.store import FinishRound, IStore
 

@@ -26,7 +26,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
-from squad.runtime.logs import OutageLog
+from squad.background.outages import OutageLog
 from squad.storage.documents import bson_now
 from squad.storage.store import UNOWNED, IStore
 

@@ -28,7 +28,7 @@ from squad.http.fields import (
     MAX_NESTING,
     MAX_REQUEST_LINE_BYTES,
 )
-from squad.runtime.metrics import SquadMetrics
+from squad.metrics import SquadMetrics
 
 __all__ = [
     "ERRORS",

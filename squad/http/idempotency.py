@@ -21,7 +21,7 @@ from typing import Any, Final
 from bson import ObjectId
 
 from squad.http.fields import IDEMPOTENCY_KEY
-from squad.http.validation import SignUp
+from squad.signup import SignUp
 
 __all__ = [
     "IDEMPOTENCY_WINDOW_SECONDS",

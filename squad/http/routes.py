@@ -39,9 +39,10 @@ from squad.http.idempotency import (
     recorded,
 )
 from squad.http.openapi import openapi_json
-from squad.http.validation import InvalidRequest, SignUp, check_content_type, parse_signup
+from squad.http.validation import InvalidRequest, check_content_type, parse_signup
+from squad.metrics import render, route_labeller
 from squad.passwords import PasswordSealer
-from squad.runtime.metrics import render, route_labeller
+from squad.signup import SignUp
 from squad.storage.documents import bson_now, new_user_document, user_json
 from squad.storage.group_commit import GroupCommit
 from squad.storage.store import IStore, PendingSignup

@@ -57,7 +57,7 @@ from squad.http.fields import (
     MAX_REQUEST_LINE_BYTES,
 )
 from squad.http.routes import route_of
-from squad.runtime.metrics import SquadMetrics, method_label
+from squad.metrics import SquadMetrics, method_label
 
 __all__ = [
     "MAX_CONNECTIONS",

@@ -2,10 +2,10 @@
 Strict validation of a ``POST /users`` body, at the edge, before anything is stored.
 
 :func:`check_content_type` vets the ``Content-Type`` header and :func:`parse_signup` turns the raw
-body into a :class:`SignUp` or raises :class:`InvalidRequest`, which carries the kind of error
-(:class:`squad.http.errors.ErrorKind`: its machine code and status), a sentence for a person
-and, when one field is at fault, its name. Nothing here does I/O; both functions are safe to
-call with any input whatsoever: the only exception they raise is :class:`InvalidRequest`.
+body into a :class:`~squad.signup.SignUp` or raises :class:`InvalidRequest`, which carries the
+kind of error (:class:`squad.http.errors.ErrorKind`: its machine code and status), a sentence for
+a person and, when one field is at fault, its name. Nothing here does I/O; both functions are
+safe to call with any input whatsoever: the only exception they raise is :class:`InvalidRequest`.
 The limits and patterns are the rules of :mod:`squad.http.fields`.
 
 The rules, in the order they are checked (the first failure is reported), with the kind of
@@ -72,7 +72,6 @@ from __future__ import annotations
 import json
 import re
 from array import array
-from dataclasses import dataclass, field
 from itertools import accumulate
 from json.scanner import make_scanner
 from typing import Final, NoReturn
@@ -100,29 +99,18 @@ from squad.http.fields import (
     WHITESPACE,
     FieldRule,
 )
+from squad.signup import SignUp
 
 __all__ = [
     "FIELDS",
     "MAX_BODY_BYTES",
     "MAX_NESTING",
     "InvalidRequest",
-    "SignUp",
     "check_content_type",
     "parse_signup",
 ]
 
 _FIELD_SET: Final = frozenset(FIELDS)
-
-
-@dataclass(frozen=True, slots=True)
-class SignUp:
-    """A validated sign-up. The password is plaintext: keep it in memory only, seal it at once."""
-
-    first_name: str
-    last_name: str
-    email: str
-    username: str
-    password: str = field(repr=False)
 
 
 class InvalidRequest(Exception):

@@ -13,7 +13,6 @@ import sys
 from typing import IO, TYPE_CHECKING, Any
 
 from twisted.application.service import Service
-from twisted.internet.interfaces import IReactorTime
 from twisted.logger import (
     FilteringLogObserver,
     ILogFilterPredicate,
@@ -33,7 +32,6 @@ if TYPE_CHECKING:
     from squad.runtime.settings import Settings
 
 __all__ = [
-    "OutageLog",
     "SettingsLog",
     "json_observer",
     "observer_from_environment",
@@ -79,43 +77,6 @@ def observer_from_environment(stream: IO[str] | None = None) -> ILogObserver:
     if os.environ.get("SQUAD_LOG_FORMAT", "").lower() == "json":
         return json_observer(stream)
     return quiet(textFileLogObserver(stream or sys.stdout))
-
-
-class OutageLog:
-    """Says once that a database-backed task is failing and once that it works again, with
-    how long and how many attempts failed; the attempts in between go to debug. Without it a
-    worker would print a line per attempt, several a second, for as long as an outage lasts."""
-
-    def __init__(self, logger: Logger, clock: IReactorTime, what: str) -> None:
-        self._log = logger
-        self._clock = clock
-        self._what = what
-        self._since: float | None = None
-        self._failures = 0
-
-    def failed(self, error: str) -> None:
-        self._failures += 1
-        if self._since is None:
-            self._since = self._clock.seconds()
-            self._log.warn(
-                "{what} failed ({error}); retrying, and saying so once it works again.",
-                what=self._what,
-                error=error,
-            )
-        else:
-            self._log.debug("{what} failed again: {error}", what=self._what, error=error)
-
-    def succeeded(self) -> None:
-        if self._since is None:
-            return
-        self._log.info(
-            "{what} works again after {seconds:.1f} s and {failures} failed attempts.",
-            what=self._what,
-            seconds=self._clock.seconds() - self._since,
-            failures=self._failures,
-        )
-        self._since = None
-        self._failures = 0
 
 
 class SettingsLog(Service):

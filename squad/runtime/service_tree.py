@@ -34,9 +34,9 @@ from squad.background.takeover import ProcessLease, new_owner_id
 from squad.background.verification import HttpVerification, StandInVerification, Verification
 from squad.http.routes import SignupActivity, SquadAPI
 from squad.http.site import SquadChannel, SquadSite, fit_connection_cap
+from squad.metrics import SquadMetrics
 from squad.passwords import PasswordSealer
 from squad.runtime.logs import SettingsLog
-from squad.runtime.metrics import SquadMetrics
 from squad.runtime.settings import Settings
 from squad.storage.database import DatabaseService
 from squad.storage.failover import retry_once_on_failover

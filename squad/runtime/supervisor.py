@@ -44,8 +44,8 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from squad.metrics import MULTIPROC_ENV, count_worker_restart, retire_process
 from squad.runtime.logs import SettingsLog
-from squad.runtime.metrics import MULTIPROC_ENV, count_worker_restart, retire_process
 from squad.runtime.settings import WORKER_SETTINGS_ENV, Settings
 
 __all__ = [

@@ -11,7 +11,7 @@ from typing import Any
 
 from bson import ObjectId
 
-from squad.http.validation import SignUp
+from squad.signup import SignUp
 
 __all__ = [
     "bson_now",

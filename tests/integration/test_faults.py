@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import time
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +24,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
+from harness.processes import children
 from squad.runtime.service_tree import DrainService
 from squad.runtime.supervisor import RESTART_DELAY
 from tests.signups import signup
@@ -33,28 +33,13 @@ from tests.support import (
     PrivateDatabase,
     SquadProcess,
     database_uri,
-    drop_database,
     eventually,
     mongo,
+    own_database,
     request,
     sleep,
     start_squad,
 )
-
-
-def children(pid: int) -> set[int]:
-    """The live child processes of ``pid`` (squad's workers), from /proc."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and fields[0] != "Z":
-                found.add(int(entry))
-    return found
 
 
 class Verifier(Resource):
@@ -81,9 +66,7 @@ class FaultTests(TestCase):
     timeout = 60
 
     def database(self, uri: str) -> str:
-        name: str = f"squad_faults_{uuid.uuid4().hex[:8]}"
-        self.addCleanup(drop_database, uri, name)
-        return name
+        return own_database(self, "squad_faults", uri)
 
     def setUp(self) -> None:
         # Instances on one database must share the seal key, or none could hash the passwords

@@ -20,7 +20,8 @@ from twisted.internet.defer import gatherResults
 from twisted.trial.unittest import SkipTest, TestCase
 from txmongo.connection import ConnectionPool
 
-from tests.support import ROOT, PrivateDatabase, database_uri, drop_database, mongo, sleep
+from harness.services import ROOT
+from tests.support import PrivateDatabase, database_uri, drop_database, mongo, sleep
 
 
 async def scratch_collection(test: TestCase) -> Any:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import uuid
-
 import treq
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from squad.runtime.metrics import method_label, route_labeller
-from tests.support import SquadProcess, database_uri, drop_database, sleep
+from squad.metrics import method_label, route_labeller
+from tests.support import ready_squad_process, sleep
 
 
 def sample(text: str, name: str) -> float:
@@ -61,14 +58,9 @@ class MetricsAcrossWorkersTests(TestCase):
 
     async def test_requests_are_counted_across_two_workers(self) -> None:
         """With two worker processes, a scrape of either counts every request both served."""
-        uri = database_uri()
-        database = f"squad_metrics_{uuid.uuid4().hex[:8]}"
-        self.addCleanup(drop_database, uri, database)
-        key = os.path.abspath(self.mktemp() + ".key")
-        squad = SquadProcess(
-            self, uri, database, key, "--workers", "2", "--slow-min", "0.1", "--slow-max", "0.2"
+        squad = await ready_squad_process(
+            self, "squad_metrics", "--workers", "2", "--slow-min", "0.1", "--slow-max", "0.2"
         )
-        await squad.ready()
         sent = 20
         # A new connection each time: the kernel spreads them over both workers.
         await squad.post_many(sent)

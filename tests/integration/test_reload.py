@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import time
-import uuid
 from datetime import datetime
 
 from bson import ObjectId
@@ -20,16 +19,16 @@ from twisted.internet.defer import DeferredList, ensureDeferred
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 
+from harness.processes import children, environment
 from squad.storage.store import Store
-from tests.integration.test_faults import children
 from tests.signups import signup
 from tests.support import (
     JSON_HEADERS,
     SquadProcess,
     database_uri,
-    drop_database,
     eventually,
     mongo,
+    own_database,
     request,
     sleep,
 )
@@ -37,11 +36,10 @@ from tests.support import (
 
 def metrics_folder(worker: int) -> str:
     """The metrics folder a worker writes in, from its environment."""
-    with open(f"/proc/{worker}/environ", "rb") as environ:
-        for entry in environ.read().split(b"\0"):
-            if entry.startswith(b"PROMETHEUS_MULTIPROC_DIR="):
-                return entry.split(b"=", 1)[1].decode()
-    raise AssertionError(f"worker {worker} has no metrics folder")
+    folder = (environment(worker) or {}).get("PROMETHEUS_MULTIPROC_DIR")
+    if folder is None:
+        raise AssertionError(f"worker {worker} has no metrics folder")
+    return folder
 
 
 def counted_201s(text: str) -> float:
@@ -56,8 +54,7 @@ class ReloadTests(TestCase):
 
     def setUp(self) -> None:
         self.uri = database_uri()
-        self.database = f"squad_reload_{uuid.uuid4().hex[:8]}"
-        self.addCleanup(drop_database, self.uri, self.database)
+        self.database = own_database(self, "squad_reload")
         self.key_file = os.path.abspath(str(self.mktemp()) + ".key")
 
     def squad(self, options: str) -> SquadProcess:

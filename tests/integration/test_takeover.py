@@ -23,6 +23,7 @@ from tests.support import (
     drop_database,
     eventually,
     mongo,
+    own_database,
     sleep,
     start_squad,
 )
@@ -38,8 +39,7 @@ class TakeOverTests(TestCase):
         """Users acknowledged by a process that is then SIGKILLed mid slow step all reach
         processed: true through another process on the same database, after its lease."""
         uri = database_uri()
-        database = f"squad_takeover_{uuid.uuid4().hex[:8]}"
-        self.addCleanup(drop_database, uri, database)
+        database = own_database(self, "squad_takeover")
         # Instances on one database share the seal key, or none could hash another's passwords.
         key_file = os.path.abspath(self.mktemp() + ".key")
         first = SquadProcess(
@@ -85,8 +85,7 @@ class TakeOverTests(TestCase):
         before the kill, as behind a balancer) finish all of them, hashed and processed, with
         no pending work left, well within 90 s."""
         uri = database_uri()
-        database = f"squad_instances_{uuid.uuid4().hex[:8]}"
-        self.addCleanup(drop_database, uri, database)
+        database = own_database(self, "squad_instances")
         key_file = os.path.abspath(self.mktemp() + ".key")
         instances = []
         for number in range(3):

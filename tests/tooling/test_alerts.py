@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import time
-import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,13 +22,14 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
-from cluster.processes import free_port
+from harness.groups import spawn
+from harness.probes import free_port
+from harness.processes import children
+from harness.services import ROOT
 from tests.support import (
-    ROOT,
     SquadProcess,
-    database_uri,
-    drop_database,
     eventually,
+    ready_squad_process,
     request,
     sleep,
     stop_process_group,
@@ -178,14 +178,9 @@ class LiveSquadTests(TestCase):
     async def start_squad(self) -> SquadProcess:
         """Two workers on a database of the test's own, with a little traffic: sign-ups, and
         one refused so that the error counter has a series."""
-        uri = database_uri()
-        database = f"squad_alerts_{uuid.uuid4().hex[:8]}"
-        self.addCleanup(drop_database, uri, database)
-        key = os.path.abspath(self.mktemp() + ".key")
-        squad = SquadProcess(
-            self, uri, database, key, "--workers", "2", "--slow-min", "0.1", "--slow-max", "0.2"
+        squad = await ready_squad_process(
+            self, "squad_alerts", "--workers", "2", "--slow-min", "0.1", "--slow-max", "0.2"
         )
-        await squad.ready()
         await squad.post_many(5)
         refused = await request("POST", squad.url + "/users", "not an object")
         self.assertEqual(refused.code, 400)
@@ -210,9 +205,9 @@ class LiveSquadTests(TestCase):
         squad = await self.start_squad()
         self.assertEqual(await scrape_value(squad.url, "squad_slow_step_max_seconds"), 0.2)
         self.assertEqual(await scrape_value(squad.url, "squad_worker_restarts_total"), 0)
-        children = Path(f"/proc/{squad.pid}/task/{squad.pid}/children").read_text().split()
-        self.assertEqual(len(children), 2, children)
-        os.kill(int(children[0]), signal.SIGKILL)
+        workers = sorted(children(squad.pid))
+        self.assertEqual(len(workers), 2, workers)
+        os.kill(workers[0], signal.SIGKILL)
 
         async def counted() -> bool:
             return await scrape_value(squad.url, "squad_worker_restarts_total") == 1
@@ -237,19 +232,15 @@ class LiveSquadTests(TestCase):
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(configuration), encoding="utf-8")
         port = free_port()
         log_path = workdir / "prometheus.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [
-                    binary,
-                    f"--config.file={workdir / 'prometheus.yml'}",
-                    f"--storage.tsdb.path={workdir / 'data'}",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        process = spawn(
+            [
+                binary,
+                f"--config.file={workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            log_path,
+        )
         self.addCleanup(stop_process_group, process)
         api = f"http://127.0.0.1:{port}/api/v1"
 

@@ -350,7 +350,7 @@ class ErrorCounterTests(SynchronousTestCase):
         from twisted.web.test.requesthelper import DummyRequest
 
         from squad.http.errors import ErrorKind, write_error
-        from squad.runtime.metrics import SquadMetrics
+        from squad.metrics import SquadMetrics
 
         SquadMetrics.get()
 

@@ -29,7 +29,7 @@ from squad.http.site import (
     raw_error,
     request_timeout_answer,
 )
-from squad.runtime.metrics import SquadMetrics
+from squad.metrics import SquadMetrics
 
 SNAKE_CASE = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)*")
 

@@ -27,7 +27,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 from squad.http.fields import MAX_HEADER_BYTES, MAX_HEADERS, MAX_REQUEST_LINE_BYTES
 from squad.http.site import LimitedRequest, SquadChannel, SquadSite
 from squad.http.validation import FIELDS, MAX_BODY_BYTES
-from squad.runtime.metrics import SquadMetrics
+from squad.metrics import SquadMetrics
 from tests.fakes import Squad, error_body
 from tests.hostile_corpus import CASES, HostileCase, body
 from tests.signups import VALID_PASSWORD, VALID_SIGNUP

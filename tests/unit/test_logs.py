@@ -20,8 +20,8 @@ from twisted.logger import (
 )
 from twisted.trial.unittest import SynchronousTestCase
 
+from squad.background.outages import OutageLog
 from squad.runtime.logs import (
-    OutageLog,
     SettingsLog,
     json_observer,
     observer_from_environment,

@@ -1,4 +1,4 @@
-"""squad.runtime.metrics: what the supervisor records for the workers' scrapes."""
+"""squad.metrics: what the supervisor records for the workers' scrapes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 from twisted.trial.unittest import SynchronousTestCase
 
-from squad.runtime.metrics import count_worker_restart
+from squad.metrics import count_worker_restart
 
 
 def restarts_in(directory: str) -> list[tuple[str, str, float]]:

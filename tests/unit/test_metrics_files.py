@@ -1,5 +1,5 @@
 """The workers' metrics folder stays true as workers end: totals never go back, an ended
-worker's gauges go, and its files do not pile up (``squad.runtime.metrics.retire_process``)."""
+worker's gauges go, and its files do not pile up (``squad.metrics.retire_process``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial.unittest import SynchronousTestCase
 
-from squad.runtime.metrics import MULTIPROC_ENV, render, retire_process
+from squad.metrics import MULTIPROC_ENV, render, retire_process
 
 REQUESTS = mmap_key(
     "squad_http_requests",

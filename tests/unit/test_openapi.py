@@ -43,7 +43,8 @@ from squad.http.site import (
     URI_TOO_LONG,
     request_timeout_answer,
 )
-from squad.http.validation import InvalidRequest, SignUp, check_content_type, parse_signup
+from squad.http.validation import InvalidRequest, check_content_type, parse_signup
+from squad.signup import SignUp
 from squad.storage.documents import bson_now, new_user_document, user_json
 from tests.hostile_corpus import CASES
 from tests.signups import USER_FIELDS, VALID_SIGNUP

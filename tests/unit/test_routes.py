@@ -20,7 +20,7 @@ from squad.http.errors import RETRY_AFTER_SECONDS
 from squad.http.idempotency import IDEMPOTENCY_WINDOW_SECONDS
 from squad.http.routes import ROUTE_TEMPLATES, SignupActivity, path_template, route_of
 from squad.http.site import SquadSite
-from squad.runtime.metrics import SquadMetrics
+from squad.metrics import SquadMetrics
 from squad.storage.documents import bson_now
 from squad.storage.store import UNOWNED
 from tests.fakes import OWNER, START, Squad, error_body

@@ -23,8 +23,8 @@ from squad.background.hashing import PasswordHasher
 from squad.background.slow_step import SlowWork
 from squad.background.takeover import ProcessLease
 from squad.http.site import SquadSite
+from squad.metrics import MULTIPROC_ENV
 from squad.runtime.logs import SettingsLog
-from squad.runtime.metrics import MULTIPROC_ENV
 from squad.runtime.service_tree import (
     DrainService,
     KeepAliveDrain,

@@ -18,11 +18,11 @@ from squad.http.errors import render_error
 from squad.http.fields import FIELDS, MAX_BODY_BYTES, MAX_NESTING
 from squad.http.validation import (
     InvalidRequest,
-    SignUp,
     _too_deep,
     check_content_type,
     parse_signup,
 )
+from squad.signup import SignUp
 from tests.hostile_corpus import CASES, JSON, HostileCase, body
 from tests.signups import VALID_PASSWORD, VALID_SIGNUP
 
