@@ -57,7 +57,7 @@ class Settings:
     mongo_uri: str
     database: str
     help: bool = False
-    # --original-tool: the original challenge's client (benchmark/original_tool.py).
+    # --original-tool: the original challenge's client (benchmark/original_tool/).
     original_tool: bool = False
     # --rate: sign-ups per second offered in total (None: as many as the connections allow).
     rate: int | None = None

@@ -35,7 +35,7 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from txmongo.connection import ConnectionPool
 
-from benchmark.service import ServiceDown, wait_until_healthy
+from benchmark.run.service import ServiceDown, wait_until_healthy
 
 # The cluster tool already has both probes; the tests share them rather than keep a copy.
 from cluster.processes import free_port, port_open
