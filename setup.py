@@ -34,10 +34,12 @@ setup(
             "referencing==0.37.0",
             "PyYAML==6.0.4",
             "schemathesis==4.32.5",
+            "psutil==7.2.2",
         ],
         "bench": [
             "matplotlib==3.11.2",
             "pymongo",
+            "psutil==7.2.2",
         ],
     },
 )

@@ -44,9 +44,10 @@ from twisted.internet import defer, task, threads
 from twisted.internet.defer import ensureDeferred
 from twisted.web.client import Agent, HTTPConnectionPool
 
-from chaos.run import descendants
-from cluster.processes import Cluster, say
+from cluster.parts import say
+from cluster.processes import Cluster
 from cluster.rolling import Outcome
+from harness.processes import descendants
 
 CLIENTS = 20
 LOAD_SECONDS = 15.0
@@ -184,7 +185,7 @@ async def clients(
 def retried_requests(cluster: Cluster) -> int:
     """Requests nginx has sent to more than one instance so far (its ``retried.log``)."""
     try:
-        with open(cluster.nginx_folder / "retried.log", "rb") as log:
+        with open(cluster.nginx.folder / "retried.log", "rb") as log:
             return sum(1 for _ in log)
     except FileNotFoundError:
         return 0

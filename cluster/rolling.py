@@ -45,7 +45,7 @@ __all__ = [
 
 # A replacement that does not answer /ready 204 within this many seconds is given up on.
 READY_LIMIT = 60.0
-# nginx's old workers get worker_shutdown_timeout (10 s, in cluster.processes) to finish; this
+# nginx's old workers get worker_shutdown_timeout (10 s, in cluster.nginx) to finish; this
 # leaves a margin over it before the restart stops, the old instance out of rotation but running.
 DRAIN_LIMIT = 15.0
 # SIGTERM, then SIGKILL after this: above squad's own stop (its request drain of up to 5 s, its

@@ -16,7 +16,10 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from cluster.processes import ROOT, Cluster, ClusterError, say
+from cluster.parts import ClusterError, say
+from cluster.processes import Cluster
+from harness.probes import free_port
+from harness.services import ROOT
 
 DEFAULT_HOME = ROOT / "var" / "cluster"
 
@@ -126,8 +129,6 @@ def main(argv: list[str] | None = None) -> None:
 
         home = Path(tempfile.mkdtemp(prefix="squad-cluster-check-"))
         # The check's own port: it must not collide with a cluster someone is running.
-        from cluster.processes import free_port
-
         port = options.port if "--port" in (argv or sys.argv) else free_port()
     else:
         home = options.data.resolve()

@@ -20,8 +20,11 @@ from pathlib import Path
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from cluster.processes import Child, Cluster, balancer_config, edge_config, free_port
+from cluster.nginx import balancer_config, edge_config
+from cluster.parts import Child
+from cluster.processes import Cluster
 from cluster.rolling import Outcome, RollingRestart, StepFailed
+from harness.probes import free_port
 
 
 @dataclass
@@ -248,14 +251,14 @@ class RealNginxTests(SynchronousTestCase):
         self.addCleanup(sleeper.wait)
         self.addCleanup(sleeper.kill)
         replacement = Child("stand-in", sleeper, self.home / "logs" / "x.log", port=self.ports[2])
-        before = self.cluster.nginx_workers()
+        before = self.cluster.nginx.workers()
         self.assertTrue(before)
         drain = self.cluster.route_to(0, replacement)
         self.assertEqual(drain, before)
         started = time.monotonic()
         self.cluster.wait_drained(drain, 10)
         self.assertLess(time.monotonic() - started, 10)
-        self.assertFalse(before & self.cluster.nginx_workers())
+        self.assertFalse(before & self.cluster.nginx.workers())
         self.assertEqual(self.answering(), {self.ports[1], self.ports[2]})
         self.assertEqual(self.cluster.instance_ports, [self.ports[2], self.ports[1]])
 
@@ -267,8 +270,8 @@ class RealNginxTests(SynchronousTestCase):
         self.addCleanup(sleeper.kill)
         # Port 0 is no address nginx accepts in an upstream block.
         replacement = Child("stand-in", sleeper, self.home / "logs" / "x.log", port=0)
-        before = self.cluster.nginx_workers()
+        before = self.cluster.nginx.workers()
         with self.assertRaises(StepFailed):
             self.cluster.route_to(0, replacement)
-        self.assertEqual(self.cluster.nginx_workers(), before)
+        self.assertEqual(self.cluster.nginx.workers(), before)
         self.assertEqual(self.answering(), set(self.ports[:2]))
