@@ -35,10 +35,7 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from txmongo.connection import ConnectionPool
 
-from benchmark.run.service import ServiceDown, wait_until_healthy
-
-# The cluster tool already has both probes; the tests share them rather than keep a copy.
-from cluster.processes import free_port, port_open
+from harness.probes import NotReady, free_port, http_status, port_open, wait_until
 from squad.runtime.service_tree import build_process_service
 from squad.tap import Options
 from tests.signups import VALID_SIGNUP, signup
@@ -391,8 +388,12 @@ def start_service(
         )
     test.addCleanup(stop_process_group, process)
     url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        return 200 <= (http_status(url + "/health", timeout=2.0) or 0) < 300
+
     try:
-        wait_until_healthy(url, 20.0, alive=lambda: process.poll() is None)
-    except ServiceDown as error:
+        wait_until(healthy, 20.0, name, alive=lambda: process.poll() is None, interval=0.2)
+    except NotReady as error:
         test.fail(f"{name} did not start: {error}\n{log_path.read_text(errors='replace')}")
     return url

@@ -45,7 +45,7 @@ import pymongo
 from bson import ObjectId
 from pymongo import DeleteOne, UpdateOne
 
-from benchmark.run.procs import cpu_seconds, listening_pids
+from harness.processes import cpu_seconds, listening_pids
 
 DATABASE = "squad_db_ceiling"
 MESSAGE = 16  # squad.storage.store.BULK_OPERATIONS_PER_MESSAGE

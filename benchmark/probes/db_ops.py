@@ -29,7 +29,7 @@ from bson import ObjectId
 from pymongo import UpdateOne
 from pymongo.collection import Collection
 
-from benchmark.run.procs import cpu_seconds, listening_pids
+from harness.processes import cpu_seconds, listening_pids
 
 OPERATIONS = 50
 ROUNDS = 3  # of each list operation, on fresh ids each time (--rounds)

@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 
 from benchmark.run.measure import is_local
 from benchmark.run.metrics import read_metrics
-from benchmark.run.procs import rss_megabytes, service_processes
+from benchmark.run.procs import service_processes
+from harness.processes import rss_megabytes
 
 __all__ = [
     "FINISH_BACKLOG",

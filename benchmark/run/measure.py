@@ -12,13 +12,7 @@ from urllib.parse import urlsplit
 
 from benchmark.figures import LevelResult, StoreCheck
 from benchmark.load.runner import run_load
-from benchmark.run.procs import (
-    cpu_seconds,
-    listening_pids,
-    machine_busy_seconds,
-    rss_megabytes,
-    service_processes,
-)
+from benchmark.run.procs import service_processes
 from benchmark.run.service import check_health, flush
 from benchmark.run.store import (
     DRAIN_LIMIT,
@@ -27,6 +21,7 @@ from benchmark.run.store import (
     nothing_lost,
     wait_for_drain,
 )
+from harness.processes import cpu_seconds, listening_pids, machine_busy_seconds, rss_megabytes
 
 __all__ = ["is_local", "measure", "say"]
 

@@ -4,12 +4,10 @@ DELETE /collections."""
 from __future__ import annotations
 
 import http.client
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 
-__all__ = ["ServiceDown", "check_health", "flush", "wait_until_healthy"]
+__all__ = ["ServiceDown", "check_health", "flush"]
 
 
 class ServiceDown(Exception):
@@ -39,30 +37,6 @@ def check_health(base_url: str, timeout: float = 5.0) -> None:
         ) from None
     if not 200 <= status < 300:
         raise ServiceDown(f"GET {url} answered {status}: the service is not healthy")
-
-
-def wait_until_healthy(
-    base_url: str,
-    limit: float,
-    alive: Callable[[], bool] = lambda: True,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> None:
-    """
-    Poll ``GET /health`` until it answers 2xx. Raise L{ServiceDown} after C{limit} seconds, or
-    as soon as C{alive} says the process that should answer has exited.
-    """
-    deadline = clock() + limit
-    while True:
-        try:
-            check_health(base_url, timeout=2.0)
-            return
-        except ServiceDown:
-            if not alive():
-                raise ServiceDown(f"the server for {base_url} exited before it answered") from None
-            if clock() >= deadline:
-                raise
-        sleep(0.2)
 
 
 def flush(base_url: str, timeout: float = 120.0) -> str | None:

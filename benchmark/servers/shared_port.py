@@ -14,12 +14,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from types import FrameType
 
-__all__ = ["serve_workers"]
+from harness.services import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
+__all__ = ["serve_workers"]
 
 
 def serve_workers(port: int, workers: int, module: str, arguments: Sequence[str] = ()) -> None:

@@ -4,15 +4,15 @@ stopped with its whole group after."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 
 from benchmark.load.runner import BENCHMARK_DIR
-from benchmark.run.service import wait_until_healthy
+from benchmark.run.service import ServiceDown
 from benchmark.sweep.targets import Target
+from harness.groups import spawn, stop_group
+from harness.probes import NotReady, http_status, wait_until
 
 __all__ = ["running"]
 
@@ -33,33 +33,22 @@ def running(target: Target, log_path: Path) -> Iterator[int | None]:
     env = {**os.environ, **target.env}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            target.command,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = spawn(target.command, log_path, env=env, cwd=ROOT)
+
+    def healthy() -> bool:
+        return 200 <= (http_status(target.url + "/health", timeout=2.0) or 0) < 300
+
     try:
-        wait_until_healthy(target.url, target.startup_limit, alive=lambda: process.poll() is None)
+        try:
+            wait_until(
+                healthy,
+                target.startup_limit,
+                f"the server for {target.url}",
+                alive=lambda: process.poll() is None,
+                interval=0.2,
+            )
+        except NotReady as error:
+            raise ServiceDown(str(error)) from None
         yield process.pid
     finally:
-        _stop(process)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        try:
-            process.wait(timeout=grace)
-            # The group may outlive its leader (workers): make sure they are gone too.
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return
-        except subprocess.TimeoutExpired:
-            continue
-        return
+        stop_group(process)

@@ -10,22 +10,15 @@ the sweep should run it itself). Add an entry there to compare with something el
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from benchmark.args import Settings, UsageError
 from benchmark.load.runner import BENCHMARK_DIR, node_binary
+from harness.probes import free_port
 
-__all__ = ["TARGETS", "Target", "TargetContext", "free_port", "select_targets"]
-
-
-def free_port() -> int:
-    """A TCP port that was free on 127.0.0.1 a moment ago (the kernel's pick)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+__all__ = ["TARGETS", "Target", "TargetContext", "select_targets"]
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
-from cluster.processes import free_port
+from harness.probes import free_port
 from tests.support import (
     ROOT,
     SquadProcess,

@@ -16,7 +16,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from benchmark.load.runner import BENCHMARK_DIR
 from benchmark.run.procs import service_processes
-from benchmark.sweep.targets import free_port
+from harness.probes import free_port
 from tests.signups import VALID_SIGNUP
 from tests.support import database_uri, start_service
 

@@ -31,7 +31,7 @@ from benchmark.original_tool.report import console_report, explain
 from benchmark.original_tool.run import ORIGINAL_TOOL_DIR, SWEEP_LABEL, measure_original
 from benchmark.report.markdown import render_markdown
 from benchmark.report.verdicts import verdicts
-from benchmark.sweep.targets import free_port
+from harness.probes import free_port
 from squad.http.validation import InvalidRequest, parse_signup
 from tests.support import database_uri, squad_command, start_service
 from tests.tooling.benchmark.fixtures import recorded_sweep

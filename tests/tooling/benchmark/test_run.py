@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,16 +23,10 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from benchmark.args import parse_arguments
 from benchmark.load.runner import BENCHMARK_DIR
-from benchmark.run.procs import (
-    cpu_seconds,
-    listening_pids,
-    machine_busy_seconds,
-    process_tree,
-    rss_megabytes,
-    service_processes,
-)
+from benchmark.run.procs import service_processes
 from benchmark.sweep.run import run_sweep
-from benchmark.sweep.targets import free_port
+from harness.probes import free_port
+from harness.processes import listening_pids
 from tests.support import squad_command, start_service
 
 ROOT = BENCHMARK_DIR.parent
@@ -276,34 +269,11 @@ time.sleep(60)
 
 
 class ProcessTests(SynchronousTestCase):
-    """The service's processes, memory and CPU, read from /proc around a run."""
+    """The service's processes, found from the port it listens on."""
 
     def setUp(self) -> None:
         if not os.path.exists("/proc/self/stat"):
             raise SkipTest("no /proc on this system")
-
-    def test_own_process(self) -> None:
-        """This process is in its own tree, with some memory and CPU time, and so is the machine."""
-        self.assertIn(os.getpid(), process_tree(os.getpid()))
-        rss = rss_megabytes({os.getpid()})
-        assert rss is not None
-        self.assertGreater(rss, 1)
-        used = cpu_seconds({os.getpid()})
-        assert used is not None
-        self.assertGreater(used, 0)
-        busy = machine_busy_seconds()
-        assert busy is not None
-        self.assertGreaterEqual(busy, used)
-        self.assertIsNone(rss_megabytes({2**22 + 1}))
-
-    def test_listening_socket_owner(self) -> None:
-        """The process that holds a listening socket on a port is found by that port."""
-        with socket.socket() as listener:
-            listener.bind(("127.0.0.1", 0))
-            listener.listen()
-            port = listener.getsockname()[1]
-            self.assertEqual(listening_pids(port), {os.getpid()})
-        self.assertEqual(listening_pids(port), set())
 
     def test_supervisor_and_workers(self) -> None:
         """

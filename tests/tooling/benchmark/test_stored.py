@@ -28,7 +28,8 @@ from benchmark.args import parse_arguments
 from benchmark.figures import TargetResult
 from benchmark.load.runner import BENCHMARK_DIR
 from benchmark.servers.stored.server import Stored
-from benchmark.sweep.targets import TargetContext, free_port, select_targets
+from benchmark.sweep.targets import TargetContext, select_targets
+from harness.probes import free_port
 from tests.signups import VALID_SIGNUP
 from tests.support import database_uri, start_service
 from tests.tooling.benchmark.fixtures import target, verdicts_of
