@@ -62,7 +62,6 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             run = measure_original(settings.url, settings.connections, settings.duration, tell=say)
             print(original_tool_report(settings.url, run), flush=True)
             return 0
-        pid = environ.get("SQUAD_PID")
         result = measure(
             settings.url,
             settings.connections,
@@ -70,7 +69,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             settings.mongo_uri,
             settings.database,
             drain=settings.drain,
-            service_pid=int(pid) if pid and pid.isdigit() else None,
+            service_pid=settings.service_pid,
         )
     except UsageError as error:
         say(f"bin/benchmark: {error} (try --help)")

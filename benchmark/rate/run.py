@@ -71,8 +71,7 @@ def run_rate(
     Returns the run and its folder. Raises what L{benchmark.run.measure.measure} raises.
     """
     assert settings.rate is not None
-    pid_text = environ.get("SQUAD_PID")
-    service_pid = int(pid_text) if pid_text and pid_text.isdigit() else None
+    service_pid = settings.service_pid
     data_dir = Path(environ.get("SQUAD_DB_DATA") or root / "var" / "db")
     wal = wal_file(data_dir, settings.database)
     notes: list[str] = []

@@ -40,7 +40,8 @@ def _sweep_target(
 ) -> TargetResult:
     levels: list[LevelResult] = []
     try:
-        with running(target, folder / "logs" / f"{target.label}.log") as pid:
+        log = folder / "logs" / f"{target.label}.log"
+        with running(target, log, settings.service_pid) as pid:
             for connections in settings.levels:
                 tell(
                     f"-- {target.label}: {connections} connections for "

@@ -20,15 +20,14 @@ ROOT = BENCHMARK_DIR.parent
 
 
 @contextmanager
-def running(target: Target, log_path: Path) -> Iterator[int | None]:
+def running(target: Target, log_path: Path, service_pid: int | None = None) -> Iterator[int | None]:
     """
     Start C{target} (if it has a command) in its own process group, its output in
     C{log_path}, wait until it answers GET /health, yield its process id; stop the whole group
-    afterwards, whatever happened.
+    afterwards, whatever happened. A target already running yields C{service_pid}.
     """
     if target.command is None:
-        pid = os.environ.get("SQUAD_PID")
-        yield int(pid) if pid and pid.isdigit() else None
+        yield service_pid
         return
     env = {**os.environ, **target.env}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))

@@ -78,6 +78,13 @@ class ArgumentTests(SynchronousTestCase):
         settings = parse_arguments(["50"], {})
         self.assertEqual((settings.connections, settings.duration), (50, 45.0))
 
+    def test_service_pid(self) -> None:
+        """``SQUAD_PID`` names the service's process; anything but digits leaves it to the port."""
+        self.assertEqual(parse_arguments([], {"SQUAD_PID": "4321"}).service_pid, 4321)
+        for text in ("", "abc", "-5"):
+            self.assertIsNone(parse_arguments([], {"SQUAD_PID": text}).service_pid, text)
+        self.assertIsNone(parse_arguments([], {}).service_pid)
+
     def test_bad_connections(self) -> None:
         """Connections must be a whole number of at least 1."""
         for argv in (["5s"], ["0"], ["2.5"], ["many", "5s"]):
