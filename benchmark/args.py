@@ -57,10 +57,12 @@ class Settings:
     mongo_uri: str
     database: str
     help: bool = False
-    # --original-tool: the original challenge's client (benchmark/original_tool.py).
+    # --original-tool: the original challenge's client (benchmark/original_tool/).
     original_tool: bool = False
     # --rate: sign-ups per second offered in total (None: as many as the connections allow).
     rate: int | None = None
+    # SQUAD_PID: the service's process id (None: its processes are found by its port).
+    service_pid: int | None = None
 
 
 def parse_duration(text: str) -> float:
@@ -262,6 +264,10 @@ def help_text() -> str:
     return _parser().format_help()
 
 
+def _service_pid(text: str | None) -> int | None:
+    return int(text) if text and text.isdigit() else None
+
+
 def parse_arguments(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
     """
     The L{Settings} for ``argv`` (without the program name) and ``environ``. Raises
@@ -316,4 +322,5 @@ def parse_arguments(argv: Sequence[str], environ: Mapping[str, str]) -> Settings
         help=bool(options.help),
         original_tool=bool(options.original_tool),
         rate=rate,
+        service_pid=_service_pid(environ.get("SQUAD_PID")),
     )

@@ -9,10 +9,10 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from benchmark.args import UsageError, help_text, parse_arguments
-from benchmark.load import LoadFailed
-from benchmark.report import console_report
-from benchmark.run import measure, say
-from benchmark.service import ServiceDown
+from benchmark.load.runner import LoadFailed
+from benchmark.report.tables import console_report
+from benchmark.run.measure import measure, say
+from benchmark.run.service import ServiceDown
 
 __all__ = ["main"]
 
@@ -45,25 +45,23 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             print(help_text())
             return 0
         if settings.sweep:
-            from benchmark.sweep import run_sweep
+            from benchmark.sweep.run import run_sweep
 
             folder = run_sweep(settings, environ, out=lambda text: print(text, flush=True))
             print(folder, flush=True)
             return 0
         if settings.rate is not None:
-            from benchmark.rate import exit_status, run_rate
+            from benchmark.rate.run import exit_status, run_rate
 
             rate_run, _ = run_rate(settings, environ, out=lambda text: print(text, flush=True))
             return exit_status(rate_run)
         if settings.original_tool:
-            from benchmark import original_tool
+            from benchmark.original_tool.report import console_report as original_tool_report
+            from benchmark.original_tool.run import measure_original
 
-            run = original_tool.measure_original(
-                settings.url, settings.connections, settings.duration, tell=say
-            )
-            print(original_tool.console_report(settings.url, run), flush=True)
+            run = measure_original(settings.url, settings.connections, settings.duration, tell=say)
+            print(original_tool_report(settings.url, run), flush=True)
             return 0
-        pid = environ.get("SQUAD_PID")
         result = measure(
             settings.url,
             settings.connections,
@@ -71,7 +69,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             settings.mongo_uri,
             settings.database,
             drain=settings.drain,
-            service_pid=int(pid) if pid and pid.isdigit() else None,
+            service_pid=settings.service_pid,
         )
     except UsageError as error:
         say(f"bin/benchmark: {error} (try --help)")

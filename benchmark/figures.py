@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 __all__ = [
+    "ORIGINAL_TOOL_LABEL",
     "LevelResult",
     "LoadFigures",
     "StoreCheck",
@@ -17,6 +18,10 @@ __all__ = [
     "sweep_from_json",
     "sweep_to_json",
 ]
+
+# The label of a sweep's row that the original challenge's client measured against squad: its
+# bodyless first requests are refused by design, so the verdicts count its non-2xx apart.
+ORIGINAL_TOOL_LABEL = "squad, original tool"
 
 
 def _optional_float(value: Any) -> float | None:
