@@ -242,7 +242,7 @@ def _parser() -> _Parser:
         help=(
             "offer R sign-ups/s in total (autocannon's overallRate) instead of as many as the "
             "connections allow; sample squad's backlogs and the database's WAL, then report the "
-            "slow-step lag in var/benchmark/<UTC time>/ (benchmark/rate.py)"
+            "slow-step lag in var/benchmark/<UTC time>/ (benchmark/rate/)"
         ),
     )
     parser.add_argument(
