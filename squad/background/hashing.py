@@ -37,10 +37,13 @@ from squad.background.finishing import FinishWriter
 from squad.passwords import PasswordSealer, UnsealError, hash_password
 from squad.storage.store import UNOWNED, IStore
 
-__all__ = ["PasswordHasher"]
+__all__ = ["HEAVY_SIGNUPS_PER_SECOND", "PasswordHasher"]
 
 # How often a paused hasher looks whether the sign-ups have stopped.
 IDLE_CHECK_SECONDS = 0.5
+# Sign-ups per second in one process from which the hasher stops altogether: its trickle, one
+# password per IDLE_CHECK_SECONDS, would drain under 1% of them.
+HEAVY_SIGNUPS_PER_SECOND = round(100 / IDLE_CHECK_SECONDS)
 # How long to wait before reading a batch again after the database failed to answer.
 RETRY_SECONDS = 1.0
 

@@ -10,6 +10,7 @@ whether or not its client stayed to hear the answer.
 from __future__ import annotations
 
 import hmac
+import math
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -56,10 +57,6 @@ JSON = b"application/json"
 # stored, and gives up (request_in_progress) this long before its own deadline.
 FIRST_OUTCOME_POLL_SECONDS = 0.05
 FIRST_OUTCOME_SLACK = 0.25
-# Sign-ups per second in one process from which its password hasher stops altogether: its
-# trickle of two passwords a second would drain under 1% of them, and would take CPU that
-# answering them needs.
-HEAVY_SIGNUPS_PER_SECOND = 200
 _USER_ID: Final = re.compile(USER_ID.pattern)
 
 
@@ -80,13 +77,13 @@ def _relay(source: Deferred[None]) -> Deferred[None]:
 
 class SignupActivity:
     """When the last sign-up arrived and how fast they come: background work holds back while
-    sign-ups flow, and stops while they come fast."""
+    sign-ups flow, and stops while ``heavy_per_second`` or more arrive (never, by default)."""
 
     def __init__(
         self,
         clock: IReactorTime,
         quiet_after: float = 0.5,
-        heavy_per_second: int = HEAVY_SIGNUPS_PER_SECOND,
+        heavy_per_second: float = math.inf,
     ) -> None:
         self._clock = clock
         self._quiet_after = quiet_after

@@ -27,7 +27,7 @@ from twisted.web.client import Agent, HTTPConnectionPool
 from zope.interface import implementer
 
 from squad.background.finishing import FinishWriter
-from squad.background.hashing import PasswordHasher
+from squad.background.hashing import HEAVY_SIGNUPS_PER_SECOND, PasswordHasher
 from squad.background.resilience import CircuitBreaker
 from squad.background.slow_step import SlowWork
 from squad.background.takeover import ProcessLease, new_owner_id
@@ -333,7 +333,7 @@ def build_process_service(
         settings.slow_max if settings.verifier_url is None else VERIFIER_TIMEOUT
     )
     sealer = PasswordSealer(settings.seal_key)
-    activity = SignupActivity(reactor)
+    activity = SignupActivity(reactor, heavy_per_second=HEAVY_SIGNUPS_PER_SECOND)
 
     writer = FinishWriter(reactor, store)
     hasher = PasswordHasher(
