@@ -62,6 +62,30 @@ def _over(value: float, most: float) -> str:
     return f", {value / most - 1:.0%} over" if most > 0 else ", over"
 
 
+def _throughput(
+    squad: dict[int, LevelResult],
+    reference: dict[int, LevelResult],
+    levels: list[int],
+    least: float,
+    name: str,
+) -> list[Verdict]:
+    """squad's requests/s against ``reference``'s at each level both ran (none if none did)."""
+    ratios = [
+        (c, _ratio(squad[c].load.requests_per_second, reference[c].load.requests_per_second))
+        for c in levels
+        if c in reference
+    ]
+    if not ratios:
+        return []
+    return [
+        Verdict(
+            f"requests/s at least {least}x {name} at every level",
+            ", ".join(f"{r:.2f}x at {c}{_short(r, least)}" for c, r in ratios),
+            min(r for _, r in ratios) >= least,
+        )
+    ]
+
+
 def verdicts(results: SweepResults) -> list[Verdict]:
     """The targets this sweep can judge, in the issue's order."""
     squad = _by_level(results, "squad")
@@ -102,25 +126,7 @@ def verdicts(results: SweepResults) -> list[Verdict]:
             )
         )
 
-    shared = [connections for connections in levels if connections in ceiling]
-    if shared:
-        ratios = [
-            _ratio(
-                squad[c].load.requests_per_second,
-                ceiling[c].load.requests_per_second,
-            )
-            for c in shared
-        ]
-        out.append(
-            Verdict(
-                f"requests/s at least {MIN_CEILING_RATIO}x the bare-Klein ceiling at every level",
-                ", ".join(
-                    f"{r:.2f}x at {c}{_short(r, MIN_CEILING_RATIO)}"
-                    for r, c in zip(ratios, shared, strict=True)
-                ),
-                min(ratios) >= MIN_CEILING_RATIO,
-            )
-        )
+    out.extend(_throughput(squad, ceiling, levels, MIN_CEILING_RATIO, "the bare-Klein ceiling"))
 
     high_ceiling = ceiling.get(HIGH_LEVEL)
     high = squad.get(HIGH_LEVEL)
@@ -134,22 +140,9 @@ def verdicts(results: SweepResults) -> list[Verdict]:
             )
         )
 
+    out.extend(_throughput(squad, stored, levels, MIN_STORED_RATIO, "the stored reference"))
     beside_stored = [connections for connections in levels if connections in stored]
     if beside_stored:
-        ratios = [
-            _ratio(squad[c].load.requests_per_second, stored[c].load.requests_per_second)
-            for c in beside_stored
-        ]
-        out.append(
-            Verdict(
-                f"requests/s at least {MIN_STORED_RATIO}x the stored reference at every level",
-                ", ".join(
-                    f"{r:.2f}x at {c}{_short(r, MIN_STORED_RATIO)}"
-                    for r, c in zip(ratios, beside_stored, strict=True)
-                ),
-                min(ratios) >= MIN_STORED_RATIO,
-            )
-        )
         bounds = [
             (c, mine, MAX_P99_RATIO_TO_STORED * theirs + P99_ALLOWANCE_OVER_STORED_MS)
             for c in beside_stored
