@@ -32,9 +32,9 @@ def final_counts(mongo: pymongo.MongoClient[dict[str, Any]], ids: list[ObjectId]
     counts["stored"] = sum(1 for user_id in ids if user_id in seen)
     counts["processed"] = sum(1 for user_id in ids if seen.get(user_id))
     counts["unacknowledged stored"] = len(seen) - len(set(ids) & seen.keys())
-    # Users whose slow step is still recorded as to do (one pending document per batch).
-    counts["pending"] = sum(
-        len(batch.get("users", [])) for batch in mongo[DATABASE].pending.find({}, {"users": 1})
+    # Batches whose work (slow steps or hashes) is still recorded as to do.
+    counts["work documents"] = sum(
+        mongo[DATABASE][name].count_documents({}) for name in ("pending", "sealed_passwords")
     )
     return counts
 
@@ -62,7 +62,8 @@ def verdict(tally: Tally, faults: Faults, counts: Counter[str], waited: float) -
     )
     print(
         f"also                {counts['unacknowledged stored']} stored users never "
-        f"acknowledged (answers lost in the kill), {counts['pending']} pending work left"
+        f"acknowledged (answers lost in the kill), {counts['work documents']} work documents"
+        " left (passwords waiting for the hasher, slow steps)"
     )
     print("answers             " + ", ".join(f"{k}: {v}" for k, v in tally.outcomes.items()))
     failures = []

@@ -229,16 +229,18 @@ async def kill_part(reactor: Any, cluster: Cluster, http: HTTPClient, mongo: Any
         # host:pid:..., under its twistd parent.
         pids = [doomed.process.pid, *descendants(doomed.process.pid)]
         owners = "^" + re.escape(socket.gethostname()) + ":(" + "|".join(map(str, pids)) + "):"
-        # One pending document per batch of slow steps, listing its users.
+        # A batch's work is in its sealed_passwords document (its steps too, for a batch of
+        # its own) and, for work it adopted, a pending one: each lists its users.
         tally.held_by_killed = sum(
             len(batch.get("users", []))
-            for batch in mongo[DATABASE].pending.find({"owner": {"$regex": owners}}, {"users": 1})
+            for name in ("pending", "sealed_passwords")
+            for batch in mongo[DATABASE][name].find({"owner": {"$regex": owners}}, {"users": 1})
         )
         doomed.kill(signal.SIGKILL)
         tally.killed_at = reactor.seconds()
         say(
             f"check: SIGKILLed {doomed.name} (pid {doomed.process.pid}) holding "
-            f"{tally.held_by_killed} users' pending work"
+            f"{tally.held_by_killed} users' work"
         )
 
     killing = task.deferLater(reactor, KILL_AFTER, kill)

@@ -44,6 +44,7 @@ from squad.storage.store import (
     FinishRound,
     IStore,
     LeaseView,
+    LeftPasswords,
     PendingSignup,
     SealedBatch,
     WriteRefused,
@@ -84,6 +85,7 @@ STORE_METHODS = (
     "find_sealed",
     "sealed_batches_of",
     "claim_sealed",
+    "record_steps_left",
     "find_pending",
     "heartbeat",
     "lease_view",
@@ -258,9 +260,11 @@ class FakeStore:
             batch_id = items[0].work_batch or ObjectId()
             for item in items:
                 item.work_batch = batch_id
-            self.pending_docs.setdefault(
-                batch_id, {"_id": batch_id, "owner": owner, "users": [i.user_id for i in items]}
-            )
+            if owner != hasher:  # like the real store: only overflow gets a pending document
+                self.pending_docs.setdefault(
+                    batch_id,
+                    {"_id": batch_id, "owner": owner, "users": [i.user_id for i in items]},
+                )
             self.sealed_docs.setdefault(
                 batch_id,
                 {
@@ -327,13 +331,29 @@ class FakeStore:
             return None
         return SealedBatch(batch_id, tuple(zip(doc["users"], doc["sealed"], strict=True)))
 
-    async def sealed_batches_of(self, owners: Sequence[str]) -> list[tuple[ObjectId, int]]:
+    async def sealed_batches_of(self, owners: Sequence[str]) -> list[LeftPasswords]:
         await self._gate("sealed_batches_of", tuple(owners))
         return [
-            (batch_id, len(doc["users"]))
+            LeftPasswords(batch_id, doc["owner"], tuple(doc["users"]))
             for batch_id, doc in self.sealed_docs.items()
             if doc["owner"] in owners
         ]
+
+    async def record_steps_left(self, batches: Sequence[LeftPasswords]) -> None:
+        await self._gate("record_steps_left", tuple(batches))
+        for batch in batches:
+            left = [
+                user_id
+                for user_id in batch.users
+                if user_id in self.user_docs and not self.user_docs[user_id].get("processed")
+            ]
+            if left and batch.batch_id not in self.pending_docs:
+                self.pending_docs[batch.batch_id] = {
+                    "_id": batch.batch_id,
+                    "owner": batch.owner,
+                    "users": left,
+                }
+                self.events.append(("record_steps", batch.batch_id))
 
     async def claim_sealed(self, owner: str, batch_ids: Sequence[ObjectId]) -> None:
         await self._gate("claim_sealed", owner, tuple(batch_ids))
@@ -400,10 +420,12 @@ class FakeStore:
             adopted.append(AdoptedBatch(batch_id, unprocessed, carried))
         return adopted
 
-    def _left_to_do(self, batch_id: ObjectId) -> tuple[tuple[ObjectId, ...], set[ObjectId]]:
+    def _left_to_do(
+        self, batch_id: ObjectId, docs: dict[ObjectId, dict[str, Any]] | None = None
+    ) -> tuple[tuple[ObjectId, ...], set[ObjectId]]:
         """The batch's users not processed yet, and those not hashed yet (stored users only,
         like the real store: a user that is not stored has nothing left to do)."""
-        doc = self.pending_docs[batch_id]
+        doc = (self.pending_docs if docs is None else docs)[batch_id]
         stored = [self.user_docs[user_id] for user_id in doc["users"] if user_id in self.user_docs]
         return (
             tuple(user["_id"] for user in stored if not user.get("processed")),
@@ -412,10 +434,13 @@ class FakeStore:
 
     async def find_pending(self, batch_id: ObjectId) -> AdoptedBatch | None:
         await self._gate("find_pending", batch_id)
-        if batch_id not in self.pending_docs:
-            return None
-        unprocessed, unhashed = self._left_to_do(batch_id)
-        return AdoptedBatch(batch_id, unprocessed, len(unhashed))
+        if batch_id in self.pending_docs:
+            unprocessed, unhashed = self._left_to_do(batch_id)
+            return AdoptedBatch(batch_id, unprocessed, len(unhashed))
+        if batch_id in self.sealed_docs:  # its passwords document alone records the steps
+            unprocessed, unhashed = self._left_to_do(batch_id, self.sealed_docs)
+            return AdoptedBatch(batch_id, unprocessed, len(unhashed), recorded_by_passwords=True)
+        return None
 
     async def delete_everything(self, now: Any = None) -> None:
         await self._gate("delete_everything")

@@ -9,8 +9,10 @@ The sealed passwords are written once, with each batch's work, into a durable qu
 own (``sealed_passwords``, one document per batch, owned by the process that accepted the batch):
 under steady load they may pile up there, bounded by the CPU, and nothing else waits for them.
 In memory a process keeps only the ids and sizes of its batches, oldest first; it reads a batch
-by ``_id`` when its turn comes, hashes it, has the hashes written and the sealed form deleted.
-Batches left by a process that died are split among the live processes and taken over. The
+by ``_id`` when its turn comes, hashes it, has the hashes written, and says so
+(``on_batch_hashed``): the sealed form goes then, or with the batch's last slow step when the
+document also records those. Batches left by a process that died are split among the live
+processes and taken over, the slow steps they still record first set down in ``pending``. The
 plaintext exists only in this process's memory, never on disk.
 """
 
@@ -93,6 +95,9 @@ class PasswordHasher(Service):
         self._store = store
         self._writer = writer
         self.owner = owner
+        #: Told of each batch whose passwords are all hashed; by default its document goes at
+        #: once (squad's service tree lets the slow work decide, see SlowWork.passwords_done).
+        self.on_batch_hashed: Callable[[ObjectId], None] = writer.sealed_done
         # Batch id -> number of passwords; ids sort by creation time, so the list is oldest first.
         self._order: list[ObjectId] = []
         self._sizes: dict[ObjectId, int] = {}
@@ -172,16 +177,19 @@ class PasswordHasher(Service):
             self._seen_dead.update(dead)
             return True
         live = self._live
-        mine = [(batch_id, size) for batch_id, size in left if _share(batch_id, live, self.owner)]
+        mine = [batch for batch in left if _share(batch.batch_id, live, self.owner)]
         if mine:
-            await self._store.claim_sealed(self.owner, [batch_id for batch_id, _ in mine])
+            # Before the claim, so that whoever sees these batches claimed sees their steps
+            # recorded too: a batch's passwords document may be their only record.
+            await self._store.record_steps_left(mine)
+            await self._store.claim_sealed(self.owner, [batch.batch_id for batch in mine])
             log.info(
                 "Took over {count} sealed passwords to hash from {owners}.",
-                count=sum(size for _, size in mine),
+                count=sum(len(batch.users) for batch in mine),
                 owners=", ".join(dead),
             )
-            for batch_id, size in mine:
-                self.enqueue(batch_id, size)
+            for batch in mine:
+                self.enqueue(batch.batch_id, len(batch.users))
         return len(mine) == len(left)
 
     def _hash_on_pool(self, password: str) -> Deferred[str]:
@@ -236,7 +244,7 @@ class PasswordHasher(Service):
                     self.hashed += 1
             else:
                 if unsealed_all:  # else keep the sealed form for an operator with the old key
-                    self._writer.sealed_done(batch_id)
+                    self.on_batch_hashed(batch_id)
             self._forget(batch_id)
 
     async def _hold_back(self) -> None:

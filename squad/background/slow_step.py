@@ -3,9 +3,10 @@
 After a sign-up is acknowledged its slow step runs (then ``processed: true``), in the process
 that accepted it, once the response has been written. The password hash is not part of it: it
 has its own queue (``squad.background.hashing``), so the slow step never waits for CPU-bound
-hashing. Work is recorded per group-commit batch (one small ``pending`` document for all its
-users; their sealed passwords are in a document of their own, which the hasher deletes), and
-held in memory per user: at most ``capacity`` users per process. A
+hashing. Work is recorded per group-commit batch: by its ``sealed_passwords`` document, which
+then goes only once both its passwords are hashed and its steps done (this module says when),
+or, for overflow and work taken over, by a small ``pending`` document. It is held in memory
+per user: at most ``capacity`` users per process. A
 sign-up beyond that is stored as unowned work and adopted from the database when room frees
 up. Work of a process that died is adopted the same way, straight from it, when
 ``squad.background.takeover`` finds its heartbeat lapsed. Finishing is idempotent, so doing an
@@ -63,6 +64,10 @@ class Work:
 class _Batch:
     remaining: int
     held_since: float
+    #: Recorded by the batch's ``sealed_passwords`` document alone, not by a ``pending`` one.
+    recorded_by_passwords: bool = False
+    #: Its passwords are all hashed: the document goes with the last of its steps.
+    passwords_done: bool = False
 
 
 @dataclass(eq=False)
@@ -151,18 +156,16 @@ class SlowWork(Service):
             self._reserved -= 1
 
     def batch_stored(self, batch_id: ObjectId, owner: str, user_ids: Sequence[ObjectId]) -> None:
-        """A ``pending`` batch and these of its users were written (before their answers):
-        their slots become work, started by ``accept`` once each answer is out."""
+        """A batch of work and these of its users were written (before their answers): their
+        slots become work, started by ``accept`` once each answer is out. A batch of this
+        process's own is recorded by its ``sealed_passwords`` document alone."""
         if owner != self.owner:
             return
         self._reserved -= len(user_ids)
-        if not self.running:
-            return  # stopping: the batch is handed over with the rest
-        if not user_ids:
-            self.writer.pending_done(batch_id)  # none of its users was stored
-            return
+        if not self.running or not user_ids:
+            return  # stopping (the batch is handed over with the rest), or none was stored
         now = self._clock.seconds()
-        self._batches[batch_id] = _Batch(len(user_ids), now)
+        self._batches[batch_id] = _Batch(len(user_ids), now, recorded_by_passwords=True)
         for user_id in user_ids:
             self._works[user_id] = Work(user_id, batch_id, accepted_at=now)
 
@@ -187,10 +190,13 @@ class SlowWork(Service):
         if adopted.to_hash:
             self._on_adopted(batch_id, adopted.to_hash)
         if not unprocessed:
-            self.writer.pending_done(batch_id)
+            if not adopted.recorded_by_passwords:
+                self.writer.pending_done(batch_id)
             return
         now = self._clock.seconds()
-        self._batches[batch_id] = _Batch(len(unprocessed), now)
+        self._batches[batch_id] = _Batch(
+            len(unprocessed), now, recorded_by_passwords=adopted.recorded_by_passwords
+        )
         for user_id in unprocessed:
             work = self._works[user_id] = Work(
                 user_id, batch_id, accepted_at=now, started=True, resumed=resumed
@@ -205,7 +211,20 @@ class SlowWork(Service):
         batch.remaining -= 1
         if batch.remaining <= 0:
             del self._batches[work.batch_id]
-            self.writer.pending_done(work.batch_id)
+            if not batch.recorded_by_passwords:
+                self.writer.pending_done(work.batch_id)
+            elif batch.passwords_done:
+                self.writer.sealed_done(work.batch_id)
+
+    def passwords_done(self, batch_id: ObjectId) -> None:
+        """The passwords of this batch are all hashed (or none is left to hash): its
+        ``sealed_passwords`` document goes now, or, while it is the only record of slow steps
+        running here, with the last of them."""
+        batch = self._batches.get(batch_id)
+        if batch is not None and batch.recorded_by_passwords:
+            batch.passwords_done = True
+            return
+        self.writer.sealed_done(batch_id)
 
     # The slow step is a chain of callbacks rather than a coroutine: thousands of users are in
     # it at once, and a suspended coroutine with its Deferreds and closures is some thirty
@@ -322,7 +341,7 @@ class SlowWork(Service):
                     self._on_adopted(batch_id, found.to_hash)
                 if not found.to_hash:
                     # None of its users stored (or all hashed): its passwords are not needed.
-                    self.writer.sealed_done(batch_id)
+                    self.passwords_done(batch_id)
             elif now - uncertain.since > UNCERTAIN_SECONDS:
                 del self._uncertain[batch_id]
                 if uncertain.owner == self.owner:

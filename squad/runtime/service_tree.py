@@ -91,8 +91,8 @@ def recording_work(
 
 
 def _work_batches(batch: list[PendingSignup]) -> dict[ObjectId, tuple[str, list[PendingSignup]]]:
-    """The items of ``batch`` by the work documents (``pending``, ``sealed_passwords``) that
-    hold their work."""
+    """The items of ``batch`` by the work documents (``sealed_passwords``, and ``pending`` for
+    overflow) that hold their work."""
     found: dict[ObjectId, tuple[str, list[PendingSignup]]] = {}
     for item in batch:
         if item.work_batch is not None:
@@ -347,12 +347,17 @@ def build_process_service(
         owner,
         on_adopted=hasher.enqueue,
     )
+    # A batch's passwords document may also record its slow steps: the slow work says when
+    # it can go.
+    hasher.on_batch_hashed = slow_work.passwords_done
     lease = ProcessLease(
         reactor,
         store,
         owner,
         settings.lease_seconds,
-        refillers=(slow_work.refill, hasher.refill),
+        # The hasher's take-over first: it sets down in ``pending`` the steps that dead
+        # processes' passwords documents record, for the slow work to adopt in the same round.
+        refillers=(hasher.refill, slow_work.refill),
         droppers=(slow_work.drop_accepted_before, hasher.drop_accepted_before),
         unowned_written_at=lambda: slow_work.unowned_written_at,
         on_live=hasher.note_live,

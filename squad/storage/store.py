@@ -7,33 +7,38 @@ Collections (one database, ``squad`` by default):
   step did not succeed at the first try here, ``verification_state`` (``"retrying"``, then
   ``"verified"``), ``verification_attempts``, ``verification_error`` and
   ``verification_attempted_at``.
-- ``pending``: the slow steps of each group-commit batch whose steps are not all finished, one
-  small document per batch: its owner process and the ids of its users. The database is the
-  queue: the work survives the process that accepted it. The document goes once every one of
-  its users is ``processed``, so the collection holds only the last slow-step period's
-  batches, however long the load.
-- ``sealed_passwords``: the sealed passwords of each batch until they are hashed, one
-  document per batch, under the same ``_id`` as its ``pending`` document: the process that
-  hashes them and each user's sealed password. Written once, beside the ``pending`` document,
-  and never copied. A queue of its own, drained at the CPU's pace: it may grow under load, and
-  nothing periodic reads it (a process reads a batch by ``_id`` when it hashes it; a full read
-  happens only when a process died and its batches are taken over).
+- ``sealed_passwords``: the work of each group-commit batch, one document per batch: the
+  process that owns it, the ids of its users and each one's sealed password. The database is
+  the queue: the work survives the process that accepted it. It is the one document a batch
+  writes before its users, and for a batch whose slow steps run in the process that accepted
+  it (every batch but overflow) it is also the record of those steps: it goes once its
+  passwords are hashed and its users ``processed``. Never copied. Drained at the CPU's pace, it
+  may grow under load, and nothing periodic reads it (a process reads a batch by ``_id`` when
+  it hashes it; a full read happens only when a process died and its batches are taken over).
+- ``pending``: slow steps recorded apart from their passwords, one small document per batch
+  (its owner and the ids of the users still to process), under the same ``_id`` as the
+  batch's ``sealed_passwords`` document: a batch of overflow (owner ``""``, for any process to
+  adopt), and the steps still to run of a batch taken over from a dead process, written by
+  the process that takes its passwords over before it claims them. The document goes once
+  every one of its users is ``processed``, so the collection holds only the last slow-step
+  period's batches, however long the load, and the looks for work to adopt read only it.
 - ``processes``: a heartbeat per running squad process. A process whose heartbeat is older than
   the lease is dead; live processes adopt its work straight from it, then forget it. Work no
   process could hold in memory is stored unowned (owner ``""``) and adopted the same way.
 - ``idempotency_keys``: the first answer to each ``Idempotency-Key``.
 
 Each fact is written once: a user's insert, its ``processed`` update, its hash (one update with
-the ``processed`` one when both are ready in the same round), and a batch's two documents, each
+the ``processed`` one when both are ready in the same round), and a batch's work document,
 inserted once and deleted once, several batches per deletion. Every update of a user is a
 ``$set`` of top-level scalars by ``_id`` (equality, or ``$in``), and every deletion is by
 ``_id``: the shapes squad's FerretDB build applies in one SQL statement without decoding a
 document (docs/database.md).
 
-An older squad kept the sealed passwords inside the ``pending`` document and copied them to
-``sealed_passwords`` when the slow steps ended first. Such a document, left by a process of
-that version, is still finished: adopting it copies the passwords not hashed yet to
-``sealed_passwords``, once, for the adopting process to hash.
+Older squads wrote both documents for every batch, and before them kept the sealed passwords
+inside the ``pending`` document. Work of either shape, left by a process of that version, is
+still finished: a ``pending`` document is adopted as it is (a take-over's record of the same
+steps is then a duplicate and not written), and adopting one that holds passwords copies those
+not hashed yet to ``sealed_passwords``, once, for the adopting process to hash.
 
 Only ``_id`` lookups (equality, and ``$in`` with squad's FerretDB patch) are cheap on FerretDB:
 its SQLite backend pushes nothing else down to SQL. So the hot paths only ever touch documents by
@@ -67,6 +72,7 @@ __all__ = [
     "FinishRound",
     "IStore",
     "LeaseView",
+    "LeftPasswords",
     "Passwords",
     "PendingSignup",
     "SealedBatch",
@@ -107,8 +113,8 @@ class PendingSignup:
     owner: str
     #: Set by the group commit when this item's documents could not all be written.
     error: BaseException | None = field(default=None, repr=False)
-    #: The id of the ``pending`` and ``sealed_passwords`` documents holding this item's work,
-    #: named before the first write so that a retry writes the same documents again.
+    #: The id of this item's work documents (``sealed_passwords``, and ``pending`` for
+    #: overflow), named before the first write so that a retry writes the same ones again.
     work_batch: ObjectId | None = None
 
     @property
@@ -123,13 +129,25 @@ Passwords = tuple[tuple[ObjectId, bytes], ...]
 
 @dataclass(frozen=True)
 class AdoptedBatch:
-    """A ``pending`` batch taken over or found again, with what is still to do (a take-over
-    may be late): the users whose slow step is to run, and how many of the batch's passwords
-    the process that found it is to hash, from a ``sealed_passwords`` document of its own."""
+    """A batch of work taken over or found again, with what is still to do (a take-over may
+    be late): the users whose slow step is to run, and how many of the batch's passwords the
+    process that found it is to hash, from a ``sealed_passwords`` document of its own."""
 
     batch_id: ObjectId
     unprocessed: tuple[ObjectId, ...]
     to_hash: int = 0
+    #: The steps are recorded by the batch's ``sealed_passwords`` document alone (no
+    #: ``pending`` one): that document must outlive them.
+    recorded_by_passwords: bool = False
+
+
+@dataclass(frozen=True)
+class LeftPasswords:
+    """A ``sealed_passwords`` document a dead process left: whose it was and its users."""
+
+    batch_id: ObjectId
+    owner: str
+    users: tuple[ObjectId, ...]
 
 
 @dataclass(frozen=True)
@@ -162,7 +180,8 @@ class FinishRound:
     fields: dict[ObjectId, dict[str, Any]] = field(default_factory=dict)
     #: Batches whose slow steps are all done: their ``pending`` documents go.
     pending_done: list[ObjectId] = field(default_factory=list)
-    #: Batches whose passwords are all hashed: their ``sealed_passwords`` documents go.
+    #: Batches whose passwords are all hashed (and whose steps are done, where that document
+    #: records them): their ``sealed_passwords`` documents go.
     sealed_done: list[ObjectId] = field(default_factory=list)
 
     def __bool__(self) -> bool:
@@ -220,8 +239,12 @@ class IStore(Interface):
     async def find_sealed(batch_id: ObjectId) -> SealedBatch | None:  # noqa: N805 (an interface method has no self)
         """A batch of sealed passwords by id, or None."""
 
-    async def sealed_batches_of(owners: Sequence[str]) -> list[tuple[ObjectId, int]]:  # noqa: N805 (an interface method has no self)
-        """The sealed-password batches these dead owners left, with their sizes."""
+    async def sealed_batches_of(owners: Sequence[str]) -> list[LeftPasswords]:  # noqa: N805 (an interface method has no self)
+        """The sealed-password batches these dead owners left."""
+
+    async def record_steps_left(batches: Sequence[LeftPasswords]) -> None:  # noqa: N805 (an interface method has no self)
+        """Record in ``pending``, for their dead owners, the slow steps still to run in these
+        batches, where a ``pending`` document does not already."""
 
     async def claim_sealed(owner: str, batch_ids: Sequence[ObjectId]) -> None:  # noqa: N805 (an interface method has no self)
         """Make ``owner`` the owner of these sealed-password batches."""
@@ -248,7 +271,7 @@ class IStore(Interface):
         of ``only`` when it names some."""
 
     async def find_pending(batch_id: ObjectId) -> AdoptedBatch | None:  # noqa: N805 (an interface method has no self)
-        """A batch of work by id, with what is still to do, or None."""
+        """One of this process's batches of work by id, with what is still to do, or None."""
 
     async def delete_everything(now: datetime | None = None) -> None:  # noqa: N805 (an interface method has no self)
         """``DELETE /collections``."""
@@ -289,17 +312,17 @@ class Store:
     async def insert_signups(self, batch: list[PendingSignup], hasher: str) -> None:
         """Write a batch of sign-ups, marking each item that failed.
 
-        The work goes first, in two writes sent together: one small ``pending`` document per
-        owner of slow steps (normally one for the whole batch) with the users' ids, and one
-        ``sealed_passwords`` document under the same id with their sealed passwords, owned by
-        ``hasher``, the process whose hasher has them whoever runs the slow steps. Then, once
-        both are acknowledged, the users in one bulk insert. A user is only ever visible with
-        its work already recorded, so an acknowledged user can never be left without its slow
-        step or its hash. Work for a user whose own insert then fails is harmless: finishing
-        it updates nothing. Each sealed password is written here and nowhere else: the slow
-        steps' document stays small, and ends without moving anything. A work document that
-        already exists was written by an earlier attempt of this same batch (the ids are
-        squad's own): that is success, not a failure.
+        The work goes first: one ``sealed_passwords`` document per owner of slow steps
+        (normally one for the whole batch) with the users' ids and sealed passwords, owned by
+        ``hasher``, the process whose hasher has them whoever runs the slow steps. Where that
+        owner is ``hasher`` itself (every batch but overflow) the document records the steps as
+        well, so it is the one write before the users; overflow also gets a small ``pending``
+        document, sent alongside, for any process to adopt. Then, once the work is
+        acknowledged, the users in one bulk insert. A user is only ever visible with its work
+        already recorded, so an acknowledged user can never be left without its slow step or
+        its hash. Work for a user whose own insert then fails is harmless: finishing it
+        updates nothing. A work document that already exists was written by an earlier
+        attempt of this same batch (the ids are squad's own): that is success, not a failure.
         Raises only when the whole batch failed (timeout, lost connection).
         """
         work = [item for item in batch if item.error is None]
@@ -308,10 +331,6 @@ class Store:
             by_owner.setdefault(item.owner, []).append(item)
         groups = [(_batch_id(items), owner, items) for owner, items in by_owner.items()]
         if groups:
-            slow_steps = [
-                {"_id": batch_id, "owner": owner, "users": [item.user_id for item in items]}
-                for batch_id, owner, items in groups
-            ]
             passwords = [
                 {
                     "_id": batch_id,
@@ -321,14 +340,22 @@ class Store:
                 }
                 for batch_id, _, items in groups
             ]
-            # In parallel: one round trip before the users instead of two.
-            await gatherResults(
-                [
-                    self._insert_work(self.pending, slow_steps, groups),
-                    self._insert_work(self.sealed_passwords, passwords, groups),
-                ],
-                consumeErrors=True,
-            ).addErrback(_first_error)
+            pooled = [group for group in groups if group[1] != hasher]
+            if not pooled:
+                await self._insert_work(self.sealed_passwords, passwords, groups)
+            else:
+                slow_steps = [
+                    {"_id": batch_id, "owner": owner, "users": [item.user_id for item in items]}
+                    for batch_id, owner, items in pooled
+                ]
+                # In parallel: one round trip before the users instead of two.
+                await gatherResults(
+                    [
+                        self._insert_work(self.sealed_passwords, passwords, groups),
+                        self._insert_work(self.pending, slow_steps, pooled),
+                    ],
+                    consumeErrors=True,
+                ).addErrback(_first_error)
         work = [item for item in work if item.error is None]
         await self._insert_marking(self.users, [item.user for item in work], work)
 
@@ -435,14 +462,37 @@ class Store:
         )
         return SealedBatch(batch_id, _passwords(found[0])) if found else None
 
-    async def sealed_batches_of(self, owners: Sequence[str]) -> list[tuple[ObjectId, int]]:
-        """The batches of sealed passwords that ``owners`` (dead processes) left, with their
-        sizes. On FerretDB this reads the whole collection: it is only asked when a process
-        died, never periodically."""
+    async def sealed_batches_of(self, owners: Sequence[str]) -> list[LeftPasswords]:
+        """The batches of sealed passwords that ``owners`` (dead processes) left. On FerretDB
+        this reads the whole collection: it is only asked when a process died, never
+        periodically."""
         found = await self.background_sealed.find(
-            {"owner": _one_of(owners)}, {"users": 1}, timeout=self.timeout * 20
+            {"owner": _one_of(owners)}, {"owner": 1, "users": 1}, timeout=self.timeout * 20
         )
-        return [(doc["_id"], len(doc.get("users", []))) for doc in found]
+        return [
+            LeftPasswords(doc["_id"], str(doc["owner"]), tuple(doc.get("users", [])))
+            for doc in found
+        ]
+
+    async def record_steps_left(self, batches: Sequence[LeftPasswords]) -> None:
+        """Record in ``pending``, under each batch's dead owner (so the usual take-over adopts
+        them), the slow steps still to run of these batches, whose ``sealed_passwords``
+        documents may have been their only record. A ``pending`` document already there (the
+        batch was overflow, or written by an older squad, or recorded by an earlier take-over)
+        holds the same steps: it stays as it is."""
+        processed, _ = await self._done_of([user for batch in batches for user in batch.users])
+        records = [
+            {"_id": batch.batch_id, "owner": batch.owner, "users": left}
+            for batch in batches
+            if (left := [user for user in batch.users if user not in processed])
+        ]
+        for chunk in _chunks(records, BULK_OPERATIONS_PER_MESSAGE):
+            try:
+                await self.pending.insert_many(chunk, ordered=False, timeout=self.timeout * 4)
+            except BulkWriteError as error:
+                for entry in error.details.get("writeErrors", []):
+                    if entry.get("code") != DUPLICATE_KEY:
+                        raise
 
     async def claim_sealed(self, owner: str, batch_ids: Sequence[ObjectId]) -> None:
         for chunk in _chunks(list(batch_ids), IDS_PER_FILTER):
@@ -604,9 +654,15 @@ class Store:
 
     async def find_pending(self, batch_id: ObjectId) -> AdoptedBatch | None:
         """One of this process's own batches of work by its id, with what is still to do (its
-        passwords are this process's to hash); None if it is not in the database (a write that
-        timed out before it landed)."""
+        passwords are this process's to hash): from its ``pending`` document, or from its
+        ``sealed_passwords`` one where that alone records the steps; None if neither is in the
+        database (a write that timed out before it landed)."""
         found = await self.pending.find({"_id": batch_id}, limit=-1, timeout=self.timeout)
+        by_passwords = not found
+        if by_passwords:
+            found = await self.sealed_passwords.find(
+                {"_id": batch_id}, {"users": 1}, limit=-1, timeout=self.timeout
+            )
         if not found:
             return None
         users = list(found[0].get("users", []))
@@ -615,6 +671,7 @@ class Store:
             batch_id,
             _unprocessed(found[0], processed),
             sum(1 for user_id in users if user_id not in hashed),
+            recorded_by_passwords=by_passwords,
         )
 
     async def _filters_beyond_id_are_cheap(self) -> bool:

@@ -94,8 +94,9 @@ class FaultTests(TestCase):
         await squad.ready()
         ids = await squad.post_many(6)
         users = await self.users(uri, database)
-        # Owners read "host:pid:random": the pid of the worker holding each user's work.
-        owners = {doc["owner"] for doc in await users.pending.find({}, timeout=5)}
+        # Owners read "host:pid:random": the pid of the worker holding each user's work, in
+        # its batch's work document (which outlives the hash while the steps run).
+        owners = {doc["owner"] for doc in await users.sealed_passwords.find({}, timeout=5)}
         holders = {int(owner.split(":")[-2]) for owner in owners if owner}
         workers = children(squad.pid)
         self.assertTrue(holders and holders <= workers, (holders, workers))
@@ -194,9 +195,12 @@ class FaultTests(TestCase):
         users = await self.users(uri, database)
         stored = await users.users.count_documents({"_id": {"$in": ids}}, timeout=5)
         self.assertEqual(stored, len(ids), "an acknowledged user is missing")
-        # One pending document per batch, listing its users.
-        pending = await users.pending.find({"users": {"$in": ids}}, timeout=5)
-        owners = {doc["owner"] for doc in pending}
+        # One work document per batch, listing its users (and a pending one for overflow).
+        owners = {
+            doc["owner"]
+            for name in ("sealed_passwords", "pending")
+            for doc in await users[name].find({"users": {"$in": ids}}, timeout=5)
+        }
         self.assertTrue(owners)
         heartbeats = {
             doc["_id"]: doc["alive_until"]

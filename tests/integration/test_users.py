@@ -66,9 +66,10 @@ class UsersIntegrationTests(TestCase):
         await eventually(finished, 10, "no pending work or sealed password left")
 
     async def test_each_fact_is_stored_once_in_its_own_place(self) -> None:
-        """While the slow steps run, a batch's pending document holds only its owner and its
-        users' ids, and its sealed passwords are in sealed_passwords under the same id; once
-        finished, both are gone and each user is a flat document of scalars."""
+        """While the slow steps run, a batch's one work document, in sealed_passwords, holds
+        only its owner, its users' ids and their sealed passwords (and stays, hashed or not,
+        as the record of the steps); there is no pending document; once finished, the work
+        document is gone and each user is a flat document of scalars."""
         squad = await start_squad(self, "--slow-min", "2", "--slow-max", "2")
         ids = [
             ObjectId(json.loads(await (await squad.post_signup()).content())["_id"])
@@ -76,13 +77,11 @@ class UsersIntegrationTests(TestCase):
         ]
         pool, db = await mongo(squad.uri, squad.database)
         self.addCleanup(pool.disconnect)
-        pending = await db.pending.find({}, timeout=5)
-        self.assertEqual({u for doc in pending for u in doc["users"]}, set(ids))
-        for doc in pending:
-            self.assertEqual(set(doc), {"_id", "owner", "users"})
-        for doc in await db.sealed_passwords.find({}, timeout=5):  # unless hashed already
+        work = await db.sealed_passwords.find({}, timeout=5)
+        self.assertEqual({u for doc in work for u in doc["users"]}, set(ids))
+        for doc in work:
             self.assertEqual(set(doc), {"_id", "owner", "users", "sealed"})
-            self.assertIn(doc["_id"], {batch["_id"] for batch in pending})
+        self.assertEqual(await db.pending.count_documents({}, timeout=5), 0)
 
         async def finished() -> bool:
             done = await db.users.count_documents(

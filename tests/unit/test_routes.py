@@ -104,17 +104,17 @@ class CreateUserTests(APITestCase):
             self.assertNotIn(word, content.lower())
 
     def test_stored_user_matches_the_answer_and_its_work_is_pending(self) -> None:
-        """The store receives the answered user (with BSON dates) and its work: its id in a
-        pending batch owned by this process, and its password only in sealed form, in a
-        batch of sealed passwords queued for this process's hasher."""
+        """The store receives the answered user (with BSON dates) and its work: one batch
+        document owned by this process, with its id and its password only in sealed form,
+        queued for this process's hasher and recording its slow step too (no pending
+        document)."""
         user = self.sign_up()
         oid = ObjectId(user["_id"])
         stored = self.squad.store.user_docs[oid]
         self.assertEqual(stored["email"], VALID_SIGNUP["email"])
         self.assertEqual(stored["date_created"], bson_now(START))
         self.assertNotIn("password", stored)
-        (pending,) = self.squad.store.pending_docs.values()
-        self.assertEqual(pending, {"_id": pending["_id"], "owner": OWNER, "users": [oid]})
+        self.assertEqual(self.squad.store.pending_docs, {})
         (sealed,) = self.squad.store.sealed_docs.values()
         self.assertEqual((sealed["owner"], sealed["users"]), (OWNER, [oid]))
         self.assertNotIn(VALID_PASSWORD.encode(), sealed["sealed"][0])
@@ -307,13 +307,13 @@ class CreateUserTests(APITestCase):
         self.squad = squad
         first = self.sign_up()
         second = self.sign_up({**VALID_SIGNUP, "username": "overflow"})
+        # Overflow alone gets a pending document: the first is recorded by its passwords'.
         owners = {
             user_id: doc["owner"]
             for doc in squad.store.pending_docs.values()
             for user_id in doc["users"]
         }
-        self.assertEqual(owners[ObjectId(first["_id"])], OWNER)
-        self.assertEqual(owners[ObjectId(second["_id"])], UNOWNED)
+        self.assertEqual(owners, {ObjectId(second["_id"]): UNOWNED})
         # Its password is hashed here all the same: only the slow step waits for adoption.
         self.assertEqual(
             squad.store.sealed_users(), {ObjectId(first["_id"]), ObjectId(second["_id"])}

@@ -159,7 +159,8 @@ class SlowWorkTestCase(SynchronousTestCase):
         for _ in range(size):
             self.assertEqual(self.work.owner_for_new_signup(), OWNER)
         user_ids = [self.store.seed_user(owner=None) for _ in range(size)]
-        batch_id = self.store.seed_pending(user_ids, OWNER)
+        # A batch of this process's own: its passwords document is the record of its steps.
+        batch_id = self.store.seed_sealed([(user_id, b"s") for user_id in user_ids], OWNER)
         self.work.batch_stored(batch_id, OWNER, user_ids)
         for user_id in user_ids:
             self.work.accept(user_id)
@@ -175,8 +176,8 @@ class SlowWorkTestCase(SynchronousTestCase):
 class SlowStepTests(SlowWorkTestCase):
     def test_processed_is_written_only_after_the_stand_in_wait(self) -> None:
         """With the stand-in, processed: true and a new date_updated reach the store only
-        after the wait, through the finishing writer, and then the batch's pending document
-        goes."""
+        after the wait, through the finishing writer; the batch's work document stays for
+        the hasher."""
         self.successResultOf(self.work.stopService())
         verification = StandInVerification(self.clock, 5, 5)
         self.writer = FinishWriter(self.clock, self.store, interval=INTERVAL)
@@ -184,7 +185,7 @@ class SlowStepTests(SlowWorkTestCase):
         work.startService()
         self.addCleanup(work.stopService)
         user_id = self.store.seed_user(owner=None)
-        batch_id = self.store.seed_pending([user_id], "other")
+        batch_id = self.store.seed_sealed([(user_id, b"s")], "other")
         work.batch_stored(batch_id, work.owner_for_new_signup(), [user_id])
         work.accept(user_id)
         self.clock.pump([INTERVAL] * 24)  # 4.8 s
@@ -201,7 +202,7 @@ class SlowStepTests(SlowWorkTestCase):
             [{0: [user_id]}],
         )
         self.assertNotIn("verification_state", user)
-        self.assertEqual(self.store.pending_docs, {})
+        self.assertEqual(list(self.store.sealed_docs), [batch_id])
         self.assertEqual(work.completed, 1)
 
     def test_nothing_starts_before_the_answer_is_out(self) -> None:
@@ -219,24 +220,52 @@ class SlowStepTests(SlowWorkTestCase):
         batch_id, _ = self.accept_batch()
         self.clock.pump([INTERVAL] * 50)
         self.assertEqual(self.store.called("apply_finishes"), 0)
-        self.assertIn(batch_id, self.store.pending_docs)
+        self.assertIn(batch_id, self.store.sealed_docs)
         self.assertEqual(self.work.running_steps, 1)
 
     def test_the_batch_document_goes_after_its_last_user_is_written(self) -> None:
-        """A batch's pending document stays while any of its users' steps runs, and is
-        deleted in the round that writes its last user, after that user's update."""
+        """A batch's work document stays while any of its users' steps runs, even once its
+        passwords are hashed, and is deleted in the round that writes its last user, after
+        that user's update."""
         batch_id, (first, second) = self.accept_batch(2)
         self.verification.succeed(index=0)
+        self.work.passwords_done(batch_id)
         self.flush()
         self.assertIs(self.store.user_docs[first]["processed"], True)
-        self.assertIn(batch_id, self.store.pending_docs)
+        self.assertIn(batch_id, self.store.sealed_docs)
         self.verification.succeed(index=1)
         self.flush()
-        self.assertNotIn(batch_id, self.store.pending_docs)
+        self.assertNotIn(batch_id, self.store.sealed_docs)
         events = self.store.events
-        self.assertLess(
-            events.index(("update", second)), events.index(("delete_pending", batch_id))
-        )
+        self.assertLess(events.index(("update", second)), events.index(("delete_sealed", batch_id)))
+
+    def test_a_batch_whose_steps_ended_goes_once_its_passwords_are_hashed(self) -> None:
+        """When the steps end first (under load), the work document waits for the hasher,
+        and goes in the round after it says the batch is hashed."""
+        batch_id, _ = self.accept_batch(2)
+        self.verification.succeed(index=0)
+        self.verification.succeed(index=1)
+        self.flush()
+        self.assertIn(batch_id, self.store.sealed_docs)
+        self.work.passwords_done(batch_id)
+        self.flush()
+        self.assertNotIn(batch_id, self.store.sealed_docs)
+        self.assertEqual(self.store.pending_docs, {})
+
+    def test_an_adopted_batch_leaves_its_passwords_document_to_the_hasher(self) -> None:
+        """A batch adopted from a pending document is finished with that document; its
+        passwords document goes as soon as its passwords are hashed, steps running or not."""
+        user_id = self.store.seed_user(owner=None)
+        batch_id = self.store.seed_pending([user_id], "dead")
+        self.store.seed_sealed([(user_id, b"s")], OWNER, batch_id)
+        self.successResultOf(ensureDeferred(self.work.refill(["dead"])))
+        self.work.passwords_done(batch_id)
+        self.flush()
+        self.assertNotIn(batch_id, self.store.sealed_docs)
+        self.assertIn(batch_id, self.store.pending_docs)
+        self.verification.succeed()
+        self.flush()
+        self.assertNotIn(batch_id, self.store.pending_docs)
 
     def test_users_verified_together_share_one_update(self) -> None:
         """Users whose steps end in the same round go out as one update of all of them."""
@@ -250,13 +279,13 @@ class SlowStepTests(SlowWorkTestCase):
 
     def test_the_slow_step_never_waits_for_a_password_hash(self) -> None:
         """Nothing about hashing holds the slow step back: with no hasher at all, every user
-        is processed and every pending batch deleted."""
+        is processed and nothing is held (the work documents wait for the hasher)."""
         batches = [self.accept_batch(2)[0] for _ in range(3)]
         for index in range(6):
             self.verification.succeed(index=index)
         self.flush()
         self.assertTrue(all(user["processed"] for user in self.store.user_docs.values()))
-        self.assertFalse(set(batches) & set(self.store.pending_docs))
+        self.assertEqual(set(self.store.sealed_docs), set(batches))
         self.assertEqual(self.work.held, 0)
 
     def test_failed_verification_is_retried_with_backoff_and_recorded(self) -> None:
@@ -305,16 +334,18 @@ class SlowStepTests(SlowWorkTestCase):
             self.assertEqual(len(self.verification.calls), attempt + 1)
         self.assertEqual(self.work.failed_attempts, 4)
 
-    def test_a_batch_whose_users_all_failed_to_store_is_deleted(self) -> None:
-        """A pending batch written for users whose own inserts all failed holds nothing to
-        do: its document is deleted and its slots freed."""
+    def test_a_batch_whose_users_all_failed_to_store_is_not_held(self) -> None:
+        """A batch written for users whose own inserts all failed holds nothing to do: its
+        slots are freed and no step starts (its document goes with its passwords, which
+        nobody needs)."""
         self.work.owner_for_new_signup()
-        batch_id = self.store.seed_pending([ObjectId()], OWNER)
+        batch_id = self.store.seed_sealed([(ObjectId(), b"s")], OWNER)
         self.work.signup_failed(OWNER)
         self.work.batch_stored(batch_id, OWNER, [])
+        self.work.passwords_done(batch_id)
         self.flush()
-        self.assertNotIn(batch_id, self.store.pending_docs)
-        self.assertEqual(self.work.held, 0)
+        self.assertNotIn(batch_id, self.store.sealed_docs)
+        self.assertEqual((self.work.held, self.verification.calls), (0, []))
 
     def test_stopping_cancels_the_steps_and_writes_what_finished(self) -> None:
         """stopService cancels running steps (their work stays pending for a successor) and
@@ -324,8 +355,7 @@ class SlowStepTests(SlowWorkTestCase):
         self.verification.succeed(index=0)
         self.successResultOf(self.work.stopService())
         self.assertIs(self.store.user_docs[done]["processed"], True)
-        self.assertNotIn(done_batch, self.store.pending_docs)
-        self.assertIn(running_batch, self.store.pending_docs)
+        self.assertEqual(set(self.store.sealed_docs), {done_batch, running_batch})
         self.assertEqual(self.work.running_steps, 0)
         self.assertTrue(self.verification.waiting[1].called)
         self.assertEqual(self.work.owner_for_new_signup(), UNOWNED)
@@ -371,10 +401,9 @@ class UncertainWriteTests(SlowWorkTestCase):
 
     def test_a_batch_that_never_landed_is_looked_for_a_while_then_forgotten(self) -> None:
         """A failed batch not in the database is looked for at each refill for
-        UNCERTAIN_SECONDS (it may still land), then no more; its passwords' document, which
-        may have landed alone, is deleted (no user of the batch can have been stored)."""
+        UNCERTAIN_SECONDS (it may still land), then no more, and its passwords' document,
+        should it land later, is deleted (no user of the batch can have been stored)."""
         batch_id = ObjectId()
-        self.store.seed_sealed([(ObjectId(), b"s")], OWNER, batch_id)
         self.work.batch_uncertain(batch_id, OWNER, 1)
         self.successResultOf(ensureDeferred(self.work.refill([])))
         self.clock.advance(slow_step.UNCERTAIN_SECONDS + 1)
@@ -382,7 +411,25 @@ class UncertainWriteTests(SlowWorkTestCase):
         self.successResultOf(ensureDeferred(self.work.refill([])))
         self.assertEqual(self.store.called("find_pending"), 2)
         self.flush()
-        self.assertEqual((self.store.sealed_docs, self.adopted), ({}, []))
+        self.assertIn(("delete_sealed", batch_id), self.store.events)
+        self.assertEqual(self.adopted, [])
+
+    def test_a_batch_recorded_by_its_passwords_alone_is_found_and_taken_on(self) -> None:
+        """A failed batch of this process's own whose passwords document and users landed is
+        found by that document: its steps run here, its passwords are hashed here, and the
+        document stays until both are done."""
+        user_id = self.store.seed_user(owner=None)
+        batch_id = self.store.seed_sealed([(user_id, b"s")], OWNER)
+        self.work.batch_uncertain(batch_id, OWNER, 1)
+        self.successResultOf(ensureDeferred(self.work.refill([])))
+        self.assertEqual(self.verification.calls, [user_id])
+        self.assertEqual(self.adopted, [(batch_id, 1)])
+        self.work.passwords_done(batch_id)
+        self.flush()
+        self.assertIn(batch_id, self.store.sealed_docs)
+        self.verification.succeed()
+        self.flush()
+        self.assertEqual((self.store.sealed_docs, self.store.pending_docs), ({}, {}))
 
     def test_a_landed_batch_without_stored_users_leaves_nothing_behind(self) -> None:
         """A failed batch found with none of its users stored runs no step, hashes nothing,

@@ -22,7 +22,7 @@ from squad.background.slow_step import SlowWork
 from squad.passwords import PasswordSealer
 from squad.runtime.service_tree import recording_work
 from squad.storage.documents import bson_now, retrying_fields
-from squad.storage.store import ClaimInterrupted, FinishRound, PendingSignup, Store
+from squad.storage.store import UNOWNED, ClaimInterrupted, FinishRound, PendingSignup, Store
 from tests.fakes import (
     OWNER,
     START,
@@ -73,6 +73,7 @@ class StoreTestCase(SynchronousTestCase):
             OWNER,
             on_adopted=self.hasher.enqueue,
         )
+        self.hasher.on_batch_hashed = self.work.passwords_done
         self.work.startService()
         self.addCleanup(self.stop)
         self.write = recording_work(
@@ -157,17 +158,52 @@ class StoreTestCase(SynchronousTestCase):
 
 
 class SignupWriteTests(StoreTestCase):
-    def test_the_work_goes_first_in_two_writes_sent_together_then_the_users(self) -> None:
-        """A batch's two work documents are sent at once, and its users only once both are
-        acknowledged: a small pending document (owner, ids) and, under the same id, the
-        sealed passwords owned by this process's hasher."""
-        self.database.hold("pending", "insert_many")
+    def test_a_batch_of_its_own_writes_one_work_document_then_the_users(self) -> None:
+        """A batch whose slow steps run in the process that accepted it writes one work
+        document, its sealed passwords with the users' ids (the record of its steps too),
+        and its users only once that is acknowledged."""
         self.database.hold("sealed_passwords", "insert_many")
         items = [
             PendingSignup(
                 user=user_document(ObjectId(), bson_now(START)),
                 sealed_password=b"sealed %d" % n,
                 owner=OWNER,
+            )
+            for n in range(2)
+        ]
+        written = ensureDeferred(self.store.insert_signups(items, OWNER))
+        (work,) = self.database.writes()
+        user_ids = [item.user_id for item in items]
+        self.assertEqual(
+            work.documents,
+            (
+                {
+                    "_id": items[0].work_batch,
+                    "owner": OWNER,
+                    "users": user_ids,
+                    "sealed": [b"sealed 0", b"sealed 1"],
+                },
+            ),
+        )
+        self.database.release()
+        self.successResultOf(written)
+        users = self.database.writes()[-1]
+        self.assertEqual((users.collection, users.method), ("users", "insert_many"))
+        self.assertEqual([doc["_id"] for doc in users.documents], user_ids)
+        self.assertEqual(len(self.database.writes()), 2)
+        self.assertEqual(self.database.documents("pending"), {})
+
+    def test_overflow_also_gets_a_pending_document_sent_alongside(self) -> None:
+        """Overflow (slow steps left to any process) writes two work documents at once, and
+        its users only once both are acknowledged: a small pending document (owner, ids)
+        and, under the same id, the sealed passwords owned by this process's hasher."""
+        self.database.hold("pending", "insert_many")
+        self.database.hold("sealed_passwords", "insert_many")
+        items = [
+            PendingSignup(
+                user=user_document(ObjectId(), bson_now(START)),
+                sealed_password=b"sealed %d" % n,
+                owner=UNOWNED,
             )
             for n in range(2)
         ]
@@ -179,7 +215,7 @@ class SignupWriteTests(StoreTestCase):
             op.documents for op in sorted(self.database.writes(), key=lambda op: op.collection)
         )
         user_ids = [item.user_id for item in items]
-        self.assertEqual(pending, {"_id": pending["_id"], "owner": OWNER, "users": user_ids})
+        self.assertEqual(pending, {"_id": pending["_id"], "owner": UNOWNED, "users": user_ids})
         self.assertEqual(
             sealed,
             {
@@ -209,7 +245,7 @@ class SignupWriteTests(StoreTestCase):
         ]
         self.database.hold("users", "insert_many")
         first = ensureDeferred(self.store.insert_signups(items, OWNER))
-        (batch_id,) = self.database.documents("pending")
+        (batch_id,) = self.database.documents("sealed_passwords")
         first.cancel()  # the attempt gave up after its work landed
         self.failureResultOf(first)
         self.database.release()
@@ -222,18 +258,14 @@ class SignupWriteTests(StoreTestCase):
 class EachFactOnceTests(StoreTestCase):
     def test_under_load_the_steps_end_first_and_nothing_is_copied(self) -> None:
         """When the slow steps end before the hashes (always, under load): one update marks
-        the batch's users processed and the pending document goes; later one update per user
-        sets its hash and the sealed passwords' document goes. Seven writes for the batch, and
-        no sealed password is ever written twice."""
+        the batch's users processed; later one update per user sets its hash and the batch's
+        one work document goes. Five writes for the batch, and no sealed password is ever
+        written twice."""
         items = self.sign_up(3)
         user_ids = [item.user_id for item in items]
         self.assertEqual(
             [(op.collection, op.method) for op in self.database.writes()],
-            [
-                ("pending", "insert_many"),
-                ("sealed_passwords", "insert_many"),
-                ("users", "insert_many"),
-            ],
+            [("sealed_passwords", "insert_many"), ("users", "insert_many")],
         )
         start = len(self.database.operations)
         self.finish_steps()
@@ -252,15 +284,14 @@ class EachFactOnceTests(StoreTestCase):
                         ),
                     ),
                 ),
-                Operation("pending", "delete_many", filter={"_id": {"$in": [batch_id]}}),
             ],
         )
         start = len(self.database.operations)
         self.hash_all()
         hashes = self.writes_since(start)
         self.assertEqual(
-            [(op.collection, op.method) for op in hashes][-1:],
-            [("sealed_passwords", "delete_many")],
+            hashes[-1:],
+            [Operation("sealed_passwords", "delete_many", filter={"_id": {"$in": [batch_id]}})],
         )
         (bulk,) = hashes[:-1]
         self.assertEqual(
@@ -270,23 +301,24 @@ class EachFactOnceTests(StoreTestCase):
                 for n, user_id in enumerate(user_ids, 1)
             ),
         )
-        self.assertEqual(len(self.database.writes()), 7)
+        self.assertEqual(len(self.database.writes()), 5)
         self.assert_each_fact_written_once(items)
 
     def test_at_low_load_the_hashes_end_first(self) -> None:
-        """When the hashes are written before the slow steps end (low load), each fact is
-        still written once and each work document deleted once."""
+        """When the hashes are written before the slow steps end (low load), the work
+        document stays, as the record of the steps, until they end; each fact is still
+        written once and the document deleted once."""
         items = self.sign_up(2)
         self.hash_all()
-        self.assertEqual(list(self.database.documents("sealed_passwords")), [])
-        self.assertEqual(len(self.database.documents("pending")), 1)
+        self.assertEqual(len(self.database.documents("sealed_passwords")), 1)
+        self.assertEqual(self.database.documents("pending"), {})
         self.finish_steps()
-        self.assertEqual(len(self.database.writes()), 7)
+        self.assertEqual(len(self.database.writes()), 5)
         self.assert_each_fact_written_once(items)
 
     def test_a_hash_ready_with_its_processed_update_shares_it(self) -> None:
         """A user whose hash and slow step finish in the same round gets one update carrying
-        both, and its batch's two documents go in that round."""
+        both, and its batch's work document goes in that round."""
         items = self.sign_up(2)
         self.hasher.startService()  # hashed now, written at the next round
         start = len(self.database.operations)
@@ -295,11 +327,7 @@ class EachFactOnceTests(StoreTestCase):
         writes = self.writes_since(start)
         self.assertEqual(
             [(op.collection, op.method) for op in writes],
-            [
-                ("users", "bulk_write"),
-                ("pending", "delete_many"),
-                ("sealed_passwords", "delete_many"),
-            ],
+            [("users", "bulk_write"), ("sealed_passwords", "delete_many")],
         )
         self.assertEqual(
             writes[0].updates[0],
@@ -314,24 +342,31 @@ class EachFactOnceTests(StoreTestCase):
                 },
             ),
         )
-        self.assertEqual(len(self.database.writes()), 6)
+        self.assertEqual(len(self.database.writes()), 4)
         self.assert_each_fact_written_once(items)
 
     def test_the_batches_finished_in_one_round_go_in_one_deletion(self) -> None:
-        """Several batches whose steps end in one round: one update of all their users, one
-        deletion of all their pending documents."""
+        """Several batches whose steps end in one round: one update of all their users; once
+        hashed in one round, one deletion of all their work documents."""
         batches = [self.sign_up(2) for _ in range(3)]
         start = len(self.database.operations)
         self.finish_steps()
-        update, deletion = self.writes_since(start)
+        (update,) = self.writes_since(start)
         self.assertEqual(
             update.updates[0][0],
             {"_id": {"$in": [item.user_id for items in batches for item in items]}},
         )
-        self.assertEqual(
-            deletion.filter, {"_id": {"$in": [items[0].work_batch for items in batches]}}
-        )
+        start = len(self.database.operations)
         self.hash_all()
+        deletion = self.writes_since(start)[-1]
+        self.assertEqual(
+            deletion,
+            Operation(
+                "sealed_passwords",
+                "delete_many",
+                filter={"_id": {"$in": [items[0].work_batch for items in batches]}},
+            ),
+        )
         self.assert_each_fact_written_once([item for items in batches for item in items])
 
 
@@ -487,3 +522,81 @@ class FlushTests(StoreTestCase):
                 ("processes", "update_one"),
             ],
         )
+
+
+class TakeOverTests(StoreTestCase):
+    """A dead process's batches, taken over in the service tree's order: the hasher's
+    take-over, then the slow work's."""
+
+    def seed_batch(
+        self, processed: list[bool], with_pending: bool
+    ) -> tuple[ObjectId, list[ObjectId]]:
+        """A batch a dead process left: its users (processed or not), its passwords document
+        and, in the previous version's shape, a pending document too."""
+        users = self.database.documents("users")
+        user_ids = [ObjectId() for _ in processed]
+        for user_id, done in zip(user_ids, processed, strict=True):
+            users[user_id] = {**user_document(user_id, bson_now(START)), "processed": done}
+        batch_id = ObjectId()
+        self.database.documents("sealed_passwords")[batch_id] = {
+            "_id": batch_id,
+            "owner": "dead",
+            "users": list(user_ids),
+            "sealed": [self.sealer.seal("pw", associated=u.binary) for u in user_ids],
+        }
+        if with_pending:
+            self.database.documents("pending")[batch_id] = {
+                "_id": batch_id,
+                "owner": "dead",
+                "users": [u for u, done in zip(user_ids, processed, strict=True) if not done],
+            }
+        return batch_id, user_ids
+
+    def take_over(self) -> None:
+        self.hasher.startService()
+        self.assertTrue(self.successResultOf(ensureDeferred(self.hasher.refill(["dead"]))))
+        self.assertTrue(self.successResultOf(ensureDeferred(self.work.refill(["dead"]))))
+
+    def test_steps_recorded_by_a_passwords_document_alone_are_taken_over(self) -> None:
+        """The steps still to run of a dead process's batch, recorded only by its passwords
+        document, are set down in pending for their dead owner before that document is
+        claimed, then adopted and run; in the end every user is processed and hashed and
+        nothing is left."""
+        batch_id, (done, left) = self.seed_batch([True, False], with_pending=False)
+        start = len(self.database.operations)
+        self.take_over()
+        writes = [(op.collection, op.method) for op in self.writes_since(start)]
+        self.assertLess(
+            writes.index(("pending", "insert_many")),
+            writes.index(("sealed_passwords", "update_many")),
+        )
+        inserted = next(op for op in self.writes_since(start) if op.collection == "pending")
+        self.assertEqual(inserted.documents, ({"_id": batch_id, "owner": "dead", "users": [left]},))
+        self.assertEqual(self.verification.calls, [left])
+        self.finish_steps()
+        self.hash_all()
+        self.finish_steps()
+        users = self.database.documents("users")
+        for user_id in (done, left):
+            self.assertIs(users[user_id]["processed"], True)
+            self.assertTrue(users[user_id]["password_hash"].startswith("$argon2id$fake-"))
+        for name in ("pending", "sealed_passwords"):
+            self.assertEqual(self.database.documents(name), {}, name)
+
+    def test_a_batch_whose_steps_all_ran_records_nothing(self) -> None:
+        """A dead process's batch whose users are all processed (its steps ended before its
+        hashes, as under load) only has its passwords taken over: no pending document."""
+        self.seed_batch([True, True], with_pending=False)
+        start = len(self.database.operations)
+        self.take_over()
+        self.assertNotIn("pending", {op.collection for op in self.writes_since(start)})
+        self.assertEqual(self.verification.calls, [])
+
+    def test_the_previous_versions_pending_document_is_kept_as_it_is(self) -> None:
+        """A batch left in the previous version's shape (a pending document beside its
+        passwords) keeps that document: the take-over's record of the same steps is a
+        duplicate, and the steps run once."""
+        batch_id, (left,) = self.seed_batch([False], with_pending=True)
+        self.take_over()
+        self.assertEqual(self.database.documents("pending")[batch_id]["owner"], OWNER)
+        self.assertEqual(self.verification.calls, [left])
