@@ -231,10 +231,13 @@ async def kill_part(reactor: Any, cluster: Cluster, http: HTTPClient, mongo: Any
         owners = "^" + re.escape(socket.gethostname()) + ":(" + "|".join(map(str, pids)) + "):"
         # A batch's work is in its sealed_passwords document (its steps too, for a batch of
         # its own) and, for work it adopted, a pending one: each lists its users.
-        tally.held_by_killed = sum(
-            len(batch.get("users", []))
-            for name in ("pending", "sealed_passwords")
-            for batch in mongo[DATABASE][name].find({"owner": {"$regex": owners}}, {"users": 1})
+        tally.held_by_killed = len(
+            {
+                user_id
+                for name in ("pending", "sealed_passwords")
+                for batch in mongo[DATABASE][name].find({"owner": {"$regex": owners}}, {"users": 1})
+                for user_id in batch.get("users", [])
+            }
         )
         doomed.kill(signal.SIGKILL)
         tally.killed_at = reactor.seconds()

@@ -7,11 +7,12 @@ inside squad is safe because every document of a sign-up carries an ``_id`` gene
 by the database: writing the batch again can only create what is missing, and a duplicate key
 means the first attempt had landed.
 
-``Store.insert_signups`` writes the work (``pending`` and ``sealed_passwords``, where a
-duplicate means an earlier attempt wrote it) and then the users, and marks an item whose user
-insert was refused as failed. On the retry a duplicate user is the case "the first attempt may
-have written it", so for those items the user is written once more here, a duplicate again
-counting as written. An item is acknowledged only once its user is known to be in the database.
+``Store.insert_signups`` writes the work (the batch's ``sealed_passwords`` document, and a
+``pending`` one for overflow; a duplicate means an earlier attempt wrote it) and then the
+users, and marks an item whose user insert was refused as failed. On the retry a duplicate
+user is the case "the first attempt may have written it", so for those items the user is
+written once more here, a duplicate again counting as written. An item is acknowledged only
+once its user is known to be in the database.
 """
 
 from __future__ import annotations
