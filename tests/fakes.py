@@ -44,9 +44,9 @@ from squad.storage.store import (
     FinishRound,
     IStore,
     LeaseView,
-    LeftPasswords,
     PendingSignup,
     SealedBatch,
+    WorkBatch,
     WriteRefused,
 )
 from tests.http_harness import InMemorySite
@@ -86,6 +86,7 @@ STORE_METHODS = (
     "sealed_batches_of",
     "claim_sealed",
     "record_steps_left",
+    "record_steps",
     "find_pending",
     "heartbeat",
     "lease_view",
@@ -331,29 +332,47 @@ class FakeStore:
             return None
         return SealedBatch(batch_id, tuple(zip(doc["users"], doc["sealed"], strict=True)))
 
-    async def sealed_batches_of(self, owners: Sequence[str]) -> list[LeftPasswords]:
+    async def sealed_batches_of(self, owners: Sequence[str]) -> list[WorkBatch]:
         await self._gate("sealed_batches_of", tuple(owners))
         return [
-            LeftPasswords(batch_id, doc["owner"], tuple(doc["users"]))
+            WorkBatch(batch_id, doc["owner"], tuple(doc["users"]))
             for batch_id, doc in self.sealed_docs.items()
             if doc["owner"] in owners
         ]
 
-    async def record_steps_left(self, batches: Sequence[LeftPasswords]) -> None:
+    async def record_steps_left(self, batches: Sequence[WorkBatch]) -> int:
         await self._gate("record_steps_left", tuple(batches))
-        for batch in batches:
-            left = [
-                user_id
-                for user_id in batch.users
-                if user_id in self.user_docs and not self.user_docs[user_id].get("processed")
+        return self._record(
+            [
+                WorkBatch(batch.batch_id, batch.owner, left)
+                for batch in batches
+                if (
+                    left := tuple(
+                        user_id
+                        for user_id in batch.users
+                        if user_id in self.user_docs
+                        and not self.user_docs[user_id].get("processed")
+                    )
+                )
             ]
-            if left and batch.batch_id not in self.pending_docs:
-                self.pending_docs[batch.batch_id] = {
-                    "_id": batch.batch_id,
-                    "owner": batch.owner,
-                    "users": left,
+        )
+
+    async def record_steps(self, records: Sequence[WorkBatch]) -> int:
+        await self._gate("record_steps", tuple(records))
+        return self._record(records)
+
+    def _record(self, records: Sequence[WorkBatch]) -> int:
+        written = 0
+        for record in records:
+            if record.batch_id not in self.pending_docs:
+                self.pending_docs[record.batch_id] = {
+                    "_id": record.batch_id,
+                    "owner": record.owner,
+                    "users": list(record.users),
                 }
-                self.events.append(("record_steps", batch.batch_id))
+                self.events.append(("record_steps", record.batch_id))
+                written += 1
+        return written
 
     async def claim_sealed(self, owner: str, batch_ids: Sequence[ObjectId]) -> None:
         await self._gate("claim_sealed", owner, tuple(batch_ids))

@@ -178,10 +178,12 @@ class PasswordHasher(Service):
             return True
         live = self._live
         mine = [batch for batch in left if _share(batch.batch_id, live, self.owner)]
+        recorded = 0
         if mine:
             # Before the claim, so that whoever sees these batches claimed sees their steps
-            # recorded too: a batch's passwords document may be their only record.
-            await self._store.record_steps_left(mine)
+            # recorded too: a batch's passwords document may be their only record (a process
+            # stopped gracefully recorded its own; a killed one could not).
+            recorded = await self._store.record_steps_left(mine)
             await self._store.claim_sealed(self.owner, [batch.batch_id for batch in mine])
             log.info(
                 "Took over {count} sealed passwords to hash from {owners}.",
@@ -190,7 +192,9 @@ class PasswordHasher(Service):
             )
             for batch in mine:
                 self.enqueue(batch.batch_id, len(batch.users))
-        return len(mine) == len(left)
+        # Steps recorded just now are adopted at the next round: the dead owner must not be
+        # forgotten before.
+        return len(mine) == len(left) and not recorded
 
     def _hash_on_pool(self, password: str) -> Deferred[str]:
         return deferToThreadPool(self._reactor, self._pool, _hash_at_low_priority, password)

@@ -31,7 +31,7 @@ from squad.background.finishing import FinishWriter
 from squad.background.resilience import Backoff
 from squad.background.verification import Verification
 from squad.storage.documents import bson_now, retrying_fields
-from squad.storage.store import UNOWNED, AdoptedBatch, ClaimInterrupted, IStore
+from squad.storage.store import UNOWNED, AdoptedBatch, ClaimInterrupted, IStore, WorkBatch
 
 __all__ = ["SlowWork", "Work"]
 
@@ -383,9 +383,32 @@ class SlowWork(Service):
     def stopService(self) -> Deferred[None]:
         super().stopService()
         # Cancel what is in memory; squad.background.takeover then hands it all back to the pool.
-        # What already finished is written first, so a successor does not repeat it.
+        # Steps recorded only by their passwords' documents are set down in ``pending`` first,
+        # so that a successor adopts them at once rather than after reading every passwords
+        # document; what already finished is written, so a successor does not repeat it.
+        left: dict[ObjectId, list[ObjectId]] = {}
+        for work in self._works.values():
+            batch = self._batches.get(work.batch_id)
+            if batch is not None and batch.recorded_by_passwords:
+                left.setdefault(work.batch_id, []).append(work.user_id)
         self._works.clear()
         self._batches.clear()
         for step in list(self._steps.values()):
             step.cancel()
-        return self.writer.stop()
+        records = [
+            WorkBatch(batch_id, self.owner, tuple(users)) for batch_id, users in left.items()
+        ]
+        return ensureDeferred(self._hand_over(records))
+
+    async def _hand_over(self, records: list[WorkBatch]) -> None:
+        if records:
+            try:
+                await self._store.record_steps(records)
+            except Exception as error:
+                log.warn(
+                    "Could not record {count} batches of slow steps at shutdown ({error}); the"
+                    " process that takes their passwords over records them instead.",
+                    count=len(records),
+                    error=error,
+                )
+        await self.writer.stop()

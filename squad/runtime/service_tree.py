@@ -355,9 +355,10 @@ def build_process_service(
         store,
         owner,
         settings.lease_seconds,
-        # The hasher's take-over first: it sets down in ``pending`` the steps that dead
-        # processes' passwords documents record, for the slow work to adopt in the same round.
-        refillers=(hasher.refill, slow_work.refill),
+        # The slow steps first: they wait on the clock, the hashes only on the CPU. What a
+        # killed process's passwords documents alone recorded, the hasher's take-over sets
+        # down in ``pending`` for the next round.
+        refillers=(slow_work.refill, hasher.refill),
         droppers=(slow_work.drop_accepted_before, hasher.drop_accepted_before),
         unowned_written_at=lambda: slow_work.unowned_written_at,
         on_live=hasher.note_live,

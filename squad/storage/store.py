@@ -18,8 +18,9 @@ Collections (one database, ``squad`` by default):
 - ``pending``: slow steps recorded apart from their passwords, one small document per batch
   (its owner and the ids of the users still to process), under the same ``_id`` as the
   batch's ``sealed_passwords`` document: a batch of overflow (owner ``""``, for any process to
-  adopt), and the steps still to run of a batch taken over from a dead process, written by
-  the process that takes its passwords over before it claims them. The document goes once
+  adopt), the steps still to run of the batches of a process stopped gracefully (written by
+  it before it hands its work over), and those of a killed process, written by the process
+  that takes its passwords over before it claims them. The document goes once
   every one of its users is ``processed``, so the collection holds only the last slow-step
   period's batches, however long the load, and the looks for work to adopt read only it.
 - ``processes``: a heartbeat per running squad process. A process whose heartbeat is older than
@@ -72,11 +73,11 @@ __all__ = [
     "FinishRound",
     "IStore",
     "LeaseView",
-    "LeftPasswords",
     "Passwords",
     "PendingSignup",
     "SealedBatch",
     "Store",
+    "WorkBatch",
     "WriteRefused",
 ]
 
@@ -142,8 +143,9 @@ class AdoptedBatch:
 
 
 @dataclass(frozen=True)
-class LeftPasswords:
-    """A ``sealed_passwords`` document a dead process left: whose it was and its users."""
+class WorkBatch:
+    """A batch of work as a document names it: its id, whose it is, and its users (all of a
+    ``sealed_passwords`` document's, or those a ``pending`` one is to list)."""
 
     batch_id: ObjectId
     owner: str
@@ -239,12 +241,16 @@ class IStore(Interface):
     async def find_sealed(batch_id: ObjectId) -> SealedBatch | None:  # noqa: N805 (an interface method has no self)
         """A batch of sealed passwords by id, or None."""
 
-    async def sealed_batches_of(owners: Sequence[str]) -> list[LeftPasswords]:  # noqa: N805 (an interface method has no self)
+    async def sealed_batches_of(owners: Sequence[str]) -> list[WorkBatch]:  # noqa: N805 (an interface method has no self)
         """The sealed-password batches these dead owners left."""
 
-    async def record_steps_left(batches: Sequence[LeftPasswords]) -> None:  # noqa: N805 (an interface method has no self)
+    async def record_steps_left(batches: Sequence[WorkBatch]) -> int:  # noqa: N805 (an interface method has no self)
         """Record in ``pending``, for their dead owners, the slow steps still to run in these
-        batches, where a ``pending`` document does not already."""
+        batches, where a ``pending`` document does not already; how many it wrote."""
+
+    async def record_steps(records: Sequence[WorkBatch]) -> int:  # noqa: N805 (an interface method has no self)
+        """Write these ``pending`` documents (batch, owner, users still to process), but
+        where one is already there; how many it wrote."""
 
     async def claim_sealed(owner: str, batch_ids: Sequence[ObjectId]) -> None:  # noqa: N805 (an interface method has no self)
         """Make ``owner`` the owner of these sealed-password batches."""
@@ -462,7 +468,7 @@ class Store:
         )
         return SealedBatch(batch_id, _passwords(found[0])) if found else None
 
-    async def sealed_batches_of(self, owners: Sequence[str]) -> list[LeftPasswords]:
+    async def sealed_batches_of(self, owners: Sequence[str]) -> list[WorkBatch]:
         """The batches of sealed passwords that ``owners`` (dead processes) left. On FerretDB
         this reads the whole collection: it is only asked when a process died, never
         periodically."""
@@ -470,29 +476,42 @@ class Store:
             {"owner": _one_of(owners)}, {"owner": 1, "users": 1}, timeout=self.timeout * 20
         )
         return [
-            LeftPasswords(doc["_id"], str(doc["owner"]), tuple(doc.get("users", [])))
-            for doc in found
+            WorkBatch(doc["_id"], str(doc["owner"]), tuple(doc.get("users", []))) for doc in found
         ]
 
-    async def record_steps_left(self, batches: Sequence[LeftPasswords]) -> None:
+    async def record_steps_left(self, batches: Sequence[WorkBatch]) -> int:
         """Record in ``pending``, under each batch's dead owner (so the usual take-over adopts
         them), the slow steps still to run of these batches, whose ``sealed_passwords``
-        documents may have been their only record. A ``pending`` document already there (the
-        batch was overflow, or written by an older squad, or recorded by an earlier take-over)
-        holds the same steps: it stays as it is."""
+        documents may have been their only record; how many documents it wrote."""
         processed, _ = await self._done_of([user for batch in batches for user in batch.users])
-        records = [
-            {"_id": batch.batch_id, "owner": batch.owner, "users": left}
-            for batch in batches
-            if (left := [user for user in batch.users if user not in processed])
+        return await self.record_steps(
+            [
+                WorkBatch(batch.batch_id, batch.owner, left)
+                for batch in batches
+                if (left := tuple(user for user in batch.users if user not in processed))
+            ]
+        )
+
+    async def record_steps(self, records: Sequence[WorkBatch]) -> int:
+        """Write a ``pending`` document for each of these batches (its owner, the users still
+        to process); how many it wrote. One already there (the batch was overflow, or written
+        by an older squad, or recorded before) holds the same steps: it stays as it is."""
+        written = 0
+        documents = [
+            {"_id": record.batch_id, "owner": record.owner, "users": list(record.users)}
+            for record in records
         ]
-        for chunk in _chunks(records, BULK_OPERATIONS_PER_MESSAGE):
+        for chunk in _chunks(documents, BULK_OPERATIONS_PER_MESSAGE):
             try:
                 await self.pending.insert_many(chunk, ordered=False, timeout=self.timeout * 4)
+                written += len(chunk)
             except BulkWriteError as error:
-                for entry in error.details.get("writeErrors", []):
+                entries = error.details.get("writeErrors", [])
+                for entry in entries:
                     if entry.get("code") != DUPLICATE_KEY:
                         raise
+                written += len(chunk) - len(entries)
+        return written
 
     async def claim_sealed(self, owner: str, batch_ids: Sequence[ObjectId]) -> None:
         for chunk in _chunks(list(batch_ids), IDS_PER_FILTER):

@@ -360,6 +360,30 @@ class SlowStepTests(SlowWorkTestCase):
         self.assertTrue(self.verification.waiting[1].called)
         self.assertEqual(self.work.owner_for_new_signup(), UNOWNED)
 
+    def test_stopping_records_in_pending_the_steps_its_passwords_documents_alone_held(
+        self,
+    ) -> None:
+        """At a graceful stop, the users whose steps are still to run in batches recorded only
+        by their passwords' documents are set down in pending, under this process, so that
+        whoever takes over adopts them at once; finished users are left out."""
+        batch_id, (done, running) = self.accept_batch(2)
+        self.verification.succeed(index=0)
+        self.successResultOf(self.work.stopService())
+        self.assertEqual(
+            self.store.pending_docs[batch_id],
+            {"_id": batch_id, "owner": OWNER, "users": [running]},
+        )
+        self.assertIs(self.store.user_docs[done]["processed"], True)
+
+    def test_a_stop_that_cannot_record_the_steps_still_stops(self) -> None:
+        """When the database refuses that record at the stop, the stop still completes (the
+        take-over of the batch's passwords records the steps instead)."""
+        self.accept_batch(1)
+        self.store.make_fail("record_steps")
+        self.successResultOf(self.work.stopService())
+        self.assertEqual(self.store.pending_docs, {})
+        self.flushLoggedErrors()
+
     def test_drop_all_forgets_the_work_and_its_writes(self) -> None:
         """drop_all cancels every step and forgets queued writes; nothing is retried."""
         self.accept_new()
