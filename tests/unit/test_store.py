@@ -157,20 +157,25 @@ class StoreTestCase(SynchronousTestCase):
             self.assertTrue(user["password_hash"].startswith("$argon2id$fake-"))
 
 
+def two_signups(owner: str) -> list[PendingSignup]:
+    """Two sign-ups of one batch whose slow steps are ``owner``'s, sealed "sealed 0" and 1."""
+    return [
+        PendingSignup(
+            user=user_document(ObjectId(), bson_now(START)),
+            sealed_password=b"sealed %d" % n,
+            owner=owner,
+        )
+        for n in range(2)
+    ]
+
+
 class SignupWriteTests(StoreTestCase):
     def test_a_batch_of_its_own_writes_one_work_document_then_the_users(self) -> None:
         """A batch whose slow steps run in the process that accepted it writes one work
         document, its sealed passwords with the users' ids (the record of its steps too),
         and its users only once that is acknowledged."""
         self.database.hold("sealed_passwords", "insert_many")
-        items = [
-            PendingSignup(
-                user=user_document(ObjectId(), bson_now(START)),
-                sealed_password=b"sealed %d" % n,
-                owner=OWNER,
-            )
-            for n in range(2)
-        ]
+        items = two_signups(OWNER)
         written = ensureDeferred(self.store.insert_signups(items, OWNER))
         (work,) = self.database.writes()
         user_ids = [item.user_id for item in items]
@@ -199,14 +204,7 @@ class SignupWriteTests(StoreTestCase):
         and, under the same id, the sealed passwords owned by this process's hasher."""
         self.database.hold("pending", "insert_many")
         self.database.hold("sealed_passwords", "insert_many")
-        items = [
-            PendingSignup(
-                user=user_document(ObjectId(), bson_now(START)),
-                sealed_password=b"sealed %d" % n,
-                owner=UNOWNED,
-            )
-            for n in range(2)
-        ]
+        items = two_signups(UNOWNED)
         written = ensureDeferred(self.store.insert_signups(items, "the hasher"))
         self.assertEqual(
             sorted(op.collection for op in self.database.writes()), ["pending", "sealed_passwords"]
