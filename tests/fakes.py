@@ -87,7 +87,7 @@ STORE_METHODS = (
     "claim_sealed",
     "record_steps_left",
     "record_steps",
-    "find_pending",
+    "find_work",
     "heartbeat",
     "lease_view",
     "mark_stopped",
@@ -451,8 +451,8 @@ class FakeStore:
             {user["_id"] for user in stored if "password_hash" not in user},
         )
 
-    async def find_pending(self, batch_id: ObjectId) -> AdoptedBatch | None:
-        await self._gate("find_pending", batch_id)
+    async def find_work(self, batch_id: ObjectId) -> AdoptedBatch | None:
+        await self._gate("find_work", batch_id)
         if batch_id in self.pending_docs:
             unprocessed, unhashed = self._left_to_do(batch_id)
             return AdoptedBatch(batch_id, unprocessed, len(unhashed))

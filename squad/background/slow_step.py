@@ -332,7 +332,7 @@ class SlowWork(Service):
         for batch_id, uncertain in list(self._uncertain.items()):
             if not self.running:
                 return
-            found = await self._store.find_pending(batch_id)
+            found = await self._store.find_work(batch_id)
             if found is not None:
                 del self._uncertain[batch_id]
                 if uncertain.owner == self.owner:

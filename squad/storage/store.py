@@ -276,7 +276,7 @@ class IStore(Interface):
         """Take up to ``limit`` batches of work from these owners (for ``owner``), only those
         of ``only`` when it names some."""
 
-    async def find_pending(batch_id: ObjectId) -> AdoptedBatch | None:  # noqa: N805 (an interface method has no self)
+    async def find_work(batch_id: ObjectId) -> AdoptedBatch | None:  # noqa: N805 (an interface method has no self)
         """One of this process's batches of work by id, with what is still to do, or None."""
 
     async def delete_everything(now: datetime | None = None) -> None:  # noqa: N805 (an interface method has no self)
@@ -496,22 +496,29 @@ class Store:
         """Write a ``pending`` document for each of these batches (its owner, the users still
         to process); how many it wrote. One already there (the batch was overflow, or written
         by an older squad, or recorded before) holds the same steps: it stays as it is."""
-        written = 0
         documents = [
             {"_id": record.batch_id, "owner": record.owner, "users": list(record.users)}
             for record in records
         ]
-        for chunk in _chunks(documents, BULK_OPERATIONS_PER_MESSAGE):
+        there = await self._insert_unless_there(self.pending, documents)
+        return len(documents) - len(there)
+
+    async def _insert_unless_there(
+        self, collection: Collection, documents: list[dict[str, Any]]
+    ) -> set[int]:
+        """Insert background documents, in bulk messages; the indexes of those already there
+        (a duplicate ``_id``: squad names its documents itself). Any other refusal raises."""
+        there: set[int] = set()
+        for start in range(0, len(documents), BULK_OPERATIONS_PER_MESSAGE):
+            chunk = documents[start : start + BULK_OPERATIONS_PER_MESSAGE]
             try:
-                await self.pending.insert_many(chunk, ordered=False, timeout=self.timeout * 4)
-                written += len(chunk)
+                await collection.insert_many(chunk, ordered=False, timeout=self.timeout * 4)
             except BulkWriteError as error:
-                entries = error.details.get("writeErrors", [])
-                for entry in entries:
+                for entry in error.details.get("writeErrors", []):
                     if entry.get("code") != DUPLICATE_KEY:
                         raise
-                written += len(chunk) - len(entries)
-        return written
+                    there.add(start + int(entry["index"]))
+        return there
 
     async def claim_sealed(self, owner: str, batch_ids: Sequence[ObjectId]) -> None:
         for chunk in _chunks(list(batch_ids), IDS_PER_FILTER):
@@ -641,13 +648,8 @@ class Store:
         carried = {copy["_id"]: len(copy["users"]) for copy in copies}
         if not copies:
             return carried
-        try:
-            await self.sealed_passwords.insert_many(copies, ordered=False, timeout=self.timeout * 4)
-        except BulkWriteError as error:
-            for entry in error.details.get("writeErrors", []):
-                if entry.get("code") != DUPLICATE_KEY:
-                    raise
-                carried.pop(copies[int(entry["index"])]["_id"], None)
+        for index in await self._insert_unless_there(self.sealed_passwords, copies):
+            carried.pop(copies[index]["_id"], None)
         return carried
 
     async def _done_of(self, user_ids: list[ObjectId]) -> tuple[set[ObjectId], set[ObjectId]]:
@@ -671,7 +673,7 @@ class Store:
         missing = set(user_ids) - stored
         return processed | missing, hashed | missing
 
-    async def find_pending(self, batch_id: ObjectId) -> AdoptedBatch | None:
+    async def find_work(self, batch_id: ObjectId) -> AdoptedBatch | None:
         """One of this process's own batches of work by its id, with what is still to do (its
         passwords are this process's to hash): from its ``pending`` document, or from its
         ``sealed_passwords`` one where that alone records the steps; None if neither is in the

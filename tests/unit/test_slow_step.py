@@ -433,7 +433,7 @@ class UncertainWriteTests(SlowWorkTestCase):
         self.clock.advance(slow_step.UNCERTAIN_SECONDS + 1)
         self.successResultOf(ensureDeferred(self.work.refill([])))
         self.successResultOf(ensureDeferred(self.work.refill([])))
-        self.assertEqual(self.store.called("find_pending"), 2)
+        self.assertEqual(self.store.called("find_work"), 2)
         self.flush()
         self.assertIn(("delete_sealed", batch_id), self.store.events)
         self.assertEqual(self.adopted, [])
