@@ -1,12 +1,12 @@
-"""The fast paths of our FerretDB (docs/database.md, sections 8 and 9) answer exactly as its
-general path does.
+"""The fast paths of our FerretDB (docs/database.md, sections 8 to 10 and 12) answer exactly as
+its general path does.
 
 Two private FerretDB servers run side by side, one with the fast paths and one with
 ``SQUAD_FERRETDB_FAST_PATHS=0``; seeded random documents and operations go to both, and every
 reply and, after every few operations, each whole collection (documents, field order and
 value types) must be the same on both. The operations are the shapes the fast paths take
-(``$set`` of top-level scalars by ``_id`` or ``_id: {$in}``, deletes by ``_id``) and their
-near misses, which must fall back.
+(``$set`` of top-level scalars by ``_id`` or ``_id: {$in}``, deletes by ``_id``, inserts in one
+statement) and their near misses, which must fall back.
 """
 
 from __future__ import annotations
@@ -158,7 +158,11 @@ class Scenario:
             return "delete_many", (self.id_filter(),), {}
         if roll < 0.8:
             return "delete_one", (self.id_filter(),), {}
-        return "insert_one", (self.document(self.any_id()),), {}
+        if roll < 0.9:
+            return "insert_one", (self.document(self.any_id()),), {}
+        # ids may repeat within the list or be there already: the whole message must fail alike
+        documents = [self.document(self.any_id()) for _ in range(rng.randrange(1, 6))]
+        return "insert_many", (documents,), {"ordered": rng.random() < 0.5}
 
 
 def typed(value: Any) -> Any:
@@ -174,7 +178,7 @@ def reply(result: Any) -> Any:
     raw = getattr(result, "raw_result", None) or getattr(result, "bulk_api_result", None)
     if raw is not None:
         return typed(raw)
-    for name in ("deleted_count", "inserted_id"):
+    for name in ("deleted_count", "inserted_id", "inserted_ids"):
         if hasattr(result, name):
             return typed({name: getattr(result, name)})
     return typed(repr(result))
@@ -211,7 +215,8 @@ class FastPathDifferentialTests(TestCase):
         type, nested values, odd field names, $inc and $unset mixed in, upserts;
         update_one/update_many/delete_one/delete_many and bulk messages of 1-7 updates (runs of
         fast updates in one transaction, between general ones); by _id or _id $in with ObjectId
-        and string ids, present, absent and look-alike, and filters that are not by _id."""
+        and string ids, present, absent and look-alike, and filters that are not by _id;
+        insert_one and ordered or unordered insert_many whose ids may repeat or be there."""
         fast, general = await self.servers()
         operations = 0
         for seed in range(4):
