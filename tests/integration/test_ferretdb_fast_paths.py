@@ -1,4 +1,4 @@
-"""The fast paths of our FerretDB (docs/database.md, sections 8 to 10 and 12) answer exactly as
+"""The fast paths of our FerretDB (docs/database.md, sections 8 to 10, 12 and 13) answer exactly as
 its general path does.
 
 Two private FerretDB servers run side by side, one with the fast paths and one with
