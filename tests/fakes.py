@@ -22,6 +22,7 @@ from typing import Any
 
 from bson import ObjectId
 from pymongo.errors import AutoReconnect, BulkWriteError, DuplicateKeyError
+from pymongo.write_concern import WriteConcern
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
@@ -523,12 +524,13 @@ class MemoryCollection:
     MongoDB's semantics for the shapes it sends (``_id`` keys, ``$in``, ``$set``, upsert)."""
 
     def __init__(self, database: MemoryDatabase, name: str) -> None:
-        self._database = database
+        self.database = database
         self.name = name
+        self.write_concern = WriteConcern()
         self.documents: dict[Any, dict[str, Any]] = {}
 
     async def _record(self, operation: Operation) -> None:
-        await self._database.record(operation)
+        await self.database.record(operation)
 
     async def insert_one(self, document: dict[str, Any], **options: Any) -> None:
         await self._record(Operation(self.name, "insert_one", (copy.deepcopy(document),)))
@@ -539,10 +541,16 @@ class MemoryCollection:
     async def insert_many(
         self, documents: list[dict[str, Any]], ordered: bool = True, **options: Any
     ) -> None:
-        await self._record(
-            Operation(self.name, "insert_many", tuple(copy.deepcopy(d) for d in documents))
-        )
-        errors = []
+        errors = await self.insert(documents, ordered, method="insert_many")
+        if errors:
+            raise BulkWriteError({"writeErrors": errors})
+
+    async def insert(
+        self, documents: list[dict[str, Any]], ordered: bool, method: str = "insert"
+    ) -> list[dict[str, Any]]:
+        """Insert as MongoDB's ``insert`` command does; its write errors."""
+        await self._record(Operation(self.name, method, tuple(copy.deepcopy(d) for d in documents)))
+        errors: list[dict[str, Any]] = []
         for index, document in enumerate(documents):
             if document["_id"] in self.documents:
                 errors.append({"index": index, "code": DUPLICATE_KEY, "errmsg": "E11000 dup"})
@@ -550,8 +558,7 @@ class MemoryCollection:
                     break
                 continue
             self.documents[document["_id"]] = copy.deepcopy(document)
-        if errors:
-            raise BulkWriteError({"writeErrors": errors})
+        return errors
 
     async def find(
         self,
@@ -665,7 +672,12 @@ class MemoryDatabase:
             self.held.append((operation, waiting))
             await waiting
 
-    async def command(self, name: str, **options: Any) -> dict[str, Any]:
+    async def command(self, name: str | dict[str, Any], **options: Any) -> dict[str, Any]:
+        if isinstance(name, dict) and "insert" in name:
+            errors = await self[name["insert"]].insert(name["documents"], name["ordered"])
+            return {"ok": 1, "n": len(name["documents"]) - len(errors)} | (
+                {"writeErrors": errors} if errors else {}
+            )
         self.operations.append(Operation("", "command", filter={"command": name}))
         if name == "buildInfo":
             return {"ferretdbVersion": "v1.24.2"} if self._ferretdb else {"version": "7.0.0"}

@@ -11,9 +11,12 @@ from functools import partial
 from typing import Any, cast
 
 from bson import ObjectId
+from pymongo.errors import WriteConcernError
+from pymongo.write_concern import WriteConcern
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
+from txmongo.collection import Collection
 from txmongo.database import Database
 
 from squad.background.finishing import FinishWriter
@@ -22,7 +25,14 @@ from squad.background.slow_step import SlowWork
 from squad.passwords import PasswordSealer
 from squad.runtime.service_tree import recording_work
 from squad.storage.documents import bson_now, retrying_fields
-from squad.storage.store import UNOWNED, ClaimInterrupted, FinishRound, PendingSignup, Store
+from squad.storage.store import (
+    UNOWNED,
+    ClaimInterrupted,
+    FinishRound,
+    PendingSignup,
+    Store,
+    insert_unordered,
+)
 from tests.fakes import (
     OWNER,
     START,
@@ -174,7 +184,7 @@ class SignupWriteTests(StoreTestCase):
         """A batch whose slow steps run in the process that accepted it writes one work
         document, its sealed passwords with the users' ids (the record of its steps too),
         and its users only once that is acknowledged."""
-        self.database.hold("sealed_passwords", "insert_many")
+        self.database.hold("sealed_passwords", "insert")
         items = two_signups(OWNER)
         written = ensureDeferred(self.store.insert_signups(items, OWNER))
         (work,) = self.database.writes()
@@ -193,7 +203,7 @@ class SignupWriteTests(StoreTestCase):
         self.database.release()
         self.successResultOf(written)
         users = self.database.writes()[-1]
-        self.assertEqual((users.collection, users.method), ("users", "insert_many"))
+        self.assertEqual((users.collection, users.method), ("users", "insert"))
         self.assertEqual([doc["_id"] for doc in users.documents], user_ids)
         self.assertEqual(len(self.database.writes()), 2)
         self.assertEqual(self.database.documents("pending"), {})
@@ -202,8 +212,8 @@ class SignupWriteTests(StoreTestCase):
         """Overflow (slow steps left to any process) writes two work documents at once, and
         its users only once both are acknowledged: a small pending document (owner, ids)
         and, under the same id, the sealed passwords owned by this process's hasher."""
-        self.database.hold("pending", "insert_many")
-        self.database.hold("sealed_passwords", "insert_many")
+        self.database.hold("pending", "insert")
+        self.database.hold("sealed_passwords", "insert")
         items = two_signups(UNOWNED)
         written = ensureDeferred(self.store.insert_signups(items, "the hasher"))
         self.assertEqual(
@@ -229,7 +239,7 @@ class SignupWriteTests(StoreTestCase):
         self.database.release()
         self.successResultOf(written)
         users = self.database.writes()[-1]
-        self.assertEqual((users.collection, users.method), ("users", "insert_many"))
+        self.assertEqual((users.collection, users.method), ("users", "insert"))
         self.assertEqual([doc["_id"] for doc in users.documents], user_ids)
         self.assertEqual([item.work_batch for item in items], [pending["_id"]] * 2)
 
@@ -241,7 +251,7 @@ class SignupWriteTests(StoreTestCase):
                 user=user_document(ObjectId(), bson_now(START)), sealed_password=b"s", owner=OWNER
             )
         ]
-        self.database.hold("users", "insert_many")
+        self.database.hold("users", "insert")
         first = ensureDeferred(self.store.insert_signups(items, OWNER))
         (batch_id,) = self.database.documents("sealed_passwords")
         first.cancel()  # the attempt gave up after its work landed
@@ -263,7 +273,7 @@ class EachFactOnceTests(StoreTestCase):
         user_ids = [item.user_id for item in items]
         self.assertEqual(
             [(op.collection, op.method) for op in self.database.writes()],
-            [("sealed_passwords", "insert_many"), ("users", "insert_many")],
+            [("sealed_passwords", "insert"), ("users", "insert")],
         )
         start = len(self.database.operations)
         self.finish_steps()
@@ -571,7 +581,7 @@ class TakeOverTests(StoreTestCase):
         self.assertEqual(self.take_over(), 2)  # the steps recorded in round 1 are adopted in 2
         writes = [(op.collection, op.method) for op in self.writes_since(start)]
         self.assertLess(
-            writes.index(("pending", "insert_many")),
+            writes.index(("pending", "insert")),
             writes.index(("sealed_passwords", "update_many")),
         )
         inserted = next(op for op in self.writes_since(start) if op.collection == "pending")
@@ -604,3 +614,65 @@ class TakeOverTests(StoreTestCase):
         self.assertEqual(self.take_over(), 1)
         self.assertEqual(self.database.documents("pending")[batch_id]["owner"], OWNER)
         self.assertEqual(self.verification.calls, [left])
+
+
+class _AnsweringDatabase:
+    """A ``Database`` stand-in that records each command and answers with ``reply``."""
+
+    def __init__(self, reply: dict[str, Any]) -> None:
+        self.reply = reply
+        self.commands: list[dict[str, Any]] = []
+
+    def command(self, command: dict[str, Any], **options: Any) -> Deferred[dict[str, Any]]:
+        self.commands.append(command)
+        return succeed(self.reply)
+
+
+class _Collection:
+    def __init__(self, database: _AnsweringDatabase, concern: WriteConcern) -> None:
+        self.database = database
+        self.name = "users"
+        self.write_concern = concern
+
+
+class InsertUnorderedTests(SynchronousTestCase):
+    def insert(
+        self, reply: dict[str, Any], concern: WriteConcern | None = None
+    ) -> tuple[Deferred[list[dict[str, Any]]], _AnsweringDatabase]:
+        database = _AnsweringDatabase(reply)
+        collection = _Collection(database, concern or WriteConcern())
+        documents = [{"_id": 1}, {"_id": 2}]
+        inserted = ensureDeferred(insert_unordered(cast(Collection, collection), documents, 1.0))
+        return inserted, database
+
+    def test_one_unordered_insert_command_carries_the_documents(self) -> None:
+        """A batch is one ``insert`` command, unordered, with its documents in the body and
+        no write concern of its own when the connection's is the server's default."""
+        inserted, database = self.insert({"ok": 1, "n": 2})
+        self.assertEqual(self.successResultOf(inserted), [])
+        self.assertEqual(
+            database.commands,
+            [{"insert": "users", "documents": [{"_id": 1}, {"_id": 2}], "ordered": False}],
+        )
+
+    def test_the_connections_write_concern_is_sent(self) -> None:
+        """A write concern set on the connection (majority, say) goes with the command, as
+        txmongo's own writes send it."""
+        _, database = self.insert({"ok": 1, "n": 2}, WriteConcern(w="majority"))
+        self.assertEqual(database.commands[0]["writeConcern"], {"w": "majority"})
+
+    def test_refused_documents_come_back_by_index(self) -> None:
+        """The documents the database refused come back as its write errors; the rest count
+        as written."""
+        refused = {"index": 1, "code": 11000, "errmsg": "E11000 duplicate key"}
+        inserted, _ = self.insert({"ok": 1, "n": 1, "writeErrors": [refused]})
+        self.assertEqual(self.successResultOf(inserted), [refused])
+
+    def test_a_write_concern_not_met_fails_the_whole_insert(self) -> None:
+        """Written but not as durably as asked: the insert fails, so none of its sign-ups
+        is acknowledged."""
+        inserted, _ = self.insert(
+            {"ok": 1, "n": 2, "writeConcernError": {"code": 64, "errmsg": "waiting timed out"}}
+        )
+        failure = self.failureResultOf(inserted, WriteConcernError)
+        self.assertIn("waiting timed out", str(failure.value))
