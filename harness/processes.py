@@ -10,6 +10,7 @@ from collections.abc import Iterable
 import psutil
 
 __all__ = [
+    "alive",
     "children",
     "cpu_seconds",
     "descendants",
@@ -36,6 +37,14 @@ def _living(processes: Iterable[psutil.Process]) -> list[int]:
         except _GONE:
             continue
     return found
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie is not)."""
+    try:
+        return bool(_living([psutil.Process(pid)]))
+    except _GONE:
+        return False
 
 
 def children(pid: int) -> set[int]:

@@ -5,7 +5,10 @@ Started by ``squad.runtime.supervisor.WorkerSupervisor``, with its settings as J
 reactor and database pool. Once it serves, it writes ``ready`` on READY_FD; when it cannot
 start (an import error, a bad setting) it writes ``failed <reason>`` there instead and exits
 1, so that a reload stops with that reason. SIGTERM stops it gracefully: stop accepting, let
-in-flight requests finish, hand pending work back to the pool, exit.
+in-flight requests finish, hand pending work back to the pool, exit. So does the end of its
+stdin, a pipe the supervisor holds open: a supervisor killed outright (SIGKILL, the OOM killer)
+takes no worker with it otherwise, and a worker left behind would keep serving its old code on
+the shared port beside the next service's workers.
 """
 
 from __future__ import annotations
@@ -13,11 +16,17 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import stat
 import sys
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.interfaces import IReadDescriptor
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
 
 
 def _tell(ready_fd: int | None, line: str) -> None:
@@ -30,6 +39,39 @@ def _tell(ready_fd: int | None, line: str) -> None:
         pass  # the parent is gone; nothing to tell
 
 
+@implementer(IReadDescriptor)
+class _SupervisorWatch:
+    """Calls ``gone`` once the supervisor's end of the pipe on ``fd`` closes: it exited, or was
+    killed. The supervisor never writes on it; whatever arrives is read and dropped."""
+
+    def __init__(self, reactor: Any, fd: int, gone: Callable[[], None]) -> None:
+        self._reactor = reactor
+        self._fd = fd
+        self._gone = gone
+        os.set_blocking(fd, False)
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def logPrefix(self) -> str:
+        return "supervisor-watch"
+
+    def doRead(self) -> Failure | None:
+        try:
+            data = os.read(self._fd, 4096)
+        except BlockingIOError:
+            return None
+        except OSError:
+            data = b""
+        if not data:
+            self._reactor.removeReader(self)
+            self._gone()
+        return None
+
+    def connectionLost(self, reason: Failure) -> None:
+        self._gone()  # the reactor dropped the watch: treat it as the supervisor gone
+
+
 def main(argv: list[str]) -> None:
     # The parent decides when workers stop and reload: Ctrl-C and a terminal's hang-up reach
     # the whole process group.
@@ -37,6 +79,8 @@ def main(argv: list[str]) -> None:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     fd = int(argv[1])
     ready_fd = int(argv[2]) if len(argv) > 2 else None
+    # Only a pipe is the supervisor's: a worker started by hand keeps its terminal or /dev/null.
+    watch_supervisor = stat.S_ISFIFO(os.fstat(sys.stdin.fileno()).st_mode)
     try:
         reactor, service = _build(fd)
     except Exception as error:
@@ -63,6 +107,13 @@ def main(argv: list[str]) -> None:
 
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, stop_once)
+        if watch_supervisor:
+
+            def supervisor_gone() -> None:
+                Logger().warn("The supervisor is gone: this worker stops and hands its work back.")
+                stop_once(signal.SIGTERM, None)
+
+            running.addReader(_SupervisorWatch(running, sys.stdin.fileno(), supervisor_gone))
 
     from squad.runtime.gc_tuning import tune_collector
 

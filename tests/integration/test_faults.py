@@ -24,7 +24,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
-from harness.processes import children
+from harness.processes import alive, children
 from squad.runtime.service_tree import DrainService
 from squad.runtime.supervisor import RESTART_DELAY
 from tests.signups import signup
@@ -142,6 +142,39 @@ class FaultTests(TestCase):
         # starts no sooner than RESTART_DELAY after the death.
         self.assertGreater(max(answer.took for _, answer in results), RESTART_DELAY)
         self.assertNotIn(victim, children(squad.pid))
+
+    async def test_workers_of_a_killed_supervisor_stop_and_hand_their_work_back(self) -> None:
+        """SIGKILL to the parent alone (--workers 2, the workers holding slow steps for 30 s):
+        the workers see their supervisor gone and stop within 10 s, so none keeps serving on
+        the port, and they hand their work back: a second instance finishes it at once, long
+        before the 60 s lease."""
+        uri = database_uri()
+        database = self.database(uri)
+        first = self.squad(database, "--workers 2 --lease-seconds 60 --slow-min 30 --slow-max 30")
+        await first.ready()
+        ids = await first.post_many(6)
+        workers = children(first.pid)
+        self.assertEqual(len(workers), 2)
+        first.signal(signal.SIGKILL)
+
+        async def workers_gone() -> bool:
+            return not any(alive(pid) for pid in workers)
+
+        await eventually(workers_gone, 10, "the workers stopping after their supervisor died")
+
+        second = self.squad(
+            database, "--workers 1 --lease-seconds 60 --slow-min 0.1 --slow-max 0.2"
+        )
+        await second.ready()
+        users = await self.users(uri, database)
+
+        async def all_processed() -> bool:
+            found = await users.users.count_documents(
+                {"_id": {"$in": ids}, "processed": True}, timeout=5
+            )
+            return bool(found == len(ids))
+
+        await eventually(all_processed, 10, "the handed-back work finished by a new instance")
 
     async def test_sigterm_with_work_in_flight_hands_it_back(self) -> None:
         """SIGTERM to squad (--workers 2) while sign-ups are arriving and slow steps run: every
