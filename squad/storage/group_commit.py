@@ -1,6 +1,6 @@
 """Group commit: concurrent sign-ups in one process share bulk writes.
 
-One ``insert_many`` of 100 users costs FerretDB (and MongoDB) little more than one of a single
+One insert of 100 users costs FerretDB (and MongoDB) little more than one of a single
 user, so under load we gather the sign-ups that arrive while earlier batches are in flight and
 write them together. At low load a sign-up is written on the next reactor turn, alone: there is
 no fixed wait to pay. Each request is answered as soon as the batch holding it is acknowledged,
