@@ -3,6 +3,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 TOOLS="$ROOT/.tools"
 FERRETDB_VERSION="v1.24.2"
+# The SQLite under FerretDB: modernc.org/sqlite in place of the v1.32.0 (SQLite 3.46) that
+# FerretDB's go.mod names (docs/database.md, section 14).
+FERRETDB_SQLITE_MODULE="modernc.org/sqlite@v1.62.0"
 FERRETDB="$TOOLS/bin/ferretdb"
 
 say() { printf 'squad: %s\n' "$*" >&2; }
@@ -20,7 +23,8 @@ free_port() {
 
 # What the FerretDB binary is built from: its version and our patches. A change rebuilds it.
 ferretdb_recipe() {
-    { echo "$FERRETDB_VERSION"; cat "$ROOT"/bin/patches/ferretdb-*.patch 2>/dev/null; } | sha256sum | cut -c1-16
+    { echo "$FERRETDB_VERSION $FERRETDB_SQLITE_MODULE"; cat "$ROOT"/bin/patches/ferretdb-*.patch 2>/dev/null; } \
+        | sha256sum | cut -c1-16
 }
 
 # Whether a Docker engine answers. A daemon that hangs must not hang bin/dev: 20 s is far more
