@@ -20,10 +20,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from pymongo.errors import AutoReconnect, BulkWriteError
+from pymongo.errors import AutoReconnect
 from twisted.logger import Logger
 
-from squad.storage.store import PendingSignup, WriteRefused
+from squad.storage.store import PendingSignup, WriteRefused, insert_unordered
 
 __all__ = ["retry_once_on_failover"]
 
@@ -69,14 +69,9 @@ def retry_once_on_failover(
             return
         for item in unsure:
             item.error = None
-        try:
-            await users().insert_many(
-                [item.user for item in unsure], ordered=False, timeout=timeout
-            )
-        except BulkWriteError as refused:
-            for entry in refused.details.get("writeErrors", []):
-                if entry.get("code") != DUPLICATE_KEY:
-                    item = unsure[int(entry["index"])]
-                    item.error = WriteRefused(str(entry.get("errmsg", "write error")))
+        for entry in await insert_unordered(users(), [item.user for item in unsure], timeout):
+            if entry.get("code") != DUPLICATE_KEY:
+                item = unsure[int(entry["index"])]
+                item.error = WriteRefused(str(entry.get("errmsg", "write error")))
 
     return write_with_retry

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from bson import ObjectId
-from pymongo.errors import AutoReconnect, BulkWriteError, NotPrimaryError
+from pymongo.errors import AutoReconnect, NotPrimaryError
+from pymongo.write_concern import WriteConcern
 from twisted.internet.defer import ensureDeferred
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -38,16 +39,20 @@ class FakeWrite:
 
 
 class FakeUsers:
-    """The ``users`` collection: records inserts, may answer with write errors."""
+    """The ``users`` collection, and its database answering ``insert`` commands: records the
+    inserted documents, may answer with write errors."""
+
+    name = "users"
+    write_concern = WriteConcern()
 
     def __init__(self, write_errors: list[dict[str, Any]] | None = None) -> None:
+        self.database = self
         self.write_errors = write_errors
         self.inserted: list[list[dict[str, Any]]] = []
 
-    async def insert_many(self, documents: list[dict[str, Any]], **kwargs: Any) -> None:
-        self.inserted.append(documents)
-        if self.write_errors:
-            raise BulkWriteError({"writeErrors": self.write_errors})
+    async def command(self, command: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        self.inserted.append(command["documents"])
+        return {"ok": 1, "writeErrors": self.write_errors or []}
 
 
 def run(write: FakeWrite, users: FakeUsers, batch: list[PendingSignup]) -> list[int]:
